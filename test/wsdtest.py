@@ -1,0 +1,364 @@
+"""wsdtest - the black-box harness: start the real binary, talk to it raw.
+
+Run with Debian's /usr/bin/python3; standard library only.
+
+    srv = Server("--echo")          # starts ./wsd (or $WSD) on 127.0.0.1:0
+    c = srv.ws("/echo")             # raw RFC 6455 client, frames masked
+    c.send(OP_TEXT, b"hi"); check("echo", c.recv() == (True, OP_TEXT, b"hi"))
+    srv.stop()                      # SIGTERM, waits, checks exit status 0
+
+Every wait has a generous deadline (loaded 2-core CI); nothing asserts on a
+fixed sleep.  A test file calls done() last: it prints "N passed, M failed".
+"""
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+DEADLINE = 20.0          # seconds; any single wait in a test
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WSD = os.environ.get("WSD", os.path.join(ROOT, "wsd"))
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    """Count one assertion; print the failing ones with their name."""
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL: %s %s" % (name, detail), file=sys.stderr, flush=True)
+    return cond
+
+
+def done():
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed else 0)
+
+
+def wait_for(pred, timeout=DEADLINE, step=0.02):
+    """Poll pred() until it is true or the deadline passes; return its value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class Server:
+    """One wsd process on a free loopback port, found from its log line."""
+
+    def __init__(self, *args, env=None, expect_exit=0):
+        self.args = [WSD, "--listen", "127.0.0.1:0"] + list(args)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.expect_exit = expect_exit
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=e)
+        self.log = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        m = wait_for(lambda: self.find(r"listening addr=\S+:(\d+)"))
+        if not m:
+            self.proc.kill()
+            raise RuntimeError("wsd did not start: %s" % "".join(self.log))
+        self.port = int(m.group(1))
+
+    def _read(self):
+        for line in iter(self.proc.stderr.readline, b""):
+            with self.lock:
+                self.log.append(line.decode("utf-8", "replace"))
+
+    def find(self, pattern):
+        """The first log line matching pattern (a re.Match), or None."""
+        with self.lock:
+            for line in self.log:
+                m = re.search(pattern, line)
+                if m:
+                    return m
+        return None
+
+    def ws(self, path="/echo", **kw):
+        return WS(self.port, path, **kw)
+
+    def http(self, method, path, body=None, headers=None):
+        return http(self.port, method, path, body, headers)
+
+    def pid(self):
+        return self.proc.pid
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGTERM):
+        """Signal our own process (by PID), wait, return its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.reader.join(timeout=5)
+        if self.expect_exit is not None:
+            check("wsd exit status %s" % self.args[3:], rc == self.expect_exit,
+                  "rc=%s log=%s" % (rc, "".join(self.log[-20:])))
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Closed(Exception):
+    """The peer closed the TCP connection."""
+
+
+class WS:
+    """A raw WebSocket client over a blocking socket with deadlines."""
+
+    def __init__(self, port, path="/echo", headers=None, key=None,
+                 connect_only=False):
+        self.sock = socket.create_connection(("127.0.0.1", port),
+                                             timeout=DEADLINE)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.status = None
+        self.resp_headers = {}
+        if connect_only:
+            return
+        key = key or base64.b64encode(os.urandom(16)).decode()
+        h = {"Host": "127.0.0.1:%d" % port, "Upgrade": "websocket",
+             "Connection": "Upgrade", "Sec-WebSocket-Key": key,
+             "Sec-WebSocket-Version": "13"}
+        h.update(headers or {})
+        req = "GET %s HTTP/1.1\r\n" % path
+        req += "".join("%s: %s\r\n" % kv for kv in h.items() if kv[1] is not None)
+        self.sock.sendall((req + "\r\n").encode())
+        head = self.read_until(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                self.resp_headers[k.strip().lower()] = v.strip()
+        if self.status == 101:
+            import hashlib
+            want = base64.b64encode(hashlib.sha1(
+                (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()
+            ).digest()).decode()
+            if self.resp_headers.get("sec-websocket-accept") != want:
+                raise RuntimeError("bad Sec-WebSocket-Accept")
+        else:
+            n = int(self.resp_headers.get("content-length", "0"))
+            self.body = self.read_exact(n)
+
+    def _fill(self):
+        try:
+            d = self.sock.recv(65536)
+        except ConnectionResetError:
+            d = b""
+        if not d:
+            raise Closed()
+        self.buf += d
+
+    def read_until(self, sep):
+        while sep not in self.buf:
+            self._fill()
+        i = self.buf.index(sep) + len(sep)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    @staticmethod
+    def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
+        """Encode one client frame; length overrides the length field."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        n = len(payload) if length is None else length
+        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            hdr = struct.pack("!BB", b0, mbit | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", b0, mbit | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+        if not mask:
+            return hdr + payload
+        key = os.urandom(4)
+        body = bytes(b ^ key[i & 3] for i, b in enumerate(payload)) \
+            if len(payload) < 4096 else _xor(payload, key)
+        return hdr + key + body
+
+    def send(self, opcode, payload=b"", **kw):
+        self.sock.sendall(self.frame(opcode, payload, **kw))
+
+    def send_text(self, s):
+        self.send(OP_TEXT, s.encode() if isinstance(s, str) else s)
+
+    def send_json(self, obj):
+        self.send(OP_TEXT, json.dumps(obj).encode())
+
+    def recv(self, timeout=DEADLINE):
+        """One frame as (fin, opcode, payload); raises Closed on EOF."""
+        self.sock.settimeout(timeout)
+        hdr = self.read_exact(2)
+        fin, op = hdr[0] >> 7, hdr[0] & 15
+        if hdr[1] & 0x80:
+            raise RuntimeError("server frame is masked")
+        n = hdr[1] & 127
+        if n == 126:
+            n = struct.unpack("!H", self.read_exact(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self.read_exact(8))[0]
+        return bool(fin), op, self.read_exact(n)
+
+    def recv_message(self, timeout=DEADLINE):
+        """One whole data message (opcode, payload), skipping pings."""
+        while True:
+            fin, op, data = self.recv(timeout)
+            if op == OP_PING:
+                continue
+            if op in (OP_TEXT, OP_BIN):
+                while not fin:
+                    fin, op2, more = self.recv(timeout)
+                    data += more
+                return op, data
+            return op, data
+
+    def recv_json(self, timeout=DEADLINE):
+        op, data = self.recv_message(timeout)
+        if op != OP_TEXT:
+            raise RuntimeError("expected text, got opcode %d %r" % (op, data))
+        return json.loads(data)
+
+    def recv_until(self, pred, timeout=DEADLINE):
+        """Read JSON messages until pred(msg) is true; return that message."""
+        end = time.monotonic() + timeout
+        while True:
+            m = self.recv_json(max(0.1, end - time.monotonic()))
+            if pred(m):
+                return m
+
+    def recv_close(self, timeout=DEADLINE):
+        """Skip data until a close frame; return its code (None if empty),
+        or "eof" when TCP closed without a close frame."""
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                fin, op, data = self.recv(max(0.1, end - time.monotonic()))
+                if op == OP_CLOSE:
+                    if len(data) >= 2:
+                        return struct.unpack("!H", data[:2])[0]
+                    return None
+        except (Closed, socket.timeout, OSError):
+            return "eof"
+
+    def expect_eof(self, timeout=DEADLINE):
+        """True when the server closes TCP within the deadline."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+        except ConnectionResetError:
+            return True
+        except (socket.timeout, OSError):
+            return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _xor(payload, key):
+    k = int.from_bytes(key * 1024, "big")
+    out = bytearray()
+    for i in range(0, len(payload), 4096):
+        chunk = payload[i:i + 4096]
+        v = int.from_bytes(chunk, "big") ^ (k >> (8 * (4096 - len(chunk))))
+        out += v.to_bytes(len(chunk), "big")
+    return bytes(out)
+
+
+def http(port, method, path, body=None, headers=None, raw=None):
+    """One HTTP/1.1 request on a new connection: (status, headers, body).
+    A dict or list body is sent as JSON."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    if raw is None:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        h = {"Host": "127.0.0.1", "Connection": "close"}
+        if body is not None:
+            h["Content-Length"] = str(len(body))
+            h.setdefault("Content-Type", "application/json")
+        h.update(headers or {})
+        raw = ("%s %s HTTP/1.1\r\n" % (method, path)).encode()
+        raw += "".join("%s: %s\r\n" % kv for kv in h.items()).encode()
+        raw += b"\r\n" + (body or b"")
+    s.sendall(raw)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines[0] else 0
+    hdrs = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            hdrs[k.strip().lower()] = v.strip()
+    n = int(hdrs.get("content-length", "0"))
+    while len(rest) < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        rest += d
+    s.close()
+    return status, hdrs, rest
+
+
+def http_json(port, method, path, body=None, headers=None):
+    status, hdrs, data = http(port, method, path, body, headers)
+    try:
+        return status, json.loads(data) if data else None
+    except ValueError:
+        return status, data
