@@ -38,8 +38,105 @@ struct hub_config {
 };
 
 extern const struct ws_handlers hub_handlers;
+extern struct hub_config hub_cfg;
 
-/* 0, or -1 (logged). */
+/* 0, or -1 (logged).  Also starts the session tick. */
 int	hub_init(const struct hub_config *cfg);
+
+/* ---- Groups (hub.c) -------------------------------------------------- */
+
+struct hub_group;
+struct json_buf;
+
+/* 1 if name[0..n) is a valid group name: 1-64 bytes of [A-Za-z0-9._:-]. */
+int	hub_name_valid(const char *name, size_t n);
+
+/*
+ * The group called name, created when create is set and it does not
+ * exist.  NULL when absent, or when it cannot be created (out of memory
+ * or --max-groups reached and no idle group could be evicted).  The name
+ * "*" is the broadcast group: its events go to every connection.
+ */
+struct hub_group *hub_group(const char *name, size_t n, int create);
+
+/*
+ * The one seam every event goes through, from HTTP, WebSocket or the
+ * session diff: assign the group's next seq, encode the envelope once,
+ * keep it in the group's history, and queue the same bytes on every
+ * subscriber.  type is the event name (escaped as needed), data raw JSON
+ * text (already validated; "null" when dlen is 0), extra either NULL or
+ * raw JSON members to place after "type" (",\"event_type\":...").  A later
+ * broker spanning several nodes slots in here.  Returns the seq (>= 1)
+ * and sets *delivered to the number of connections it was queued on, or
+ * returns 0 when out of memory.
+ */
+uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
+	    const char *extra, const uint8_t *data, size_t dlen,
+	    unsigned *delivered);
+
+/* Number of subscribers of g, and its last seq (0: none yet). */
+unsigned hub_group_subscribers(const struct hub_group *g);
+uint64_t hub_group_seq(const struct hub_group *g);
+
+/*
+ * Append to out a JSON array of g's kept events with seq > since, at most
+ * limit of them, oldest first; *more says whether more follow.
+ */
+void	hub_history_json(const struct hub_group *g, uint64_t since,
+	    unsigned limit, struct json_buf *out, int *more);
+
+/* Append [{"group":G,"subscribers":N,"seq":S}, ...] for every group. */
+void	hub_groups_json(struct json_buf *out);
+
+unsigned hub_group_count(void);
+uint64_t hub_uptime_s(void);
+
+/* Counters for /metrics. */
+struct hub_stats {
+	uint64_t events_published;
+	uint64_t errors[8];		/* by enum hub_error */
+};
+
+enum hub_error {
+	HUB_E_BAD_JSON, HUB_E_UNKNOWN_TYPE, HUB_E_BAD_GROUP, HUB_E_FORBIDDEN,
+	HUB_E_TOO_LARGE, HUB_E_HISTORY_GAP, HUB_E_RATE_LIMITED
+};
+
+extern struct hub_stats hub_stats;
+extern const char *const hub_error_names[7];
+
+/* ---- Sessions (session_events.c) ------------------------------------ */
+
+struct sess;
+
+/*
+ * Session ids use the group alphabet, 1-64 bytes; id NULL makes a random
+ * one.  sess_create() returns the session, or NULL with *status 409
+ * (exists), 503 (--max-sessions reached) or 500.  by_conn marks a session
+ * made by a connection to /ws/sessions/ID: it ends --session-ttl after its
+ * last connection leaves.
+ */
+struct sess *sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
+	    int by_conn, int *status);
+int	sess_delete(const char *id, size_t n);	/* 0, or -1: unknown */
+
+/* A connection joins session id (created if absent); NULL: refused. */
+struct sess *sess_attach(const char *id, size_t n, int *status);
+void	sess_detach(struct sess *s);
+const char *sess_id(const struct sess *s);
+
+unsigned sess_count(void);
+uint64_t sess_total(void);		/* created since start */
+
+/* Append {"sessions":[...],"total":N} for one page in creation order. */
+void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
+
+/* Start the tick: session diff, expiry and realtime_update.  0 or -1. */
+int	sess_init(void);
+
+/* ---- HTTP API (http.c) ---------------------------------------------- */
+
+void	http_request(struct ws_conn *c, const struct ws_http_req *req,
+	    const uint8_t *body, size_t blen);
 
 #endif

@@ -423,17 +423,17 @@ ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
 				int hi, lo;
 
 				if (k + 2 >= e)
-					return -1;
+					return WS_ERROR;
 				hi = hexval(q.p[k + 1]);
 				lo = hexval(q.p[k + 2]);
 				if (hi < 0 || lo < 0)
-					return -1;
+					return WS_ERROR;
 				ch = hi << 4 | lo;
 				k += 2;
 			} else if (ch == '+')
 				ch = ' ';
 			if (o + 1 >= cap || ch == 0)
-				return -1;
+				return WS_ERROR;
 			out[o++] = ch;
 		}
 		out[o] = '\0';

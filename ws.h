@@ -121,8 +121,8 @@ int	ws_http_has_token(struct ws_slice value, const char *token);
 
 /*
  * The value of query parameter name, percent-decoded into out (cap bytes,
- * NUL-terminated).  Returns its length, or -1 if absent, malformed or too
- * long.
+ * NUL-terminated).  Returns its length, -1 if absent, or WS_ERROR if
+ * malformed or too long for out.
  */
 long	ws_query_param(struct ws_slice query, const char *name, char *out,
 	    size_t cap);

@@ -1,0 +1,469 @@
+/*
+ * http.c - the HTTP API: health, metrics, groups, events, sessions, and
+ * the dashboard page.
+ *
+ * ws.c hands over whole requests (head parsed, Content-Length body read);
+ * this file routes them and answers with ws_http_respond().  Bodies are
+ * JSON and decoded with json.c; answers are JSON, errors are
+ * {"error":CODE,"message":TEXT} with fixed texts that never echo input.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "json.h"
+#include "ws.h"
+
+extern const unsigned char dashboard_html[];
+extern const size_t dashboard_html_len;
+
+#define MAX_LIMIT	1000	/* items in one page */
+
+struct req {
+	struct ws_conn		 *c;
+	const struct ws_http_req *h;
+	const uint8_t		 *body;
+	size_t			  blen;
+	char			  seg[4][HUB_GROUP_MAX + 1];	/* path */
+	int			  nseg;
+};
+
+static void
+respond_json(struct req *r, int status, struct json_buf *jb)
+{
+	if (jb->oom)
+		ws_http_respond(r->c, 500, NULL, NULL,
+		    "{\"error\":\"internal\",\"message\":\"out of memory\"}", 47);
+	else
+		ws_http_respond(r->c, status, NULL, NULL, jb->p, jb->len);
+	json_buf_free(jb);
+}
+
+static void
+error(struct req *r, int status, const char *code, const char *msg)
+{
+	char body[256];
+	int n = snprintf(body, sizeof body,
+	    "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+
+	ws_http_respond(r->c, status, NULL, status == 405 ?
+	    "Allow: GET, POST, DELETE\r\n" : NULL, body, n);
+}
+
+/* Split the path into up to four percent-decoded segments.  A segment
+ * longer than a group name, or a fifth one, cannot match a route. */
+static int
+split_path(struct req *r)
+{
+	const char *p = r->h->path.p, *end = p + r->h->path.n;
+
+	r->nseg = 0;
+	while (p < end) {
+		size_t n = 0;
+
+		p++;			/* the '/' */
+		if (p == end && r->nseg > 0)
+			break;		/* trailing slash */
+		if (r->nseg == 4)
+			return -1;
+		while (p < end && *p != '/') {
+			int ch = (unsigned char)*p++;
+
+			if (ch == '%') {
+				unsigned v;
+
+				if (end - p < 2 || sscanf(p, "%2x", &v) != 1)
+					return -1;
+				ch = v;
+				p += 2;
+			}
+			if (n == HUB_GROUP_MAX || ch == 0)
+				return -1;
+			r->seg[r->nseg][n++] = ch;
+		}
+		r->seg[r->nseg++][n] = '\0';
+	}
+	return 0;
+}
+
+static int
+is(const struct req *r, int i, const char *s)
+{
+	return i < r->nseg && strcmp(r->seg[i], s) == 0;
+}
+
+static int
+method(const struct req *r, const char *m)
+{
+	size_t n = strlen(m);
+
+	return r->h->method.n == n && memcmp(r->h->method.p, m, n) == 0;
+}
+
+/* A query parameter as a number in [0, max]; dflt when absent. */
+static int
+query_uint(struct req *r, const char *name, uint64_t dflt, uint64_t max,
+    uint64_t *out)
+{
+	char buf[24], *end;
+	long n = ws_query_param(r->h->query, name, buf, sizeof buf);
+
+	*out = dflt;
+	if (n == -1)
+		return 0;
+	if (n < 0)
+		return -1;
+	if (buf[0] < '0' || buf[0] > '9')
+		return -1;
+	*out = strtoull(buf, &end, 10);
+	if (*end != '\0')
+		return -1;
+	if (*out > max)
+		*out = max;
+	return 0;
+}
+
+/* ---- Health and metrics ---------------------------------------------- */
+
+static void
+get_health(struct req *r)
+{
+	char body[256];
+	int n = snprintf(body, sizeof body, "{\"status\":\"ok\","
+	    "\"connections\":%llu,\"sessions\":%u,\"groups\":%u,"
+	    "\"uptime_s\":%llu}", (unsigned long long)ws_stats.websockets,
+	    sess_count(), hub_group_count(),
+	    (unsigned long long)hub_uptime_s());
+
+	ws_http_respond(r->c, 200, NULL, NULL, body, n);
+}
+
+static void
+metric(struct json_buf *b, const char *name, const char *type,
+    const char *help, const char *labels, uint64_t v)
+{
+	char line[256];
+
+	if (help != NULL) {
+		snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n",
+		    name, help, name, type);
+		json_put_cstr(b, line);
+	}
+	snprintf(line, sizeof line, "%s%s %llu\n", name, labels ? labels : "",
+	    (unsigned long long)v);
+	json_put_cstr(b, line);
+}
+
+static void
+get_metrics(struct req *r)
+{
+	struct json_buf b = { 0 };
+	char label[64];
+
+	metric(&b, "wsd_connections", "gauge",
+	    "Open connections, HTTP and WebSocket.", NULL,
+	    ws_stats.connections);
+	metric(&b, "wsd_websockets", "gauge", "Open WebSocket connections.",
+	    NULL, ws_stats.websockets);
+	metric(&b, "wsd_groups", "gauge", "Groups.", NULL, hub_group_count());
+	metric(&b, "wsd_sessions", "gauge", "Live sessions.", NULL,
+	    sess_count());
+	metric(&b, "wsd_connections_accepted_total", "counter",
+	    "Connections accepted.", NULL, ws_stats.accepted);
+	metric(&b, "wsd_http_requests_total", "counter",
+	    "HTTP requests answered.", NULL, ws_stats.http_requests);
+	metric(&b, "wsd_messages_in_total", "counter",
+	    "WebSocket messages received.", NULL, ws_stats.messages_in);
+	metric(&b, "wsd_messages_out_total", "counter",
+	    "WebSocket messages queued to clients.", NULL,
+	    ws_stats.messages_out);
+	metric(&b, "wsd_bytes_in_total", "counter", "Bytes read.", NULL,
+	    ws_stats.bytes_in);
+	metric(&b, "wsd_bytes_out_total", "counter", "Bytes written.", NULL,
+	    ws_stats.bytes_out);
+	metric(&b, "wsd_events_published_total", "counter",
+	    "Events published to groups.", NULL, hub_stats.events_published);
+	metric(&b, "wsd_slow_consumer_closes_total", "counter",
+	    "Connections closed with 1013 for a full send queue.", NULL,
+	    ws_stats.slow_closes);
+	for (int i = 0; i < 6; i++) {
+		snprintf(label, sizeof label, "{reason=\"%s\"}",
+		    ws_hs_fail_names[i]);
+		metric(&b, "wsd_handshake_failures_total", "counter", i ? NULL :
+		    "Refused or failed requests and upgrades, by reason.",
+		    label, ws_stats.handshake_fail[i]);
+	}
+	for (int i = 0; i < 7; i++) {
+		snprintf(label, sizeof label, "{code=\"%s\"}",
+		    hub_error_names[i]);
+		metric(&b, "wsd_errors_total", "counter", i ? NULL :
+		    "Error messages sent to clients, by code.", label,
+		    hub_stats.errors[i]);
+	}
+	metric(&b, "wsd_uptime_seconds", "gauge", "Seconds since start.", NULL,
+	    hub_uptime_s());
+	if (b.oom)
+		error(r, 500, "internal", "out of memory");
+	else
+		ws_http_respond(r->c, 200, "text/plain; version=0.0.4", NULL,
+		    b.p, b.len);
+	json_buf_free(&b);
+}
+
+/* ---- Groups and events ----------------------------------------------- */
+
+static void
+post_event(struct req *r, const char *name)
+{
+	struct json_doc doc = { 0 };
+	struct hub_group *g;
+	struct json_buf jb = { 0 };
+	char type[129], num[64];
+	unsigned delivered;
+	uint64_t seq;
+	int t, d;
+	long tn;
+
+	if (json_parse(&doc, r->body, r->blen, hub_cfg.json_depth,
+	    r->blen + 1) == -1 || doc.tok[0].type != JSON_OBJECT) {
+		error(r, 400, "bad_json", "body must be a JSON object");
+		goto out;
+	}
+	t = json_find(&doc, 0, "type");
+	if (t < 0 || doc.tok[t].type != JSON_STRING ||
+	    (tn = json_tok_str(&doc, t, type, sizeof type - 1)) <= 0) {
+		error(r, 400, "bad_json", "type must be a string of 1-128 bytes");
+		goto out;
+	}
+	if (!hub_name_valid(name, strlen(name)) && strcmp(name, "*") != 0) {
+		error(r, 400, "bad_group", "group must be 1-64 bytes of "
+		    "[A-Za-z0-9._:-]");
+		goto out;
+	}
+	if ((g = hub_group(name, strlen(name), 1)) == NULL) {
+		error(r, 503, "too_large", "too many groups");
+		goto out;
+	}
+	d = json_find(&doc, 0, "data");
+	seq = hub_publish(g, type, tn, NULL, d < 0 ? NULL :
+	    json_tok_raw(&doc, d), d < 0 ? 0 : doc.tok[d].len, &delivered);
+	if (seq == 0) {
+		error(r, 500, "internal", "out of memory");
+		goto out;
+	}
+	snprintf(num, sizeof num, "{\"seq\":%llu,\"delivered\":%u}",
+	    (unsigned long long)seq, delivered);
+	json_put_cstr(&jb, num);
+	respond_json(r, 202, &jb);
+out:
+	json_doc_free(&doc);
+}
+
+static void
+get_events(struct req *r, const char *name)
+{
+	struct json_buf jb = { 0 };
+	struct hub_group *g;
+	uint64_t since, limit;
+	int more = 0;
+
+	if (query_uint(r, "since", 0, UINT64_MAX, &since) == -1 ||
+	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
+		error(r, 400, "bad_request", "since and limit are integers");
+		return;
+	}
+	if (!hub_name_valid(name, strlen(name)) && strcmp(name, "*") != 0) {
+		error(r, 400, "bad_group", "group must be 1-64 bytes of "
+		    "[A-Za-z0-9._:-]");
+		return;
+	}
+	json_put_cstr(&jb, "{\"group\":");
+	json_put_str(&jb, name, strlen(name));
+	json_put_cstr(&jb, ",\"events\":");
+	if ((g = hub_group(name, strlen(name), 0)) != NULL)
+		hub_history_json(g, since, limit, &jb, &more);
+	else
+		json_put_cstr(&jb, "[]");
+	json_put_cstr(&jb, more ? ",\"more\":true}" : ",\"more\":false}");
+	respond_json(r, 200, &jb);
+}
+
+static void
+get_groups(struct req *r)
+{
+	struct json_buf jb = { 0 };
+
+	json_put_cstr(&jb, "{\"groups\":");
+	hub_groups_json(&jb);
+	json_put_raw(&jb, "}", 1);
+	respond_json(r, 200, &jb);
+}
+
+/* ---- Sessions -------------------------------------------------------- */
+
+static void
+post_session(struct req *r)
+{
+	struct json_doc doc = { 0 };
+	struct json_buf jb = { 0 };
+	struct sess *s;
+	char id[HUB_GROUP_MAX + 1];
+	const uint8_t *meta = NULL;
+	size_t mlen = 0;
+	long n = -1;
+	int i, m, status;
+
+	if (r->blen > hub_cfg.max_metadata + 256) {
+		error(r, 413, "too_large", "metadata is too large");
+		return;
+	}
+	if (r->blen > 0 && (json_parse(&doc, r->body, r->blen,
+	    hub_cfg.json_depth, r->blen + 1) == -1 ||
+	    doc.tok[0].type != JSON_OBJECT)) {
+		error(r, 400, "bad_json", "body must be a JSON object");
+		goto out;
+	}
+	if (r->blen > 0 && (i = json_find(&doc, 0, "id")) >= 0 &&
+	    doc.tok[i].type != JSON_NULL) {
+		if (doc.tok[i].type != JSON_STRING ||
+		    (n = json_tok_str(&doc, i, id, sizeof id)) < 0 ||
+		    !hub_name_valid(id, n)) {
+			error(r, 400, "bad_request", "id must be 1-64 bytes of "
+			    "[A-Za-z0-9._:-]");
+			goto out;
+		}
+	}
+	if (r->blen > 0 && (m = json_find(&doc, 0, "metadata")) >= 0 &&
+	    doc.tok[m].type != JSON_NULL) {
+		if (doc.tok[m].type != JSON_OBJECT) {
+			error(r, 400, "bad_request", "metadata must be an object");
+			goto out;
+		}
+		meta = json_tok_raw(&doc, m);
+		mlen = doc.tok[m].len;
+		if (mlen > hub_cfg.max_metadata) {
+			error(r, 413, "too_large", "metadata is too large");
+			goto out;
+		}
+	}
+	if ((s = sess_create(n < 0 ? NULL : id, n < 0 ? 0 : n, meta, mlen, 0,
+	    &status)) == NULL) {
+		error(r, status, status == 409 ? "conflict" : status == 503 ?
+		    "unavailable" : "internal", status == 409 ?
+		    "session exists" : "cannot create a session now");
+		goto out;
+	}
+	json_put_cstr(&jb, "{\"id\":");
+	json_put_str(&jb, sess_id(s), strlen(sess_id(s)));
+	json_put_raw(&jb, "}", 1);
+	respond_json(r, 201, &jb);
+out:
+	json_doc_free(&doc);
+}
+
+static void
+get_sessions(struct req *r)
+{
+	struct json_buf jb = { 0 };
+	uint64_t offset, limit;
+
+	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
+	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
+		error(r, 400, "bad_request", "offset and limit are integers");
+		return;
+	}
+	sess_list_json(offset, limit, &jb);
+	respond_json(r, 200, &jb);
+}
+
+/* ---- The router ------------------------------------------------------ */
+
+void
+http_request(struct ws_conn *c, const struct ws_http_req *h,
+    const uint8_t *body, size_t blen)
+{
+	struct req r = { .c = c, .h = h, .body = body, .blen = blen };
+	int get = method(&r, "GET");
+
+	if (split_path(&r) == -1) {
+		error(&r, 404, "not_found", "no such resource");
+		return;
+	}
+	if (r.nseg == 0 || (r.nseg == 1 && r.seg[0][0] == '\0')) {
+		if (!get)
+			goto not_allowed;
+		ws_http_respond(c, 200, "text/html; charset=utf-8",
+		    "Cache-Control: no-cache\r\n"
+		    "Content-Security-Policy: default-src 'none'; "
+		    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+		    "connect-src 'self'; img-src data:; "
+		    "frame-ancestors 'none'\r\n"
+		    "X-Content-Type-Options: nosniff\r\n",
+		    dashboard_html, dashboard_html_len);
+		return;
+	}
+	if (r.nseg == 1 && (is(&r, 0, "health") || is(&r, 0, "livez") ||
+	    is(&r, 0, "readyz") || is(&r, 0, "metrics"))) {
+		if (!get)
+			goto not_allowed;
+		if (is(&r, 0, "health"))
+			get_health(&r);
+		else if (is(&r, 0, "metrics"))
+			get_metrics(&r);
+		else if (is(&r, 0, "readyz") && ws_draining())
+			error(&r, 503, "draining", "shutting down");
+		else
+			ws_http_respond(c, 200, NULL, NULL,
+			    "{\"status\":\"ok\"}", 15);
+		return;
+	}
+	if (is(&r, 0, "ws") || (is(&r, 0, "api") && is(&r, 1, "v1"))) {
+		error(&r, 426, "upgrade_required", "this is a WebSocket route");
+		return;
+	}
+	if (!is(&r, 0, "api"))
+		goto not_found;
+	if (is(&r, 1, "groups")) {
+		if (r.nseg == 2 && get)
+			get_groups(&r);
+		else if (r.nseg == 2)
+			goto not_allowed;
+		else if (r.nseg != 4 || !is(&r, 3, "events"))
+			goto not_found;
+		else if (method(&r, "POST"))
+			post_event(&r, r.seg[2]);
+		else if (get)
+			get_events(&r, r.seg[2]);
+		else
+			goto not_allowed;
+		return;
+	}
+	if (is(&r, 1, "sessions")) {
+		if (r.nseg == 2 && method(&r, "POST"))
+			post_session(&r);
+		else if (r.nseg == 2 && get)
+			get_sessions(&r);
+		else if (r.nseg == 3 && is(&r, 2, "count") && get) {
+			char b[64];
+			int n = snprintf(b, sizeof b, "{\"active_sessions\":%u}",
+			    sess_count());
+
+			ws_http_respond(c, 200, NULL, NULL, b, n);
+		} else if (r.nseg == 3 && method(&r, "DELETE")) {
+			if (sess_delete(r.seg[2], strlen(r.seg[2])) == -1)
+				error(&r, 404, "not_found", "no such session");
+			else
+				ws_http_respond(c, 204, NULL, NULL, NULL, 0);
+		} else if (r.nseg <= 3)
+			goto not_allowed;
+		else
+			goto not_found;
+		return;
+	}
+not_found:
+	error(&r, 404, "not_found", "no such resource");
+	return;
+not_allowed:
+	error(&r, 405, "method_not_allowed", "method not allowed here");
+}

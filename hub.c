@@ -1,0 +1,945 @@
+/*
+ * hub.c - groups, the event envelope, history and the client protocol.
+ *
+ * A group is a name, a list of subscribers, the next seq and a ring of the
+ * last events.  Every event passes through hub_publish(), which encodes it
+ * once into a shared frame, keeps that frame in the history, and queues
+ * the same bytes on each subscriber.  Replay for resume queues frames from
+ * the ring, and since the loop is single-threaded, nothing can be
+ * published between the replay and the subscription: no gap, no
+ * duplicate.
+ *
+ * This file also answers the JSON messages clients send (SPEC.md "Client
+ * -> server messages") and maps WebSocket routes to groups.  It does no
+ * I/O of its own: everything goes out through ws_send().  Functions
+ * return 0 or -1 unless they say otherwise.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "json.h"
+#include "log.h"
+#include "ws.h"
+
+struct hub_group {
+	struct hub_group  *hnext;	/* hash chain */
+	struct ws_app_conn **subs;	/* owned array; entries borrowed */
+	uint32_t	   nsubs, subcap;
+	struct ws_buf	 **hist;	/* owned ring of shared frames */
+	uint32_t	   hhead, hlen, hcap;
+	size_t		   hbytes;
+	uint64_t	   seq;		/* last seq assigned */
+	uint64_t	   idle_since;	/* ms without subscribers; 0: has some */
+	uint8_t		   nlen;
+	char		   name[HUB_GROUP_MAX + 1];
+};
+
+/* A connection's membership: the group and its index in g->subs. */
+struct hub_sub {
+	struct hub_group *g;
+	uint32_t	  idx;
+};
+
+struct ws_app_conn {
+	struct ws_conn	*c;
+	struct hub_sub	*subs;		/* owned array */
+	uint16_t	 nsubs, subcap;
+	struct sess	*session;	/* /ws/sessions/ID, else NULL */
+	/* From the upgrade, used by open(): */
+	struct hub_group *route;
+	uint64_t	 since;
+	uint8_t		 has_since;
+};
+
+struct hub_config	 hub_cfg;
+struct hub_stats	 hub_stats;
+const char *const hub_error_names[7] = {
+	"bad_json", "unknown_type", "bad_group", "forbidden", "too_large",
+	"history_gap", "rate_limited"
+};
+
+static struct hub_group	**table;	/* hash table of every group */
+static uint32_t		  tcap;		/* power of 2 */
+static uint32_t		  ngroups;
+static struct hub_group	 *star;		/* "*": every connection */
+static uint64_t		  start_ms;
+
+#define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
+#define MAX_EVENT_NAME	128
+#define HISTORY_LIMIT	1000	/* events in one get_history answer */
+
+/* ==== Group table ===================================================== */
+
+int
+hub_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > HUB_GROUP_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+		    ch == ':' || ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static uint32_t
+name_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+static struct hub_group **
+group_slot(const char *name, size_t n)
+{
+	struct hub_group **gp = &table[name_hash(name, n) & (tcap - 1)];
+
+	while (*gp != NULL && ((*gp)->nlen != n ||
+	    memcmp((*gp)->name, name, n) != 0))
+		gp = &(*gp)->hnext;
+	return gp;
+}
+
+static int
+table_grow(void)
+{
+	uint32_t ncap = tcap * 2;
+	struct hub_group **nt = calloc(ncap, sizeof *nt);
+
+	if (nt == NULL)
+		return -1;
+	for (uint32_t i = 0; i < tcap; i++)
+		while (table[i] != NULL) {
+			struct hub_group *g = table[i];
+			uint32_t h = name_hash(g->name, g->nlen) & (ncap - 1);
+
+			table[i] = g->hnext;
+			g->hnext = nt[h];
+			nt[h] = g;
+		}
+	free(table);
+	table = nt;
+	tcap = ncap;
+	return 0;
+}
+
+static void
+hist_drop_oldest(struct hub_group *g)
+{
+	struct ws_buf *b = g->hist[g->hhead];
+
+	g->hbytes -= b->len;
+	ws_buf_unref(b);
+	g->hhead = (g->hhead + 1) & (g->hcap - 1);
+	g->hlen--;
+}
+
+static void
+group_free(struct hub_group *g)
+{
+	struct hub_group **gp = group_slot(g->name, g->nlen);
+
+	*gp = g->hnext;
+	while (g->hlen > 0)
+		hist_drop_oldest(g);
+	free(g->hist);
+	free(g->subs);
+	free(g);
+	ngroups--;
+}
+
+/* At --max-groups, make room by freeing the group idle the longest. */
+static int
+evict_idle_group(void)
+{
+	struct hub_group *oldest = NULL;
+
+	for (uint32_t i = 0; i < tcap; i++)
+		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext)
+			if (g->nsubs == 0 && g != star && (oldest == NULL ||
+			    g->idle_since < oldest->idle_since))
+				oldest = g;
+	if (oldest == NULL)
+		return -1;
+	group_free(oldest);
+	return 0;
+}
+
+struct hub_group *
+hub_group(const char *name, size_t n, int create)
+{
+	struct hub_group **gp, *g;
+
+	if (n == 1 && name[0] == '*')
+		return star;
+	if (!hub_name_valid(name, n))
+		return NULL;
+	gp = group_slot(name, n);
+	if (*gp != NULL || !create)
+		return *gp;
+	if (ngroups >= hub_cfg.max_groups && evict_idle_group() == -1)
+		return NULL;
+	if (ngroups >= tcap && table_grow() == 0)
+		gp = group_slot(name, n);
+	if ((g = calloc(1, sizeof *g)) == NULL)
+		return NULL;
+	memcpy(g->name, name, n);
+	g->nlen = n;
+	g->idle_since = ws_now_ms();
+	*gp = g;
+	ngroups++;
+	return g;
+}
+
+unsigned
+hub_group_count(void)
+{
+	return ngroups;
+}
+
+uint64_t
+hub_uptime_s(void)
+{
+	return (ws_now_ms() - start_ms) / 1000;
+}
+
+unsigned
+hub_group_subscribers(const struct hub_group *g)
+{
+	return g->nsubs;
+}
+
+uint64_t
+hub_group_seq(const struct hub_group *g)
+{
+	return g->seq;
+}
+
+/* ==== Membership ====================================================== */
+
+static int
+sub_find(const struct ws_app_conn *a, const struct hub_group *g)
+{
+	for (int i = 0; i < a->nsubs; i++)
+		if (a->subs[i].g == g)
+			return i;
+	return -1;
+}
+
+/* Returns 0, 1 when already a member, or -1 (limit or memory). */
+static int
+subscribe(struct ws_app_conn *a, struct hub_group *g)
+{
+	if (sub_find(a, g) >= 0)
+		return 1;
+	if (a->nsubs >= hub_cfg.max_conn_groups)
+		return -1;
+	if (a->nsubs == a->subcap) {
+		uint16_t ncap = a->subcap ? a->subcap * 2 : 1;
+		struct hub_sub *ns = realloc(a->subs, ncap * sizeof *ns);
+
+		if (ns == NULL)
+			return -1;
+		a->subs = ns;
+		a->subcap = ncap;
+	}
+	if (g->nsubs == g->subcap) {
+		uint32_t ncap = g->subcap ? g->subcap * 2 : 4;
+		struct ws_app_conn **ns = realloc(g->subs, ncap * sizeof *ns);
+
+		if (ns == NULL)
+			return -1;
+		g->subs = ns;
+		g->subcap = ncap;
+	}
+	a->subs[a->nsubs].g = g;
+	a->subs[a->nsubs].idx = g->nsubs;
+	a->nsubs++;
+	g->subs[g->nsubs++] = a;
+	g->idle_since = 0;
+	return 0;
+}
+
+/* Remove membership i of a.  Both arrays lose an entry by moving their
+ * last one into the hole; order among subscribers does not matter. */
+static void
+unsubscribe(struct ws_app_conn *a, int i)
+{
+	struct hub_group *g = a->subs[i].g;
+	uint32_t idx = a->subs[i].idx;
+	struct ws_app_conn *moved = g->subs[--g->nsubs];
+
+	g->subs[idx] = moved;
+	if (moved != a)
+		moved->subs[sub_find(moved, g)].idx = idx;
+	a->subs[i] = a->subs[--a->nsubs];
+	if (g->nsubs == 0) {
+		g->idle_since = ws_now_ms();
+		/* Nothing worth keeping: no listeners and no history. */
+		if (g->hlen == 0) {
+			free(g->subs);
+			g->subs = NULL;
+			g->subcap = 0;
+			group_free(g);
+		}
+	}
+}
+
+/* ==== Envelope and history ============================================ */
+
+static void
+put_timestamp(struct json_buf *b)
+{
+	char ts[32];
+
+	log_timestamp(ts);
+	json_put_raw(b, "\"", 1);
+	json_put_raw(b, ts, strlen(ts));
+	json_put_raw(b, "\"", 1);
+}
+
+static void
+hist_append(struct hub_group *g, struct ws_buf *b)
+{
+	if (hub_cfg.history == 0 || b->len > hub_cfg.history_bytes)
+		return;
+	while (g->hlen > 0 && (g->hlen >= hub_cfg.history ||
+	    g->hbytes + b->len > hub_cfg.history_bytes))
+		hist_drop_oldest(g);
+	if (g->hlen == g->hcap) {
+		uint32_t ncap = g->hcap ? g->hcap * 2 : 8;
+		struct ws_buf **nh = malloc(ncap * sizeof *nh);
+
+		if (nh == NULL)
+			return;		/* history is best effort */
+		for (uint32_t i = 0; i < g->hlen; i++)
+			nh[i] = g->hist[(g->hhead + i) & (g->hcap - 1)];
+		free(g->hist);
+		g->hist = nh;
+		g->hcap = ncap;
+		g->hhead = 0;
+	}
+	ws_buf_ref(b);
+	g->hist[(g->hhead + g->hlen) & (g->hcap - 1)] = b;
+	g->hlen++;
+	g->hbytes += b->len;
+}
+
+/* The kept event with seq s (the caller checks the range). */
+static struct ws_buf *
+hist_at(const struct hub_group *g, uint64_t s)
+{
+	uint64_t oldest = g->seq - g->hlen + 1;
+
+	return g->hist[(g->hhead + (uint32_t)(s - oldest)) & (g->hcap - 1)];
+}
+
+struct fanout {
+	struct ws_buf *b;
+	unsigned       n;
+};
+
+static void
+send_one(struct ws_conn *c, struct ws_app_conn *a, void *arg)
+{
+	struct fanout *f = arg;
+
+	(void)a;
+	if (ws_send(c, f->b) == 0)
+		f->n++;
+}
+
+uint64_t
+hub_publish(struct hub_group *g, const char *type, size_t tlen,
+    const char *extra, const uint8_t *data, size_t dlen, unsigned *delivered)
+{
+	struct json_buf jb = { 0 };
+	struct fanout f = { NULL, 0 };
+	char seq[24];
+
+	json_put_cstr(&jb, "{\"type\":");
+	json_put_str(&jb, type, tlen);
+	if (extra != NULL)
+		json_put_cstr(&jb, extra);
+	json_put_cstr(&jb, ",\"group\":");
+	json_put_str(&jb, g->name, g->nlen);
+	snprintf(seq, sizeof seq, ",\"seq\":%llu,\"timestamp\":",
+	    (unsigned long long)g->seq + 1);
+	json_put_cstr(&jb, seq);
+	put_timestamp(&jb);
+	json_put_cstr(&jb, ",\"data\":");
+	if (dlen == 0)
+		json_put_cstr(&jb, "null");
+	else
+		json_put_raw(&jb, data, dlen);
+	json_put_raw(&jb, "}", 1);
+	if (!jb.oom)
+		f.b = ws_buf_frame(WS_OP_TEXT, jb.p, jb.len);
+	json_buf_free(&jb);
+	if (f.b == NULL)
+		return 0;
+
+	g->seq++;
+	hist_append(g, f.b);
+	if (g == star)
+		ws_foreach(send_one, &f);
+	else
+		for (uint32_t i = 0; i < g->nsubs; i++)
+			send_one(g->subs[i]->c, g->subs[i], &f);
+	ws_buf_unref(f.b);
+	hub_stats.events_published++;
+	if (delivered != NULL)
+		*delivered = f.n;
+	return g->seq;
+}
+
+void
+hub_history_json(const struct hub_group *g, uint64_t since, unsigned limit,
+    struct json_buf *out, int *more)
+{
+	uint64_t oldest = g->seq - g->hlen + 1, s = since + 1;
+	unsigned n = 0;
+
+	if (s < oldest)
+		s = oldest;
+	json_put_raw(out, "[", 1);
+	for (; s <= g->seq && n < limit; s++, n++) {
+		struct ws_buf *b = hist_at(g, s);
+
+		if (n > 0)
+			json_put_raw(out, ",", 1);
+		json_put_raw(out, b->data + b->hlen, b->len - b->hlen);
+	}
+	json_put_raw(out, "]", 1);
+	*more = s <= g->seq;
+}
+
+void
+hub_groups_json(struct json_buf *out)
+{
+	int first = 1;
+
+	json_put_raw(out, "[", 1);
+	for (uint32_t i = 0; i < tcap; i++)
+		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext) {
+			char tail[64];
+
+			json_put_cstr(out, first ? "{\"group\":" : ",{\"group\":");
+			json_put_str(out, g->name, g->nlen);
+			snprintf(tail, sizeof tail,
+			    ",\"subscribers\":%u,\"seq\":%llu}", g->nsubs,
+			    (unsigned long long)g->seq);
+			json_put_cstr(out, tail);
+			first = 0;
+		}
+	json_put_raw(out, "]", 1);
+}
+
+/* ==== Replies to the client =========================================== */
+
+/* {"type":T ... } to c alone; fields are raw members with commas. */
+static void
+reply(struct ws_conn *c, struct json_buf *jb)
+{
+	json_put_raw(jb, "}", 1);
+	if (!jb->oom)
+		ws_send_msg(c, WS_OP_TEXT, jb->p, jb->len);
+	json_buf_free(jb);
+}
+
+static void
+begin(struct json_buf *jb, const char *type, const uint8_t *id, size_t idlen)
+{
+	json_put_cstr(jb, "{\"type\":\"");
+	json_put_cstr(jb, type);
+	json_put_raw(jb, "\"", 1);
+	if (id != NULL) {
+		json_put_cstr(jb, ",\"id\":");
+		json_put_raw(jb, id, idlen);
+	}
+}
+
+/* An error answer; the message is our own fixed text, never input. */
+static void
+send_error(struct ws_conn *c, enum hub_error e, const char *msg,
+    const uint8_t *id, size_t idlen)
+{
+	struct json_buf jb = { 0 };
+
+	hub_stats.errors[e]++;
+	begin(&jb, "error", id, idlen);
+	json_put_cstr(&jb, ",\"code\":\"");
+	json_put_cstr(&jb, hub_error_names[e]);
+	json_put_cstr(&jb, "\",\"message\":");
+	json_put_str(&jb, msg, strlen(msg));
+	reply(c, &jb);
+}
+
+/*
+ * Queue g's events after since on a.  A since older than the history
+ * (or newer than the group, as after a restart) gets history_gap with the
+ * oldest kept seq; what is kept is replayed all the same, so the client
+ * knows exactly which events it missed.
+ */
+static void
+replay(struct ws_app_conn *a, struct hub_group *g, uint64_t since)
+{
+	uint64_t oldest = g->seq - g->hlen + 1;
+
+	if (since + 1 < oldest || since > g->seq) {
+		struct json_buf jb = { 0 };
+		char tail[64];
+
+		hub_stats.errors[HUB_E_HISTORY_GAP]++;
+		begin(&jb, "error", NULL, 0);
+		json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
+		    "\"events after since are no longer kept\",\"group\":");
+		json_put_str(&jb, g->name, g->nlen);
+		snprintf(tail, sizeof tail, ",\"oldest\":%llu",
+		    (unsigned long long)oldest);
+		json_put_cstr(&jb, tail);
+		reply(a->c, &jb);
+		since = oldest - 1;
+	}
+	for (uint64_t s = since + 1; s <= g->seq; s++)
+		if (ws_send(a->c, hist_at(g, s)) == -1)
+			break;
+}
+
+static void
+send_subscribed(struct ws_app_conn *a, struct hub_group *g)
+{
+	struct json_buf jb = { 0 };
+	char tail[40];
+
+	begin(&jb, "subscribed", NULL, 0);
+	json_put_cstr(&jb, ",\"group\":");
+	json_put_str(&jb, g->name, g->nlen);
+	snprintf(tail, sizeof tail, ",\"seq\":%llu",
+	    (unsigned long long)g->seq);
+	json_put_cstr(&jb, tail);
+	reply(a->c, &jb);
+}
+
+/* ==== Client messages ================================================= */
+
+/* One decoded message and the pieces every handler needs. */
+struct msg {
+	struct ws_conn	   *c;
+	struct ws_app_conn *a;
+	struct json_doc	    doc;
+	const uint8_t	   *id;		/* raw JSON of "id", or NULL */
+	size_t		    idlen;
+};
+
+static void
+fail(struct msg *m, enum hub_error e, const char *text)
+{
+	send_error(m->c, e, text, m->id, m->idlen);
+}
+
+/*
+ * The group named by member key into *g (NULL when !create and it does
+ * not exist).  Returns -1 with the error sent when the name is bad or the
+ * group cannot be created.
+ */
+static int
+msg_group(struct msg *m, const char *key, int create, struct hub_group **g)
+{
+	char name[HUB_GROUP_MAX + 1];
+	int i = json_find(&m->doc, 0, key);
+	long n;
+
+	if (i < 0 || m->doc.tok[i].type != JSON_STRING ||
+	    (n = json_tok_str(&m->doc, i, name, sizeof name)) < 0 ||
+	    !hub_name_valid(name, n)) {
+		fail(m, HUB_E_BAD_GROUP, "group must be 1-64 bytes of "
+		    "[A-Za-z0-9._:-]");
+		return -1;
+	}
+	if ((*g = hub_group(name, n, create)) == NULL && create) {
+		fail(m, HUB_E_TOO_LARGE, "too many groups");
+		return -1;
+	}
+	return 0;
+}
+
+/* Optional non-negative integer member; -1 (error sent) if malformed. */
+static int
+msg_uint(struct msg *m, const char *key, uint64_t *out, uint64_t dflt)
+{
+	int i = json_find(&m->doc, 0, key);
+	int64_t v;
+
+	*out = dflt;
+	if (i < 0 || m->doc.tok[i].type == JSON_NULL)
+		return 0;
+	if (json_tok_int(&m->doc, i, &v) == -1 || v < 0) {
+		fail(m, HUB_E_BAD_JSON, "expected a non-negative integer");
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static void
+on_ping(struct msg *m)
+{
+	struct json_buf jb = { 0 };
+
+	begin(&jb, "pong", m->id, m->idlen);
+	json_put_cstr(&jb, ",\"timestamp\":");
+	put_timestamp(&jb);
+	reply(m->c, &jb);
+}
+
+static void
+on_heartbeat(struct msg *m)
+{
+	struct json_buf jb = { 0 };
+
+	begin(&jb, "heartbeat_ack", m->id, m->idlen);
+	json_put_cstr(&jb, ",\"timestamp\":");
+	put_timestamp(&jb);
+	reply(m->c, &jb);
+}
+
+static void
+on_get_status(struct msg *m)
+{
+	struct json_buf jb = { 0 };
+	char num[96];
+
+	begin(&jb, "status", m->id, m->idlen);
+	snprintf(num, sizeof num, ",\"data\":{\"connection_id\":%llu,"
+	    "\"groups\":[", (unsigned long long)ws_conn_id(m->c));
+	json_put_cstr(&jb, num);
+	for (int i = 0; i < m->a->nsubs; i++) {
+		if (i > 0)
+			json_put_raw(&jb, ",", 1);
+		json_put_str(&jb, m->a->subs[i].g->name, m->a->subs[i].g->nlen);
+	}
+	json_put_cstr(&jb, "],\"session_id\":");
+	if (m->a->session != NULL) {
+		const char *sid = sess_id(m->a->session);
+
+		json_put_str(&jb, sid, strlen(sid));
+	} else
+		json_put_cstr(&jb, "null");
+	snprintf(num, sizeof num, ",\"connections\":%llu,\"sessions\":%u}",
+	    (unsigned long long)ws_stats.websockets, sess_count());
+	json_put_cstr(&jb, num);
+	reply(m->c, &jb);
+}
+
+static void
+on_subscribe(struct msg *m)
+{
+	struct hub_group *g;
+	uint64_t since;
+	int has_since = json_find(&m->doc, 0, "since") >= 0, rc;
+
+	if (msg_uint(m, "since", &since, 0) == -1 ||
+	    msg_group(m, "group", 1, &g) == -1)
+		return;
+	if (g == star) {
+		fail(m, HUB_E_BAD_GROUP, "every connection receives \"*\"");
+		return;
+	}
+	if ((rc = subscribe(m->a, g)) == -1) {
+		fail(m, HUB_E_TOO_LARGE, "too many groups on this connection");
+		if (g->nsubs == 0 && g->hlen == 0)
+			group_free(g);
+		return;
+	}
+	send_subscribed(m->a, g);
+	if (has_since)
+		replay(m->a, g, since);
+}
+
+static void
+on_unsubscribe(struct msg *m)
+{
+	struct json_buf jb = { 0 };
+	struct hub_group *g;
+	int i;
+
+	if (msg_group(m, "group", 0, &g) == -1)
+		return;
+	if (g != NULL && (i = sub_find(m->a, g)) >= 0)
+		unsubscribe(m->a, i);
+	/* The name was validated: it needs no escaping to be sent back. */
+	i = json_find(&m->doc, 0, "group");
+	begin(&jb, "unsubscribed", m->id, m->idlen);
+	json_put_cstr(&jb, ",\"group\":");
+	json_put_raw(&jb, json_tok_raw(&m->doc, i) - 1,
+	    m->doc.tok[i].len + 2);
+	reply(m->c, &jb);
+}
+
+static void
+on_publish(struct msg *m)
+{
+	int ev = json_find(&m->doc, 0, "event"), d;
+	struct hub_group *g;
+	char name[MAX_EVENT_NAME + 1];
+	unsigned delivered;
+	uint64_t seq;
+	long n;
+
+	if (ev < 0 || m->doc.tok[ev].type != JSON_STRING ||
+	    (n = json_tok_str(&m->doc, ev, name, sizeof name)) <= 0) {
+		fail(m, HUB_E_BAD_JSON, "event must be a string of 1-128 "
+		    "bytes");
+		return;
+	}
+	if (msg_group(m, "group", 1, &g) == -1)
+		return;
+	d = json_find(&m->doc, 0, "data");
+	seq = hub_publish(g, name, n, NULL, d < 0 ? NULL :
+	    json_tok_raw(&m->doc, d), d < 0 ? 0 : m->doc.tok[d].len,
+	    &delivered);
+	if (seq == 0) {
+		fail(m, HUB_E_TOO_LARGE, "out of memory");
+		return;
+	}
+	if (m->id != NULL) {
+		struct json_buf jb = { 0 };
+		char tail[64];
+
+		begin(&jb, "published", m->id, m->idlen);
+		snprintf(tail, sizeof tail, ",\"seq\":%llu,\"delivered\":%u",
+		    (unsigned long long)seq, delivered);
+		json_put_cstr(&jb, tail);
+		reply(m->c, &jb);
+	}
+}
+
+static void
+on_get_history(struct msg *m)
+{
+	struct json_buf jb = { 0 };
+	struct hub_group *g;
+	uint64_t since, limit;
+	int more, i;
+
+	if (msg_uint(m, "since", &since, 0) == -1 ||
+	    msg_uint(m, "limit", &limit, 100) == -1 ||
+	    msg_group(m, "group", 0, &g) == -1)
+		return;
+	if (limit > HISTORY_LIMIT)
+		limit = HISTORY_LIMIT;
+	begin(&jb, "history", m->id, m->idlen);
+	json_put_cstr(&jb, ",\"group\":");
+	i = json_find(&m->doc, 0, "group");
+	json_put_raw(&jb, json_tok_raw(&m->doc, i) - 1,
+	    m->doc.tok[i].len + 2);
+	json_put_cstr(&jb, ",\"events\":");
+	if (g != NULL)
+		hub_history_json(g, since, limit, &jb, &more);
+	else {
+		json_put_cstr(&jb, "[]");
+		more = 0;
+	}
+	json_put_cstr(&jb, more ? ",\"more\":true" : ",\"more\":false");
+	reply(m->c, &jb);
+}
+
+static const struct {
+	const char *type;
+	void (*fn)(struct msg *);
+} handlers[] = {
+	{ "ping", on_ping },
+	{ "heartbeat", on_heartbeat },
+	{ "get_status", on_get_status },
+	{ "subscribe", on_subscribe },
+	{ "unsubscribe", on_unsubscribe },
+	{ "publish", on_publish },
+	{ "get_history", on_get_history },
+};
+
+static void
+hub_message(struct ws_conn *c, struct ws_app_conn *a, int opcode,
+    const uint8_t *p, size_t n)
+{
+	struct msg m = { .c = c, .a = a };
+	int t, id;
+
+	if (opcode != WS_OP_TEXT) {
+		send_error(c, HUB_E_BAD_JSON, "messages are JSON text frames",
+		    NULL, 0);
+		return;
+	}
+	/* A token needs at least one byte of input, so n + 1 bounds them. */
+	if (json_parse(&m.doc, p, n, hub_cfg.json_depth, n + 1) == -1) {
+		char text[96];
+
+		snprintf(text, sizeof text, "invalid JSON at byte %zu: %s",
+		    m.doc.err_offset, m.doc.err);
+		send_error(c, HUB_E_BAD_JSON, text, NULL, 0);
+		goto out;
+	}
+	if (m.doc.tok[0].type != JSON_OBJECT) {
+		send_error(c, HUB_E_BAD_JSON, "a message is a JSON object",
+		    NULL, 0);
+		goto out;
+	}
+	if ((id = json_find(&m.doc, 0, "id")) >= 0) {
+		m.idlen = m.doc.tok[id].len;
+		m.id = json_tok_raw(&m.doc, id);
+		if (m.doc.tok[id].type == JSON_STRING) {
+			m.id--;		/* keep the quotes */
+			m.idlen += 2;
+		}
+		if (m.idlen > MAX_ID_JSON) {
+			m.id = NULL;
+			send_error(c, HUB_E_TOO_LARGE, "id is too long", NULL, 0);
+			goto out;
+		}
+	}
+	t = json_find(&m.doc, 0, "type");
+	for (size_t i = 0; t >= 0 && i < sizeof handlers / sizeof handlers[0];
+	    i++)
+		if (json_tok_eq(&m.doc, t, handlers[i].type)) {
+			handlers[i].fn(&m);
+			goto out;
+		}
+	fail(&m, HUB_E_UNKNOWN_TYPE, "unknown message type");
+out:
+	json_doc_free(&m.doc);
+}
+
+/* ==== Routes and connection lifetime ================================== */
+
+/*
+ * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
+ * (creating session ID); /api/v1/ws/... is the same.  Returns 0, or the
+ * HTTP status that refuses the upgrade.
+ */
+static int
+hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
+    struct ws_app_conn **out)
+{
+	struct ws_slice path = req->path;
+	struct ws_app_conn *a;
+	char name[HUB_GROUP_MAX + 16], sincebuf[24], *end;
+	const char *slash;
+	size_t n;
+	int status = 0;
+
+	(void)c;
+	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
+		path.p += 7;
+		path.n -= 7;
+	}
+	if (path.n < 5 || memcmp(path.p, "/ws/", 4) != 0)
+		return 404;
+	path.p += 4;
+	path.n -= 4;
+	if (path.n > HUB_GROUP_MAX + 8)
+		return 400;
+	slash = memchr(path.p, '/', path.n);
+	if (slash == NULL) {
+		memcpy(name, path.p, path.n);
+		n = path.n;
+	} else {
+		int kind = slash - path.p, id = path.n - kind - 1;
+		int sess = kind == 8 && memcmp(path.p, "sessions", 8) == 0;
+
+		if (memchr(slash + 1, '/', id) != NULL)
+			return 404;
+		if (kind == 0 || id == 0)
+			return 400;
+		n = snprintf(name, sizeof name, "%.*s:%.*s",
+		    sess ? 7 : kind, sess ? "session" : path.p, id, slash + 1);
+	}
+	if (n > HUB_GROUP_MAX || !hub_name_valid(name, n))
+		return 400;
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return 503;
+	a->c = c;
+	switch (ws_query_param(req->query, "since", sincebuf, sizeof sincebuf)) {
+	case -1:
+		break;
+	case WS_ERROR:
+		free(a);
+		return 400;
+	default:
+		a->since = strtoull(sincebuf, &end, 10);
+		if (sincebuf[0] < '0' || sincebuf[0] > '9' || *end != '\0') {
+			free(a);
+			return 400;
+		}
+		a->has_since = 1;
+	}
+	if ((a->route = hub_group(name, n, 1)) == NULL) {
+		free(a);
+		return 503;
+	}
+	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
+	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL) {
+		if (a->route->nsubs == 0 && a->route->hlen == 0)
+			group_free(a->route);
+		free(a);
+		return status;
+	}
+	*out = a;
+	return 0;
+}
+
+static void
+hub_open(struct ws_conn *c, struct ws_app_conn *a)
+{
+	(void)c;
+	if (subscribe(a, a->route) == -1) {
+		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	if (a->has_since)
+		replay(a, a->route, a->since);
+}
+
+static void
+hub_closed(struct ws_conn *c, struct ws_app_conn *a)
+{
+	(void)c;
+	while (a->nsubs > 0)
+		unsubscribe(a, a->nsubs - 1);
+	if (a->session != NULL)
+		sess_detach(a->session);
+	free(a->subs);
+	free(a);
+}
+
+const struct ws_handlers hub_handlers = {
+	.upgrade = hub_upgrade,
+	.open = hub_open,
+	.message = hub_message,
+	.closed = hub_closed,
+	.http = http_request,
+};
+
+int
+hub_init(const struct hub_config *cfg)
+{
+	hub_cfg = *cfg;
+	start_ms = ws_now_ms();
+	tcap = 64;
+	if ((table = calloc(tcap, sizeof *table)) == NULL ||
+	    (star = calloc(1, sizeof *star)) == NULL) {
+		log_msg(LOG_ERROR, "out of memory");
+		return -1;
+	}
+	star->name[0] = '*';
+	star->nlen = 1;
+	return sess_init();
+}

@@ -1,0 +1,473 @@
+/*
+ * session_events.c - the session registry and the timer-driven diff.
+ *
+ * A session is an id with created_at, metadata and a count of live
+ * connections.  Every --tick a timerfd fires and this file
+ *   1. ends connection-made sessions whose last connection has been gone
+ *      for --session-ttl,
+ *   2. publishes what changed since the last tick to group "monitor":
+ *      session_created with every id created, then session_destroyed with
+ *      every id destroyed, never netted against each other,
+ *   3. publishes realtime_update to "monitor" when anyone watches.
+ *
+ * A snapshot alone cannot see a session that came and went between two
+ * ticks, so the diff is driven by a journal: every create and destroy is
+ * appended as it happens, and the tick turns the journal into events.
+ * The count at the last tick plus the journal gives consistent counts:
+ * previous + created = the first event's current; minus destroyed = now.
+ *
+ * It does no I/O: events leave through hub_publish().
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hub.h"
+#include "json.h"
+#include "log.h"
+#include "session_events.h"
+#include "ws.h"
+
+struct sess {
+	struct sess	*hnext;		/* hash chain */
+	struct sess	*prev, *next;	/* creation order */
+	char		*meta;		/* owned raw JSON, or NULL */
+	size_t		 mlen;
+	uint32_t	 conns;		/* live connections */
+	uint8_t		 by_conn;	/* ends with its last connection */
+	uint64_t	 empty_since;	/* ms since its last connection left */
+	char		 created_at[32];
+	uint8_t		 idlen;
+	char		 id[HUB_GROUP_MAX + 1];
+};
+
+static struct sess	**table;
+static uint32_t		  tcap;
+static struct sess	 *first, *last;	/* creation order */
+static unsigned		  count;
+static uint64_t		  total;
+static struct sess_journal jrnl;
+static unsigned		  count_at_tick;	/* live count at the last tick */
+static uint64_t		  last_event_ms;	/* 0: no session_event yet */
+
+/* ==== The diff (pure) ================================================= */
+
+int
+sess_journal_add(struct sess_journal *j, int destroyed, const char *id,
+    size_t n)
+{
+	struct sess_ids *l = destroyed ? &j->destroyed : &j->created;
+
+	if (l->n == l->cap) {
+		uint32_t ncap = l->cap ? l->cap * 2 : 16;
+		char (*ni)[HUB_GROUP_MAX + 1] = realloc(l->ids,
+		    ncap * sizeof *ni);
+
+		if (ni == NULL)
+			return -1;
+		l->ids = ni;
+		l->cap = ncap;
+	}
+	memcpy(l->ids[l->n], id, n);
+	l->ids[l->n][n] = '\0';
+	l->n++;
+	return 0;
+}
+
+void
+sess_journal_clear(struct sess_journal *j)
+{
+	free(j->created.ids);
+	free(j->destroyed.ids);
+	memset(j, 0, sizeof *j);
+}
+
+/*
+ * Turn the journal into at most two events: created first, then
+ * destroyed, each with its own counts.  Nothing in the journal, no event.
+ */
+int
+sess_diff(unsigned previous, const struct sess_journal *j,
+    struct sess_event ev[2])
+{
+	int n = 0;
+	unsigned now = previous;
+
+	if (j->created.n > 0) {
+		ev[n].created = 1;
+		ev[n].ids = &j->created;
+		ev[n].previous = now;
+		now += j->created.n;
+		ev[n].current = now;
+		n++;
+	}
+	if (j->destroyed.n > 0) {
+		ev[n].created = 0;
+		ev[n].ids = &j->destroyed;
+		ev[n].previous = now;
+		now -= j->destroyed.n;
+		ev[n].current = now;
+		n++;
+	}
+	return n;
+}
+
+/* ==== Registry ======================================================== */
+
+static uint32_t
+id_hash(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+static struct sess **
+slot(const char *id, size_t n)
+{
+	struct sess **sp = &table[id_hash(id, n) & (tcap - 1)];
+
+	while (*sp != NULL && ((*sp)->idlen != n ||
+	    memcmp((*sp)->id, id, n) != 0))
+		sp = &(*sp)->hnext;
+	return sp;
+}
+
+static void
+grow(void)
+{
+	uint32_t ncap = tcap * 2;
+	struct sess **nt = calloc(ncap, sizeof *nt);
+
+	if (nt == NULL)
+		return;		/* longer chains, still correct */
+	for (struct sess *s = first; s != NULL; s = s->next) {
+		uint32_t h = id_hash(s->id, s->idlen) & (ncap - 1);
+
+		s->hnext = nt[h];
+		nt[h] = s;
+	}
+	free(table);
+	table = nt;
+	tcap = ncap;
+}
+
+/* The journal is bounded too: at its limit, the tick runs early. */
+static void	tick(void *);
+
+static void
+note(int destroyed, const char *id, size_t n)
+{
+	if (jrnl.created.n + jrnl.destroyed.n >=
+	    2 * hub_cfg.max_sessions + 2)
+		tick(NULL);
+	if (hub_cfg.session_events &&
+	    sess_journal_add(&jrnl, destroyed, id, n) == -1)
+		log_msg(LOG_ERROR, "session journal: out of memory");
+}
+
+/* A random id: 16 hex digits from the kernel. */
+static void
+random_id(char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t r[8];
+	FILE *f = fopen("/dev/urandom", "re");
+
+	if (f == NULL || fread(r, 1, sizeof r, f) != sizeof r) {
+		uint64_t t = ws_now_ms() ^ (uint64_t)clock();
+
+		memcpy(r, &t, sizeof r);
+	}
+	if (f != NULL)
+		fclose(f);
+	for (int i = 0; i < 8; i++) {
+		out[2 * i] = hex[r[i] >> 4];
+		out[2 * i + 1] = hex[r[i] & 15];
+	}
+	out[16] = '\0';
+}
+
+struct sess *
+sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
+    int by_conn, int *status)
+{
+	char rid[17];
+	struct sess **sp, *s;
+
+	if (id == NULL) {
+		random_id(rid);
+		id = rid;
+		n = 16;
+	}
+	if (count >= hub_cfg.max_sessions) {
+		*status = 503;
+		return NULL;
+	}
+	if (*(sp = slot(id, n)) != NULL) {
+		*status = 409;
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof *s)) == NULL ||
+	    (mlen > 0 && (s->meta = malloc(mlen)) == NULL)) {
+		free(s);
+		*status = 500;
+		return NULL;
+	}
+	if (mlen > 0)
+		memcpy(s->meta, meta, mlen);
+	s->mlen = mlen;
+	s->by_conn = by_conn;
+	memcpy(s->id, id, n);
+	s->idlen = n;
+	log_timestamp(s->created_at);
+	*sp = s;
+	s->prev = last;
+	if (last != NULL)
+		last->next = s;
+	else
+		first = s;
+	last = s;
+	count++;
+	total++;
+	note(0, id, n);
+	if (count > tcap)
+		grow();
+	return s;
+}
+
+static void
+destroy(struct sess *s)
+{
+	struct sess **sp = slot(s->id, s->idlen);
+
+	*sp = s->hnext;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		first = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	else
+		last = s->prev;
+	count--;
+	note(1, s->id, s->idlen);
+	free(s->meta);
+	free(s);
+}
+
+/*
+ * DELETE ends a session even with connections on it; those connections
+ * keep their group membership and stop counting, through sess_detach's
+ * guard below.  A connection holds the pointer, so the session is only
+ * unlinked from the registry and freed once its last connection leaves.
+ */
+int
+sess_delete(const char *id, size_t n)
+{
+	struct sess *s = *slot(id, n);
+
+	if (s == NULL)
+		return -1;
+	if (s->conns > 0) {
+		/* Connections still point here: unlink now, free later. */
+		struct sess **sp = slot(id, n);
+
+		*sp = s->hnext;
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			first = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+		else
+			last = s->prev;
+		s->prev = s->next = s->hnext = NULL;
+		count--;
+		note(1, s->id, s->idlen);
+		s->by_conn = 2;		/* orphan: freed by the last detach */
+		return 0;
+	}
+	destroy(s);
+	return 0;
+}
+
+struct sess *
+sess_attach(const char *id, size_t n, int *status)
+{
+	struct sess *s = *slot(id, n);
+
+	if (s == NULL && (s = sess_create(id, n, NULL, 0, 1, status)) == NULL)
+		return NULL;
+	s->conns++;
+	s->empty_since = 0;
+	return s;
+}
+
+void
+sess_detach(struct sess *s)
+{
+	if (--s->conns > 0)
+		return;
+	if (s->by_conn == 2) {		/* deleted while connected */
+		free(s->meta);
+		free(s);
+		return;
+	}
+	s->empty_since = ws_now_ms();
+	if (s->by_conn && hub_cfg.session_ttl_ms == 0)
+		destroy(s);
+}
+
+const char *
+sess_id(const struct sess *s)
+{
+	return s->id;
+}
+
+unsigned
+sess_count(void)
+{
+	return count;
+}
+
+uint64_t
+sess_total(void)
+{
+	return total;
+}
+
+void
+sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
+{
+	struct sess *s = first;
+	char num[64];
+	unsigned n = 0;
+
+	for (unsigned i = 0; s != NULL && i < offset; i++)
+		s = s->next;
+	json_put_cstr(out, "{\"sessions\":[");
+	for (; s != NULL && n < limit; s = s->next, n++) {
+		json_put_cstr(out, n ? ",{\"id\":" : "{\"id\":");
+		json_put_str(out, s->id, s->idlen);
+		json_put_cstr(out, ",\"created_at\":\"");
+		json_put_cstr(out, s->created_at);
+		snprintf(num, sizeof num, "\",\"connections\":%u,\"metadata\":",
+		    s->conns);
+		json_put_cstr(out, num);
+		if (s->mlen > 0)
+			json_put_raw(out, s->meta, s->mlen);
+		else
+			json_put_cstr(out, "{}");
+		json_put_raw(out, "}", 1);
+	}
+	snprintf(num, sizeof num, "],\"total\":%u}", count);
+	json_put_cstr(out, num);
+}
+
+/* ==== The tick ======================================================== */
+
+static void
+publish_diff(void)
+{
+	struct sess_event ev[2];
+	struct hub_group *mon;
+	int n = sess_diff(count_at_tick, &jrnl, ev);
+
+	if (n > 0 && (mon = hub_group("monitor", 7, 1)) != NULL)
+		for (int i = 0; i < n; i++) {
+			struct json_buf jb = { 0 };
+			char num[160];
+
+			snprintf(num, sizeof num, "{\"current_count\":%u,"
+			    "\"previous_count\":%u,\"delta\":%lld,"
+			    "\"time_since_last_event\":", ev[i].current,
+			    ev[i].previous,
+			    (long long)ev[i].current - ev[i].previous);
+			json_put_cstr(&jb, num);
+			if (last_event_ms == 0)
+				json_put_cstr(&jb, "null");
+			else
+				json_put_double(&jb, (ws_now_ms() -
+				    last_event_ms) / 1000.0);
+			json_put_cstr(&jb, ",\"sessions\":[");
+			for (uint32_t k = 0; k < ev[i].ids->n; k++) {
+				if (k > 0)
+					json_put_raw(&jb, ",", 1);
+				json_put_str(&jb, ev[i].ids->ids[k],
+				    strlen(ev[i].ids->ids[k]));
+			}
+			json_put_cstr(&jb, "]}");
+			if (!jb.oom)
+				hub_publish(mon, "session_event", 13,
+				    ev[i].created ?
+				    ",\"event_type\":\"session_created\"" :
+				    ",\"event_type\":\"session_destroyed\"",
+				    jb.p, jb.len, NULL);
+			json_buf_free(&jb);
+			last_event_ms = ws_now_ms();
+		}
+	sess_journal_clear(&jrnl);
+	count_at_tick = count;
+}
+
+/* One encode for every watcher, and none when nobody watches. */
+static void
+realtime_update(void)
+{
+	struct hub_group *mon = hub_group("monitor", 7, 0);
+	char data[512];
+	int n;
+
+	if (mon == NULL || hub_group_subscribers(mon) == 0)
+		return;
+	n = snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%u,"
+	    "\"sessions\":{\"active_count\":%u,\"total_count\":%llu},"
+	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu}",
+	    (unsigned long long)ws_stats.websockets, hub_group_count(), count,
+	    (unsigned long long)total,
+	    (unsigned long long)ws_stats.messages_in,
+	    (unsigned long long)ws_stats.messages_out,
+	    (unsigned long long)hub_uptime_s());
+	hub_publish(mon, "realtime_update", 15, NULL, (uint8_t *)data, n, NULL);
+}
+
+static void
+expire(void)
+{
+	uint64_t now = ws_now_ms();
+	struct sess *s, *next;
+
+	for (s = first; s != NULL; s = next) {
+		next = s->next;
+		if (s->by_conn && s->conns == 0 && s->empty_since != 0 &&
+		    now - s->empty_since >= hub_cfg.session_ttl_ms)
+			destroy(s);
+	}
+}
+
+static void
+tick(void *arg)
+{
+	/* Expiry walks every session only when a TTL can be pending. */
+	if (arg != NULL && hub_cfg.session_ttl_ms > 0)
+		expire();
+	if (hub_cfg.session_events)
+		publish_diff();
+	if (arg != NULL)
+		realtime_update();
+}
+
+int
+sess_init(void)
+{
+	static int armed = 1;
+
+	tcap = 1024;
+	if ((table = calloc(tcap, sizeof *table)) == NULL)
+		return -1;
+	return ws_timer(hub_cfg.tick_ms, tick, &armed);
+}
