@@ -1,0 +1,228 @@
+"""Sessions over loopback: the session diff, realtime_update, the session
+HTTP API and session lifetime through connections.
+
+Every server runs with --tick 0.2; waits are "until a message arrives or
+the deadline passes", never a fixed sleep.
+"""
+import re
+
+from wsdtest import Server, check, done, http_json, DEADLINE
+
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def session_events(mon, want, timeout=DEADLINE):
+    """Collect session_event messages until want(events) is true."""
+    got = []
+    try:
+        while not want(got):
+            m = mon.recv_json(timeout)
+            if m["type"] == "session_event":
+                got.append(m)
+    except Exception as e:  # deadline or closed: the caller checks got
+        check("session_events wait (%s)" % type(e).__name__, False, repr(got))
+    return got
+
+
+def quiet_ticks(mon, n):
+    """Read n realtime_updates; return the session_events seen among them."""
+    seen = []
+    ticks = 0
+    while ticks < n:
+        m = mon.recv_json()
+        if m["type"] == "realtime_update":
+            ticks += 1
+        elif m["type"] == "session_event":
+            seen.append(m)
+    return seen
+
+
+def test_diff_events():
+    with Server("--tick", "0.2") as s:
+        mon = s.ws("/ws/monitor")
+        st, body = http_json(s.port, "POST", "/api/sessions",
+                             {"id": "s1", "metadata": {"user": "ada"}})
+        check("create 201", st == 201 and body == {"id": "s1"}, (st, body))
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        if ev:
+            e = ev[0]
+            check("created: envelope", e["event_type"] == "session_created"
+                  and e["group"] == "monitor" and isinstance(e["seq"], int)
+                  and TS.match(e["timestamp"]), e)
+            check("created: data", e["data"] == {
+                "current_count": 1, "previous_count": 0, "delta": 1,
+                "time_since_last_event": None, "sessions": ["s1"]}, e)
+        check("no change, no event", quiet_ticks(mon, 4) == [])
+
+        http_json(s.port, "DELETE", "/api/sessions/s1")
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        if ev:
+            d = ev[0]["data"]
+            check("destroyed", ev[0]["event_type"] == "session_destroyed" and
+                  d["sessions"] == ["s1"] and d["current_count"] == 0 and
+                  d["previous_count"] == 1 and d["delta"] == -1, ev[0])
+            check("time_since_last_event is a number",
+                  isinstance(d["time_since_last_event"], (int, float)) and
+                  d["time_since_last_event"] >= 0, d)
+
+        # A session that comes and goes, and one destroyed while another
+        # is created: never netted away, whatever ticks they fall in.
+        http_json(s.port, "POST", "/api/sessions", {"id": "keep"})
+        session_events(mon, lambda g: len(g) >= 1)
+        http_json(s.port, "POST", "/api/sessions", {"id": "flash"})
+        http_json(s.port, "DELETE", "/api/sessions/flash")
+        http_json(s.port, "DELETE", "/api/sessions/keep")
+        http_json(s.port, "POST", "/api/sessions", {"id": "next"})
+        def complete(g):
+            c = {i for e in g if e["event_type"] == "session_created"
+                 for i in e["data"]["sessions"]}
+            d = {i for e in g if e["event_type"] == "session_destroyed"
+                 for i in e["data"]["sessions"]}
+            return {"flash", "next"} <= c and {"flash", "keep"} <= d
+        ev = session_events(mon, complete)
+        counts_ok = True
+        live = 1            # "keep" was live before this burst
+        for e in ev:
+            d = e["data"]
+            n = len(d["sessions"])
+            sign = 1 if e["event_type"] == "session_created" else -1
+            counts_ok &= d["previous_count"] == live
+            counts_ok &= d["current_count"] == live + sign * n
+            counts_ok &= d["delta"] == sign * n
+            live = d["current_count"]
+        check("burst: every id reported", complete(ev), ev)
+        check("burst: counts add up event by event", counts_ok, ev)
+        check("burst: final count is the live count", live == 1, ev)
+        st, body = http_json(s.port, "GET", "/api/sessions/count")
+        check("count endpoint", st == 200 and body == {"active_sessions": 1},
+              body)
+
+
+def test_realtime_update():
+    with Server("--tick", "0.2") as s:
+        mon = s.ws("/ws/monitor")
+        other = s.ws("/ws/events")
+        m = mon.recv_until(lambda x: x["type"] == "realtime_update")
+        d = m["data"]
+        check("realtime_update fields",
+              set(d) >= {"connections", "groups", "sessions", "messages_in",
+                         "messages_out", "uptime_s"} and
+              set(d["sessions"]) == {"active_count", "total_count"}, d)
+        check("realtime_update counts connections", d["connections"] == 2, d)
+        check("realtime_update envelope", m["group"] == "monitor" and
+              TS.match(m["timestamp"]), m)
+        other.close()
+
+
+def test_api():
+    with Server("--tick", "0.2", "--max-sessions", "30",
+                "--max-metadata", "100") as s:
+        for i in range(25):
+            st, _ = http_json(s.port, "POST", "/api/sessions",
+                              {"id": "p%02d" % i})
+            if st != 201:
+                check("create p%02d" % i, False, st)
+        st, body = http_json(s.port, "GET", "/api/sessions?offset=10&limit=5")
+        ids = [x["id"] for x in body["sessions"]] if st == 200 else None
+        check("paging in creation order", ids == ["p%02d" % i
+              for i in range(10, 15)] and body["total"] == 25, body)
+        first = body["sessions"][0] if st == 200 else {}
+        check("session fields", TS.match(first.get("created_at", "")) and
+              first.get("connections") == 0 and
+              first.get("metadata") == {}, first)
+        st, body = http_json(s.port, "GET", "/api/sessions?offset=24&limit=10")
+        check("last page", st == 200 and len(body["sessions"]) == 1, body)
+        st, body = http_json(s.port, "GET", "/api/sessions?offset=x")
+        check("bad offset 400", st == 400, (st, body))
+        st, body = http_json(s.port, "POST", "/api/sessions", {"id": "p00"})
+        check("duplicate 409", st == 409 and body["error"] == "conflict",
+              (st, body))
+        st, body = http_json(s.port, "POST", "/api/sessions", {})
+        check("random id", st == 201 and re.match(r"^[0-9a-f]{16}$",
+                                                  body["id"]), body)
+        st, body = http_json(s.port, "POST", "/api/sessions", {"id": "a b"})
+        check("bad id 400", st == 400, (st, body))
+        st, body = http_json(s.port, "POST", "/api/sessions",
+                             {"id": "m1", "metadata": {"k": "x" * 80}})
+        check("metadata at the limit is taken", st == 201, (st, body))
+        st, body = http_json(s.port, "POST", "/api/sessions",
+                             {"id": "m2", "metadata": {"k": "x" * 120}})
+        check("metadata over the limit 413", st == 413, (st, body))
+        st, body = http_json(s.port, "GET", "/api/sessions?offset=26&limit=1")
+        check("metadata kept", body["sessions"][0]["metadata"] ==
+              {"k": "x" * 80}, body)
+        st, _ = http_json(s.port, "DELETE", "/api/sessions/nope")
+        check("delete unknown 404", st == 404, st)
+        st, _ = http_json(s.port, "DELETE", "/api/sessions/p00")
+        check("delete 204", st == 204, st)
+        while True:
+            st, body = http_json(s.port, "POST", "/api/sessions", {})
+            if st != 201:
+                break
+        st2, body2 = http_json(s.port, "GET", "/api/sessions/count")
+        check("max-sessions 503", st == 503 and body2["active_sessions"] == 30,
+              (st, body, body2))
+
+
+def test_connections():
+    with Server("--tick", "0.2") as s:
+        mon = s.ws("/ws/monitor")
+        a = s.ws("/ws/sessions/live1")
+        b = s.ws("/ws/sessions/live1")
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        check("first connection creates", ev and
+              ev[0]["event_type"] == "session_created" and
+              ev[0]["data"]["sessions"] == ["live1"], ev)
+        a.send_json({"type": "get_status"})
+        st = a.recv_until(lambda m: m["type"] == "status")
+        check("status names the session", st["data"]["session_id"] == "live1"
+              and "session:live1" in st["data"]["groups"], st)
+        a.close()
+        check("one left: still alive", quiet_ticks(mon, 3) == [])
+        b.close()
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        check("last one gone (ttl 0): destroyed", ev and
+              ev[0]["event_type"] == "session_destroyed" and
+              ev[0]["data"]["sessions"] == ["live1"], ev)
+
+    with Server("--tick", "0.2", "--session-ttl", "5") as s:
+        mon = s.ws("/ws/monitor")
+        a = s.ws("/ws/sessions/t1")
+        session_events(mon, lambda g: len(g) >= 1)
+        a.close()
+
+        def detached():
+            st, body = http_json(s.port, "GET", "/api/sessions")
+            return body["sessions"][0]["connections"] == 0
+        from wsdtest import wait_for
+        wait_for(detached)
+        st, body = http_json(s.port, "GET", "/api/sessions/count")
+        check("ttl: outlives its last connection", body ==
+              {"active_sessions": 1}, body)
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        check("ttl: then destroyed", ev and
+              ev[0]["event_type"] == "session_destroyed" and
+              ev[0]["data"]["sessions"] == ["t1"], ev)
+
+
+def test_no_session_events():
+    with Server("--tick", "0.2", "--no-session-events") as s:
+        mon = s.ws("/ws/monitor")
+        http_json(s.port, "POST", "/api/sessions", {"id": "quiet"})
+        check("--no-session-events: no session_event",
+              quiet_ticks(mon, 5) == [])
+        m = mon.recv_until(lambda x: x["type"] == "realtime_update")
+        check("--no-session-events: realtime_update still counts",
+              m["data"]["sessions"]["active_count"] == 1, m)
+        st, body = http_json(s.port, "GET", "/api/sessions/count")
+        check("--no-session-events: API still works",
+              body == {"active_sessions": 1}, body)
+
+
+if __name__ == "__main__":
+    test_diff_events()
+    test_realtime_update()
+    test_api()
+    test_connections()
+    test_no_session_events()
+    done()
