@@ -10,11 +10,11 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS = -D_GNU_SOURCE
-LDLIBS   = -lssl -lcrypto
+LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # Every layer but main.o is also linked into the unit tests.
-LIB   = ws log json hub http session_events dashboard
+LIB   = ws log json hub http session_events dashboard auth
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 
