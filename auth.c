@@ -529,6 +529,22 @@ auth_may_publish(const struct auth_claims *c, const char *group, size_t len)
 	return match_any(p, c->npub, group, len);
 }
 
+/* The broadcast "*" is not a group one joins: it reaches a token holder
+ * only when the token grants every group. */
+int
+auth_may_join_all(const struct auth_claims *c)
+{
+	const char *p;
+
+	if (c == NULL || c->sub == NULL)
+		return 0;
+	p = first_pattern(c);
+	for (unsigned k = 0; k < c->njoin; k++, p += strlen(p) + 1)
+		if (strcmp(p, "*") == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * API keys
  */

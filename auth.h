@@ -160,6 +160,12 @@ int	auth_may_join(const struct auth_claims *c, const char *group,
 int	auth_may_publish(const struct auth_claims *c, const char *group,
 	    size_t len);
 
+/*
+ * 1 if c's "groups" hold the pattern "*" (every group), else 0: what it
+ * takes to receive events broadcast to "*".
+ */
+int	auth_may_join_all(const struct auth_claims *c);
+
 /* 1 if s[0..len) is a valid group name, else 0. */
 int	auth_group_valid(const char *s, size_t len);
 

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "json.h"
 #include "ws.h"
@@ -379,12 +381,45 @@ get_sessions(struct req *r)
 
 /* ---- The router ------------------------------------------------------ */
 
+/*
+ * With --api-key, every call that changes something, and /metrics, needs
+ * "Authorization: Bearer KEY" (compared in constant time).  A mutating
+ * call from a browser page of another origin is refused like an upgrade
+ * would be, since a form can POST across origins without asking.
+ */
+static int
+allowed(struct req *r, int mutating)
+{
+	const struct ws_slice *a = ws_http_header(r->h, "authorization");
+
+	if (mutating && !hub_origin_ok(r->h)) {
+		error(r, 403, "forbidden", "origin not allowed");
+		return 0;
+	}
+	if (hub_cfg.api_key == NULL)
+		return 1;
+	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0 ||
+	    !auth_key_equal((const uint8_t *)a->p + 7, a->n - 7,
+	    hub_cfg.api_key, hub_cfg.api_key_len)) {
+		char body[] = "{\"error\":\"unauthorized\","
+		    "\"message\":\"this call needs the API key\"}";
+
+		ws_http_respond(r->c, 401, NULL, "WWW-Authenticate: Bearer\r\n",
+		    body, sizeof body - 1);
+		return 0;
+	}
+	return 1;
+}
+
 void
 http_request(struct ws_conn *c, const struct ws_http_req *h,
     const uint8_t *body, size_t blen)
 {
 	struct req r = { .c = c, .h = h, .body = body, .blen = blen };
 	int get = method(&r, "GET");
+
+	if (!get && !allowed(&r, 1))
+		return;
 
 	if (split_path(&r) == -1) {
 		error(&r, 404, "not_found", "no such resource");
@@ -409,8 +444,10 @@ http_request(struct ws_conn *c, const struct ws_http_req *h,
 			goto not_allowed;
 		if (is(&r, 0, "health"))
 			get_health(&r);
-		else if (is(&r, 0, "metrics"))
-			get_metrics(&r);
+		else if (is(&r, 0, "metrics")) {
+			if (allowed(&r, 0))
+				get_metrics(&r);
+		}
 		else if (is(&r, 0, "readyz") && ws_draining())
 			error(&r, 503, "draining", "shutting down");
 		else

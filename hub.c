@@ -18,6 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "hub.h"
 #include "json.h"
 #include "log.h"
@@ -47,6 +53,9 @@ struct ws_app_conn {
 	struct hub_sub	*subs;		/* owned array */
 	uint16_t	 nsubs, subcap;
 	struct sess	*session;	/* /ws/sessions/ID, else NULL */
+	struct auth_claims claims;	/* owned; zero without tokens */
+	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
+	double		 bucket;	/*   refill, and publishes left */
 	/* From the upgrade, used by open(): */
 	struct hub_group *route;
 	uint64_t	 since;
@@ -353,9 +362,20 @@ send_one(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 {
 	struct fanout *f = arg;
 
-	(void)a;
 	if (ws_send(c, f->b) == 0)
 		f->n++;
+	(void)a;
+}
+
+/* "*" reaches every hub connection (not /echo), save those whose token
+ * does not grant every group: a connection never sees events of a group
+ * it may not join. */
+static void
+send_star(struct ws_conn *c, struct ws_app_conn *a, void *arg)
+{
+	if (a != NULL && (hub_cfg.token_secret == NULL ||
+	    auth_may_join_all(&a->claims)))
+		send_one(c, a, arg);
 }
 
 uint64_t
@@ -391,7 +411,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	g->seq++;
 	hist_append(g, f.b);
 	if (g == star)
-		ws_foreach(send_one, &f);
+		ws_foreach(send_star, &f);
 	else
 		for (uint32_t i = 0; i < g->nsubs; i++)
 			send_one(g->subs[i]->c, g->subs[i], &f);
@@ -655,6 +675,13 @@ on_subscribe(struct msg *m)
 		fail(m, HUB_E_BAD_GROUP, "every connection receives \"*\"");
 		return;
 	}
+	if (hub_cfg.token_secret != NULL &&
+	    !auth_may_join(&m->a->claims, g->name, g->nlen)) {
+		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
+		if (g->nsubs == 0 && g->hlen == 0)
+			group_free(g);
+		return;
+	}
 	if ((rc = subscribe(m->a, g)) == -1) {
 		fail(m, HUB_E_TOO_LARGE, "too many groups on this connection");
 		if (g->nsubs == 0 && g->hlen == 0)
@@ -686,6 +713,24 @@ on_unsubscribe(struct msg *m)
 	reply(m->c, &jb);
 }
 
+/* A token bucket holding one second's worth of --publish-rate. */
+static int
+rate_ok(struct ws_app_conn *a)
+{
+	uint64_t now = ws_now_ms();
+
+	if (hub_cfg.publish_rate == 0)
+		return 1;
+	a->bucket += (now - a->bucket_ms) * hub_cfg.publish_rate / 1000.0;
+	if (a->bucket > hub_cfg.publish_rate)
+		a->bucket = hub_cfg.publish_rate;
+	a->bucket_ms = now;
+	if (a->bucket < 1)
+		return 0;
+	a->bucket--;
+	return 1;
+}
+
 static void
 on_publish(struct msg *m)
 {
@@ -702,8 +747,18 @@ on_publish(struct msg *m)
 		    "bytes");
 		return;
 	}
+	if (!rate_ok(m->a)) {
+		fail(m, HUB_E_RATE_LIMITED, "publish rate limit reached");
+		return;
+	}
 	if (msg_group(m, "group", 1, &g) == -1)
 		return;
+	if (hub_cfg.token_secret != NULL &&
+	    !auth_may_publish(&m->a->claims, g->name, g->nlen)) {
+		fail(m, HUB_E_FORBIDDEN, "the token does not grant publishing "
+		    "to this group");
+		return;
+	}
 	d = json_find(&m->doc, 0, "data");
 	seq = hub_publish(g, name, n, NULL, d < 0 ? NULL :
 	    json_tok_raw(&m->doc, d), d < 0 ? 0 : m->doc.tok[d].len,
@@ -818,12 +873,78 @@ out:
 	json_doc_free(&m.doc);
 }
 
-/* ==== Routes and connection lifetime ================================== */
+/* ==== Routes, rights and connection lifetime ========================= */
+
+static int
+origin_is(struct ws_slice o, const char *scheme, struct ws_slice host)
+{
+	size_t sl = strlen(scheme);
+
+	return o.n == sl + host.n && strncasecmp(o.p, scheme, sl) == 0 &&
+	    strncasecmp(o.p + sl, host.p, host.n) == 0;
+}
+
+int
+hub_origin_ok(const struct ws_http_req *req)
+{
+	const struct ws_slice *o = ws_http_header(req, "origin"), *host;
+
+	if (o == NULL)
+		return 1;
+	if (hub_cfg.nallow_origin > 0) {
+		for (int i = 0; i < hub_cfg.nallow_origin; i++)
+			if (strlen(hub_cfg.allow_origin[i]) == o->n &&
+			    memcmp(hub_cfg.allow_origin[i], o->p, o->n) == 0)
+				return 1;
+		return 0;
+	}
+	if (hub_cfg.token_secret != NULL)
+		return 1;
+	/* Same origin only: a page elsewhere must not drive a browser's
+	 * connection to a hub that checks no tokens (CSWSH). */
+	host = ws_http_header(req, "host");
+	return host != NULL && (origin_is(*o, "http://", *host) ||
+	    origin_is(*o, "https://", *host));
+}
+
+/*
+ * The token from ?token= or "Authorization: Bearer", verified.  Returns 0
+ * with *claims filled, or 401.
+ */
+static int
+check_token(const struct ws_http_req *req, struct auth_claims *claims)
+{
+	char tok[AUTH_MAX_TOKEN + 1];
+	const struct ws_slice *h = ws_http_header(req, "authorization");
+	const char *p = tok;
+	long n = ws_query_param(req->query, "token", tok, sizeof tok);
+	int rc;
+
+	if (n < 0 && h != NULL && h->n > 7 &&
+	    strncasecmp(h->p, "Bearer ", 7) == 0) {
+		p = h->p + 7;
+		n = h->n - 7;
+	}
+	if (n < 0) {
+		log_msg(LOG_INFO, "upgrade refused: no token");
+		return 401;
+	}
+	rc = auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len, p, n,
+	    time(NULL), claims);
+	OPENSSL_cleanse(tok, sizeof tok);
+	if (rc != AUTH_OK) {
+		log_msg(LOG_INFO, "upgrade refused: %s", auth_strerror(rc));
+		return 401;
+	}
+	return 0;
+}
 
 /*
  * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
- * (creating session ID); /api/v1/ws/... is the same.  Returns 0, or the
- * HTTP status that refuses the upgrade.
+ * (creating session ID); /api/v1/ws/... is the same.  Refusals, in order:
+ * 403 for a foreign Origin, 400 for a bad name or since, 401 for a missing
+ * or bad token, 403 for a group the token does not grant, 503 at a limit.
+ * Returns 0 or that HTTP status.
  */
 static int
 hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
@@ -836,7 +957,8 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	size_t n;
 	int status = 0;
 
-	(void)c;
+	if (!hub_origin_ok(req))
+		return 403;
 	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
 		path.p += 7;
 		path.n -= 7;
@@ -871,29 +993,41 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	case -1:
 		break;
 	case WS_ERROR:
-		free(a);
-		return 400;
+		goto refuse_400;
 	default:
 		a->since = strtoull(sincebuf, &end, 10);
-		if (sincebuf[0] < '0' || sincebuf[0] > '9' || *end != '\0') {
-			free(a);
-			return 400;
-		}
+		if (sincebuf[0] < '0' || sincebuf[0] > '9' || *end != '\0')
+			goto refuse_400;
 		a->has_since = 1;
 	}
+	if (hub_cfg.token_secret != NULL) {
+		if ((status = check_token(req, &a->claims)) != 0)
+			goto refuse;
+		if (!auth_may_join(&a->claims, name, n)) {
+			status = 403;
+			goto refuse;
+		}
+	}
 	if ((a->route = hub_group(name, n, 1)) == NULL) {
-		free(a);
-		return 503;
+		status = 503;
+		goto refuse;
 	}
 	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
 	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL) {
 		if (a->route->nsubs == 0 && a->route->hlen == 0)
 			group_free(a->route);
-		free(a);
-		return status;
+		goto refuse;
 	}
+	a->bucket = hub_cfg.publish_rate;
+	a->bucket_ms = ws_now_ms();
 	*out = a;
 	return 0;
+refuse_400:
+	status = 400;
+refuse:
+	auth_claims_free(&a->claims);
+	free(a);
+	return status;
 }
 
 static void
@@ -916,8 +1050,28 @@ hub_closed(struct ws_conn *c, struct ws_app_conn *a)
 		unsubscribe(a, a->nsubs - 1);
 	if (a->session != NULL)
 		sess_detach(a->session);
+	auth_claims_free(&a->claims);
 	free(a->subs);
 	free(a);
+}
+
+/* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection
+ * whose token has run out is closed with 1008. */
+static void
+expire_one(struct ws_conn *c, struct ws_app_conn *a, void *now)
+{
+	if (a != NULL && a->claims.exp != 0 &&
+	    *(int64_t *)now >= a->claims.exp + AUTH_LEEWAY_S)
+		ws_close(c, WS_CLOSE_POLICY, "token expired");
+}
+
+static void
+expire_tokens(void *arg)
+{
+	int64_t now = time(NULL);
+
+	(void)arg;
+	ws_foreach(expire_one, &now);
 }
 
 const struct ws_handlers hub_handlers = {
@@ -941,5 +1095,8 @@ hub_init(const struct hub_config *cfg)
 	}
 	star->name[0] = '*';
 	star->nlen = 1;
+	if (hub_cfg.token_secret != NULL &&
+	    ws_timer(1000, expire_tokens, NULL) == -1)
+		return -1;
 	return sess_init();
 }

@@ -35,6 +35,14 @@ struct hub_config {
 	unsigned session_ttl_ms;
 	unsigned max_sessions;
 	size_t   max_metadata;
+	/* Security (SPEC.md "Security"): */
+	const uint8_t *token_secret;	/* NULL: no tokens required */
+	size_t   token_secret_len;
+	const uint8_t *api_key;		/* NULL: no API key required */
+	size_t   api_key_len;
+	const char *const *allow_origin;	/* exact origins, or NULL */
+	int      nallow_origin;
+	unsigned publish_rate;		/* messages/s per connection; 0: off */
 };
 
 extern const struct ws_handlers hub_handlers;
@@ -133,6 +141,14 @@ void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
 
 /* Start the tick: session diff, expiry and realtime_update.  0 or -1. */
 int	sess_init(void);
+
+/*
+ * Browsers from other origins: with --allow-origin, an Origin header must
+ * be one of the listed origins; without it, a cross-origin Origin (not
+ * http(s)://Host) is allowed only when tokens are required.  A request
+ * without Origin is not from a browser and passes.  1 if allowed.
+ */
+int	hub_origin_ok(const struct ws_http_req *req);
 
 /* ---- HTTP API (http.c) ---------------------------------------------- */
 

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "hub.h"
 #include "log.h"
 #include "ws.h"
@@ -55,7 +57,9 @@ static struct hub_config hubcfg = {
 	.max_metadata = HUB_MAX_METADATA,
 };
 
-static struct list	 listen_on;
+static struct list	 listen_on, allow_origin;
+static const char	*token_secret, *token_secret_file, *api_key;
+static int		 insecure;
 static int		 no_session_events;
 static const char	*log_format = "text", *log_level = "info", *log_file;
 static int		 show_help, show_version;
@@ -110,6 +114,18 @@ static const struct opt {
 	    "sessions in all (100000)" },
 	{ "max-metadata", O_SIZE, &hubcfg.max_metadata,
 	    "bytes of one session's metadata; past it 413 (16K)" },
+	{ "token-secret", O_STR, &token_secret,
+	    "HS256 secret: WebSocket clients need a JWT (none)" },
+	{ "token-secret-file", O_STR, &token_secret_file,
+	    "read the token secret from this file" },
+	{ "api-key", O_STR, &api_key,
+	    "Bearer key for mutating HTTP calls and /metrics (none)" },
+	{ "allow-origin", O_LIST, &allow_origin,
+	    "browser Origin allowed to connect, repeatable (same origin)" },
+	{ "publish-rate", O_UINT, &hubcfg.publish_rate,
+	    "publish messages per second per connection (0: no limit)" },
+	{ "insecure", O_FLAG, &insecure,
+	    "listen beyond loopback without a token secret or API key" },
 	{ "log-format", O_STR, &log_format, "text or json (text)" },
 	{ "log-level", O_STR, &log_level, "debug, info, warn, error (info)" },
 	{ "log-file", O_STR, &log_file,
@@ -209,19 +225,31 @@ bad:
 	return -1;
 }
 
-/* WSD_NAME for each option, then the command line (which wins). */
+static void
+env_name(const struct opt *o, char *env, size_t cap)
+{
+	size_t k;
+
+	snprintf(env, cap, "WSD_");
+	for (k = 0; o->name[k] && k + 5 < cap; k++)
+		env[4 + k] = o->name[k] == '-' ? '_' :
+		    toupper((unsigned char)o->name[k]);
+	env[4 + k] = '\0';
+}
+
+/*
+ * WSD_NAME for each option, then the command line (which wins).  A list
+ * option's variable holds comma-separated values and applies only when
+ * the flag is not given at all.
+ */
 static int
 parse_options(int argc, char **argv)
 {
 	for (size_t i = 0; i < NOPTS; i++) {
-		char env[64] = "WSD_";
+		char env[64];
 		const char *v;
-		size_t k;
 
-		for (k = 0; opts[i].name[k] && k + 5 < sizeof env; k++)
-			env[4 + k] = opts[i].name[k] == '-' ? '_' :
-			    toupper((unsigned char)opts[i].name[k]);
-		env[4 + k] = '\0';
+		env_name(&opts[i], env, sizeof env);
 		if ((v = getenv(env)) == NULL || opts[i].type == O_LIST)
 			continue;
 		if (set_opt(&opts[i], v, "WSD_ ") == -1)
@@ -261,17 +289,92 @@ parse_options(int argc, char **argv)
 		if (set_opt(o, val, "--") == -1)
 			return -1;
 	}
-	/* WSD_LISTEN may list several addresses, comma-separated; it
-	 * applies only when no --listen was given. */
-	if (listen_on.n == 0 && getenv("WSD_LISTEN") != NULL) {
-		static char buf[1024];
-		char *save, *tok;
+	for (size_t i = 0; i < NOPTS; i++) {
+		struct list *l = opts[i].dst;
+		char env[64], *copy, *save, *tok;
+		const char *v;
 
-		snprintf(buf, sizeof buf, "%s", getenv("WSD_LISTEN"));
-		for (tok = strtok_r(buf, ",", &save); tok != NULL &&
-		    listen_on.n < MAX_LISTEN; tok = strtok_r(NULL, ",", &save))
-			listen_on.v[listen_on.n++] = tok;
+		env_name(&opts[i], env, sizeof env);
+		if (opts[i].type != O_LIST || l->n > 0 ||
+		    (v = getenv(env)) == NULL)
+			continue;
+		if ((copy = strdup(v)) == NULL)
+			return -1;
+		for (tok = strtok_r(copy, ",", &save); tok != NULL;
+		    tok = strtok_r(NULL, ",", &save))
+			if (set_opt(&opts[i], tok, "WSD_ ") == -1)
+				return -1;
 	}
+	return 0;
+}
+
+/*
+ * Keep a secret in memory of our own and wipe the copy that came from the
+ * command line or the environment, so it does not linger in /proc.
+ */
+static int
+take_secret(const char *src, const char *file, const uint8_t **out,
+    size_t *len)
+{
+	char buf[4096];
+	uint8_t *s;
+	size_t n;
+
+	if (file != NULL) {
+		FILE *f = fopen(file, "re");
+
+		if (f == NULL) {
+			fprintf(stderr, "wsd: cannot read %.200s: %s\n", file,
+			    strerror(errno));
+			return -1;
+		}
+		n = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			n--;
+		src = buf;
+	} else if (src == NULL)
+		return 0;
+	else
+		n = strlen(src);
+	if (n == 0 || (s = malloc(n)) == NULL) {
+		fprintf(stderr, "wsd: empty secret\n");
+		return -1;
+	}
+	memcpy(s, src, n);
+	OPENSSL_cleanse((void *)src, n);
+	*out = s;
+	*len = n;
+	return 0;
+}
+
+/* 127.0.0.0/8, ::1 and localhost; a wildcard or any other is not. */
+static int
+is_loopback(const char *hostport)
+{
+	return strncmp(hostport, "127.", 4) == 0 ||
+	    strncmp(hostport, "[::1]:", 6) == 0 ||
+	    strncmp(hostport, "localhost:", 10) == 0;
+}
+
+/*
+ * Protected mode: with neither a token secret nor an API key, anyone who
+ * can reach the port can read and publish everything, so wsd stays on
+ * loopback unless told --insecure.
+ */
+static int
+check_protected(void)
+{
+	if (hubcfg.token_secret != NULL || hubcfg.api_key != NULL || insecure)
+		return 0;
+	for (int i = 0; i < listen_on.n; i++)
+		if (!is_loopback(listen_on.v[i])) {
+			fprintf(stderr, "wsd: refusing to listen on %.64s: "
+			    "without --token-secret or --api-key anyone could "
+			    "read and publish (protected mode); add --insecure "
+			    "to do it anyway\n", listen_on.v[i]);
+			return -1;
+		}
 	return 0;
 }
 
@@ -334,6 +437,18 @@ main(int argc, char **argv)
 	hubcfg.session_events = !no_session_events;
 	if (listen_on.n == 0)
 		listen_on.v[listen_on.n++] = "127.0.0.1:8000";
+	hubcfg.allow_origin = allow_origin.v;
+	hubcfg.nallow_origin = allow_origin.n;
+	if (take_secret(token_secret, token_secret_file, &hubcfg.token_secret,
+	    &hubcfg.token_secret_len) == -1 ||
+	    take_secret(api_key, NULL, &hubcfg.api_key, &hubcfg.api_key_len) ==
+	    -1 || check_protected() == -1)
+		return 2;
+	if (hubcfg.token_secret != NULL && hubcfg.token_secret_len < 32) {
+		/* RFC 7518 §3.2: an HS256 key at least as long as the hash. */
+		fprintf(stderr, "wsd: the token secret needs at least 32 bytes\n");
+		return 2;
+	}
 
 	if (ws_init(&wscfg, &hub_handlers) == -1 || hub_init(&hubcfg) == -1)
 		return 1;
