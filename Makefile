@@ -14,7 +14,7 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # Every layer but main.o is also linked into the unit tests.
-LIB   = ws log json hub http session_events dashboard auth
+LIB   = ws log json hub http session_events dashboard auth tls
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 

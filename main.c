@@ -15,6 +15,7 @@
 
 #include "hub.h"
 #include "log.h"
+#include "tls.h"
 #include "ws.h"
 
 #define WSD_VERSION	"0.1.0"
@@ -60,6 +61,7 @@ static struct hub_config hubcfg = {
 static struct list	 listen_on, allow_origin;
 static const char	*token_secret, *token_secret_file, *api_key;
 static int		 insecure;
+static const char	*tls_cert, *tls_key;
 static int		 no_session_events;
 static const char	*log_format = "text", *log_level = "info", *log_file;
 static int		 show_help, show_version;
@@ -124,6 +126,9 @@ static const struct opt {
 	    "browser Origin allowed to connect, repeatable (same origin)" },
 	{ "publish-rate", O_UINT, &hubcfg.publish_rate,
 	    "publish messages per second per connection (0: no limit)" },
+	{ "tls-cert", O_STR, &tls_cert,
+	    "PEM certificate chain: the listeners speak TLS (wss, https)" },
+	{ "tls-key", O_STR, &tls_key, "PEM private key for --tls-cert" },
 	{ "insecure", O_FLAG, &insecure,
 	    "listen beyond loopback without a token secret or API key" },
 	{ "log-format", O_STR, &log_format, "text or json (text)" },
@@ -414,6 +419,7 @@ static void
 on_hup(void)
 {
 	log_reopen();
+	tls_reload();
 }
 
 int
@@ -450,7 +456,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (ws_init(&wscfg, &hub_handlers) == -1 || hub_init(&hubcfg) == -1)
+	if ((tls_cert == NULL) != (tls_key == NULL)) {
+		fprintf(stderr, "wsd: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (ws_init(&wscfg, &hub_handlers) == -1 || hub_init(&hubcfg) == -1 ||
+	    (tls_cert != NULL && tls_init(tls_cert, tls_key) == -1))
 		return 1;
 	for (int i = 0; i < listen_on.n; i++)
 		if (ws_listen(listen_on.v[i]) == -1)

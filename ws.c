@@ -41,8 +41,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
+#include "tls.h"
 #include "ws.h"
 
 /* Everything registered with epoll starts with this, so one pointer in
@@ -101,6 +103,9 @@ struct ws_conn {
 	uint8_t		 keep_alive;	/* HTTP: current request keeps alive */
 	uint8_t		 over_limit;	/* accepted past max_connections */
 	uint8_t		 upgraded;	/* counted in ws_stats.websockets */
+	uint8_t		 tls_want;	/* TLS: what the last read waits for */
+	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
+	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
 	uint32_t	 qhead, qlen, qcap;	/* ring of queued buffers */
 	uint32_t	 qoff;		/* bytes of the head already written */
 	size_t		 qbytes;	/* queued data bytes (not control) */
@@ -785,19 +790,41 @@ ring_insert(struct ws_conn *c, uint32_t pos, struct ws_buf *b)
 	return 0;
 }
 
-static void
-ring_release(struct ws_conn *c, int keep_partial)
+/*
+ * Entries at the head that may not move: the one partly written, and under
+ * TLS every one a blocked write must send again byte for byte.
+ */
+static uint32_t
+pinned(struct ws_conn *c)
 {
-	uint32_t keep = keep_partial && c->qoff > 0 ? 1 : 0;
+	size_t need = c->qoff + c->tls_retry, sum = 0;
+	uint32_t i = 0;
 
-	for (uint32_t i = keep; i < c->qlen; i++)
-		ws_buf_unref(*ring_at(c, i));
+	while (i < c->qlen && sum < need)
+		sum += (*ring_at(c, i++))->len;
+	return i;
+}
+
+/* Drop every queued buffer but the pinned ones (keep) or all of them. */
+static void
+ring_release(struct ws_conn *c, int keep_pinned)
+{
+	uint32_t keep = keep_pinned ? pinned(c) : 0;
+
+	c->qbytes = 0;
+	for (uint32_t i = 0; i < c->qlen; i++) {
+		struct ws_buf *b = *ring_at(c, i);
+
+		if (i >= keep)
+			ws_buf_unref(b);
+		else if (!b->ctrl)
+			c->qbytes += b->len - (i == 0 ? c->qoff : 0);
+	}
 	c->qlen = keep;
-	c->qbytes = keep ? (*ring_at(c, 0))->len - c->qoff : 0;
 	if (keep == 0) {
 		free(c->q);
 		c->q = NULL;
-		c->qcap = c->qhead = c->qoff = 0;
+		c->qcap = c->qhead = c->qoff = c->tls_retry = 0;
 	}
 }
 
@@ -810,7 +837,7 @@ conn_push(struct ws_conn *c, struct ws_buf *b)
 	if (b->ctrl) {
 		uint32_t nctrl = 0;
 
-		pos = c->qoff > 0 ? 1 : 0;
+		pos = pinned(c);
 		while (pos < c->qlen && (*ring_at(c, pos))->ctrl) {
 			pos++;
 			nctrl++;
@@ -895,9 +922,39 @@ conn_mark_dirty(struct ws_conn *c)
 static void
 conn_linger(struct ws_conn *c)
 {
+	if (c->ssl != NULL) {
+		tls_free(c->ssl, 1);
+		c->ssl = NULL;
+	}
 	shutdown(c->src.fd, SHUT_WR);
 	c->state = C_LINGER;
 	c->deadline = now_ms + WS_CLOSE_MS;
+}
+
+/*
+ * TLS has no writev: gather up to one record's worth (16 KB) into a
+ * staging buffer and write that.  A write that blocked must be retried
+ * with the same bytes, so tls_retry remembers how many, and pinned()
+ * keeps control frames from being slipped in ahead of them meanwhile.
+ */
+static ssize_t
+conn_tls_write(struct ws_conn *c, const struct iovec *iov, int n)
+{
+	static uint8_t stage[16384];
+	size_t len = 0, want = c->tls_retry ? c->tls_retry : sizeof stage;
+	ssize_t w;
+	int dir;
+
+	for (int i = 0; i < n && len < want; i++) {
+		size_t k = iov[i].iov_len < want - len ? iov[i].iov_len :
+		    want - len;
+
+		memcpy(stage + len, iov[i].iov_base, k);
+		len += k;
+	}
+	w = tls_write(c->ssl, stage, len, &dir);
+	c->tls_retry = w == -1 && errno == EAGAIN ? len : 0;
+	return w;
 }
 
 /*
@@ -920,7 +977,8 @@ conn_flush(struct ws_conn *c)
 			iov[n].iov_base = b->data + skip;
 			iov[n].iov_len = b->len - skip;
 		}
-		w = writev(c->src.fd, iov, n);
+		w = c->ssl != NULL ? conn_tls_write(c, iov, n) :
+		    writev(c->src.fd, iov, n);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -1527,8 +1585,14 @@ conn_new(int fd)
 	c->last_rx = now_ms;
 	c->deadline = now_ms + cfg.handshake_ms;
 	c->over_limit = ws_stats.connections >= cfg.max_connections;
+	if (tls_on() && (c->ssl = tls_new(fd)) == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
 	ev.data.ptr = c;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		tls_free(c->ssl, 0);
 		close(fd);
 		free(c);
 		return;
@@ -1552,6 +1616,8 @@ conn_kill(struct ws_conn *c)
 		return;
 	c->dead = 1;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, c->src.fd, NULL);
+	tls_free(c->ssl, 0);
+	c->ssl = NULL;
 	close(c->src.fd);
 	ring_release(c, 0);
 	in_free(c->in);
@@ -1583,10 +1649,31 @@ reap(void)
 	}
 }
 
+/* One read: n > 0 bytes, 0 at the end, -1 with errno (EAGAIN: later). */
+static ssize_t
+conn_recv(struct ws_conn *c)
+{
+	int dir = 0;
+	ssize_t n;
+
+	if (c->ssl == NULL)
+		return read(c->src.fd, rbuf, sizeof rbuf);
+	n = tls_read(c->ssl, rbuf, sizeof rbuf, &dir);
+	/* A TLS read may have to write first (the handshake): wait for
+	 * EPOLLOUT then, and read again from there. */
+	if (n == -1 && errno == EAGAIN && (dir == TLS_WANT_WRITE) !=
+	    c->tls_want) {
+		c->tls_want = dir == TLS_WANT_WRITE;
+		c->out_armed = c->tls_want || c->qlen > 0;
+		ep_mod(c);
+	}
+	return n;
+}
+
 static void
 conn_read(struct ws_conn *c)
 {
-	ssize_t n = read(c->src.fd, rbuf, sizeof rbuf);
+	ssize_t n = conn_recv(c);
 
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EINTR)
@@ -1622,9 +1709,15 @@ conn_event(struct ws_conn *c, uint32_t events)
 {
 	if (c->dead)
 		return;
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+	    (c->tls_want && (events & EPOLLOUT)))
 		conn_read(c);
-	if (!c->dead && (events & EPOLLOUT))
+	/* OpenSSL may hold a whole record already read from the socket,
+	 * which epoll cannot see. */
+	while (!c->dead && c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		conn_read(c);
+	if (!c->dead && ((events & EPOLLOUT) || (c->ssl != NULL &&
+	    c->tls_retry > 0)))
 		conn_flush(c);
 }
 
