@@ -222,6 +222,8 @@ post_event(struct req *r, const char *name)
 	struct hub_group *g;
 	struct json_buf jb = { 0 };
 	char type[129], num[64];
+	const uint8_t *data = NULL;
+	size_t dlen = 0;
 	unsigned delivered;
 	uint64_t seq;
 	int t, d;
@@ -247,9 +249,9 @@ post_event(struct req *r, const char *name)
 		error(r, 503, "too_large", "too many groups");
 		goto out;
 	}
-	d = json_find(&doc, 0, "data");
-	seq = hub_publish(g, type, tn, NULL, d < 0 ? NULL :
-	    json_tok_raw(&doc, d), d < 0 ? 0 : doc.tok[d].len, &delivered);
+	if ((d = json_find(&doc, 0, "data")) >= 0)
+		data = json_tok_json(&doc, d, &dlen);
+	seq = hub_publish(g, type, tn, NULL, data, dlen, &delivered);
 	if (seq == 0) {
 		error(r, 500, "internal", "out of memory");
 		goto out;
@@ -342,8 +344,7 @@ post_session(struct req *r)
 			error(r, 400, "bad_request", "metadata must be an object");
 			goto out;
 		}
-		meta = json_tok_raw(&doc, m);
-		mlen = doc.tok[m].len;
+		meta = json_tok_json(&doc, m, &mlen);
 		if (mlen > hub_cfg.max_metadata) {
 			error(r, 413, "too_large", "metadata is too large");
 			goto out;

@@ -384,7 +384,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 {
 	struct json_buf jb = { 0 };
 	struct fanout f = { NULL, 0 };
-	char seq[24];
+	char seq[64];
 
 	json_put_cstr(&jb, "{\"type\":");
 	json_put_str(&jb, type, tlen);
@@ -561,6 +561,19 @@ struct msg {
 	size_t		    idlen;
 };
 
+/* Member key of the message, as sent (it was validated by the caller). */
+static void
+put_member(struct json_buf *jb, const char *prefix, struct msg *m,
+    const char *key)
+{
+	int i = json_find(&m->doc, 0, key);
+	size_t n;
+	const uint8_t *p = json_tok_json(&m->doc, i, &n);
+
+	json_put_cstr(jb, prefix);
+	json_put_raw(jb, p, n);
+}
+
 static void
 fail(struct msg *m, enum hub_error e, const char *text)
 {
@@ -704,12 +717,8 @@ on_unsubscribe(struct msg *m)
 		return;
 	if (g != NULL && (i = sub_find(m->a, g)) >= 0)
 		unsubscribe(m->a, i);
-	/* The name was validated: it needs no escaping to be sent back. */
-	i = json_find(&m->doc, 0, "group");
 	begin(&jb, "unsubscribed", m->id, m->idlen);
-	json_put_cstr(&jb, ",\"group\":");
-	json_put_raw(&jb, json_tok_raw(&m->doc, i) - 1,
-	    m->doc.tok[i].len + 2);
+	put_member(&jb, ",\"group\":", m, "group");
 	reply(m->c, &jb);
 }
 
@@ -737,6 +746,8 @@ on_publish(struct msg *m)
 	int ev = json_find(&m->doc, 0, "event"), d;
 	struct hub_group *g;
 	char name[MAX_EVENT_NAME + 1];
+	const uint8_t *data = NULL;
+	size_t dlen = 0;
 	unsigned delivered;
 	uint64_t seq;
 	long n;
@@ -759,10 +770,9 @@ on_publish(struct msg *m)
 		    "to this group");
 		return;
 	}
-	d = json_find(&m->doc, 0, "data");
-	seq = hub_publish(g, name, n, NULL, d < 0 ? NULL :
-	    json_tok_raw(&m->doc, d), d < 0 ? 0 : m->doc.tok[d].len,
-	    &delivered);
+	if ((d = json_find(&m->doc, 0, "data")) >= 0)
+		data = json_tok_json(&m->doc, d, &dlen);
+	seq = hub_publish(g, name, n, NULL, data, dlen, &delivered);
 	if (seq == 0) {
 		fail(m, HUB_E_TOO_LARGE, "out of memory");
 		return;
@@ -785,7 +795,7 @@ on_get_history(struct msg *m)
 	struct json_buf jb = { 0 };
 	struct hub_group *g;
 	uint64_t since, limit;
-	int more, i;
+	int more;
 
 	if (msg_uint(m, "since", &since, 0) == -1 ||
 	    msg_uint(m, "limit", &limit, 100) == -1 ||
@@ -794,10 +804,7 @@ on_get_history(struct msg *m)
 	if (limit > HISTORY_LIMIT)
 		limit = HISTORY_LIMIT;
 	begin(&jb, "history", m->id, m->idlen);
-	json_put_cstr(&jb, ",\"group\":");
-	i = json_find(&m->doc, 0, "group");
-	json_put_raw(&jb, json_tok_raw(&m->doc, i) - 1,
-	    m->doc.tok[i].len + 2);
+	put_member(&jb, ",\"group\":", m, "group");
 	json_put_cstr(&jb, ",\"events\":");
 	if (g != NULL)
 		hub_history_json(g, since, limit, &jb, &more);
@@ -849,12 +856,7 @@ hub_message(struct ws_conn *c, struct ws_app_conn *a, int opcode,
 		goto out;
 	}
 	if ((id = json_find(&m.doc, 0, "id")) >= 0) {
-		m.idlen = m.doc.tok[id].len;
-		m.id = json_tok_raw(&m.doc, id);
-		if (m.doc.tok[id].type == JSON_STRING) {
-			m.id--;		/* keep the quotes */
-			m.idlen += 2;
-		}
+		m.id = json_tok_json(&m.doc, id, &m.idlen);
 		if (m.idlen > MAX_ID_JSON) {
 			m.id = NULL;
 			send_error(c, HUB_E_TOO_LARGE, "id is too long", NULL, 0);

@@ -92,11 +92,24 @@ int	json_tok_eq(const struct json_doc *doc, int i, const char *s);
  */
 int	json_tok_int(const struct json_doc *doc, int i, int64_t *out);
 
-/* Pointer to the raw text of token i (for passing a value through as is). */
+/* Pointer to token i's span (inside the quotes for a string). */
 static inline const uint8_t *
 json_tok_raw(const struct json_doc *doc, int i)
 {
 	return doc->buf + doc->tok[i].start;
+}
+
+/*
+ * The whole JSON text of value i, quotes included for a string, with its
+ * length in *n: what passing a value through unchanged needs.
+ */
+static inline const uint8_t *
+json_tok_json(const struct json_doc *doc, int i, size_t *n)
+{
+	int q = doc->tok[i].type == JSON_STRING;
+
+	*n = doc->tok[i].len + 2 * q;
+	return doc->buf + doc->tok[i].start - q;
 }
 
 /*

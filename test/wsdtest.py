@@ -139,9 +139,10 @@ class WS:
     """A raw WebSocket client over a blocking socket with deadlines."""
 
     def __init__(self, port, path="/echo", headers=None, key=None,
-                 connect_only=False):
-        self.sock = socket.create_connection(("127.0.0.1", port),
-                                             timeout=DEADLINE)
+                 connect_only=False, sock=None):
+        """sock: an already connected socket (e.g. wrapped in TLS)."""
+        self.sock = sock or socket.create_connection(("127.0.0.1", port),
+                                                     timeout=DEADLINE)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.status = None
