@@ -57,7 +57,26 @@ san:
 	UBSAN_OPTIONS=print_stacktrace=1 \
 	WSD=$(CURDIR)/build/san/wsd TBIN=build/san WSD_SAN=1 test/run
 
+# libFuzzer targets: each runs FUZZ_SECONDS on a copy of its seed corpus
+# (test/corpus/NAME), so new inputs do not pile up in the tree.
+FUZZ_SECONDS ?= 60
+FUZZ = http frame json token
+FUZZFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -I.
+fuzz:
+	mkdir -p build/fuzz
+	clang $(FUZZFLAGS) -o build/fuzz/http test/fuzz_http.c ws.c log.c tls.c $(LDLIBS)
+	clang $(FUZZFLAGS) -o build/fuzz/frame test/fuzz_frame.c ws.c log.c tls.c $(LDLIBS)
+	clang $(FUZZFLAGS) -o build/fuzz/json test/fuzz_json.c json.c
+	clang $(FUZZFLAGS) -o build/fuzz/token test/fuzz_token.c auth.c json.c $(LDLIBS)
+	for t in $(FUZZ); do \
+		rm -rf build/fuzz/corpus-$$t && cp -r test/corpus/$$t build/fuzz/corpus-$$t && \
+		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+		    build/fuzz/corpus-$$t test/corpus/$$t >build/fuzz/$$t.log 2>&1 || \
+		{ tail -40 build/fuzz/$$t.log; echo "fuzz $$t: FAILED"; exit 1; }; \
+		echo "fuzz $$t: $$(grep -c . build/fuzz/$$t.log) log lines, no crash"; \
+	done
+
 clean:
 	rm -rf build wsd
 
-.PHONY: all wsd test san clean
+.PHONY: all wsd test san fuzz clean
