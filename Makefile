@@ -20,8 +20,9 @@ TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 
 all: wsd
 
+# A rename, not a copy: it works while an old ./wsd is still running.
 wsd: $(B)/wsd
-	@[ "$(B)" = build ] && cp $(B)/wsd wsd || true
+	@[ "$(B)" = build ] && cp $(B)/wsd wsd.new && mv -f wsd.new wsd || true
 
 $(B)/wsd: $(B)/main.o $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

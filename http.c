@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "auth.h"
 #include "hub.h"
@@ -264,6 +265,41 @@ out:
 	json_doc_free(&doc);
 }
 
+/*
+ * With tokens on, a group's history is no more public than its live
+ * events: reading it takes the API key, or a JWT (as Bearer) that grants
+ * the group ("*" needs a token granting every group).  1 if allowed; else
+ * the 401 or 403 is sent.
+ */
+static int
+may_read(struct req *r, const char *name)
+{
+	const struct ws_slice *a = ws_http_header(r->h, "authorization");
+	struct auth_claims claims;
+	int ok;
+
+	if (hub_cfg.token_secret == NULL)
+		return 1;
+	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0) {
+		error(r, 401, "unauthorized", "this call needs a token");
+		return 0;
+	}
+	if (hub_cfg.api_key != NULL && auth_key_equal((const uint8_t *)a->p +
+	    7, a->n - 7, hub_cfg.api_key, hub_cfg.api_key_len))
+		return 1;
+	if (auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len,
+	    a->p + 7, a->n - 7, time(NULL), &claims) != AUTH_OK) {
+		error(r, 401, "unauthorized", "this call needs a token");
+		return 0;
+	}
+	ok = strcmp(name, "*") == 0 ? auth_may_join_all(&claims) :
+	    auth_may_join(&claims, name, strlen(name));
+	auth_claims_free(&claims);
+	if (!ok)
+		error(r, 403, "forbidden", "the token does not grant this group");
+	return ok;
+}
+
 static void
 get_events(struct req *r, const char *name)
 {
@@ -271,6 +307,9 @@ get_events(struct req *r, const char *name)
 	struct hub_group *g;
 	uint64_t since, limit;
 	int more = 0;
+
+	if (!may_read(r, name))
+		return;
 
 	if (query_uint(r, "since", 0, UINT64_MAX, &since) == -1 ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
@@ -393,7 +432,7 @@ allowed(struct req *r, int mutating)
 {
 	const struct ws_slice *a = ws_http_header(r->h, "authorization");
 
-	if (mutating && !hub_origin_ok(r->h)) {
+	if (mutating && !hub_origin_ok(r->h, hub_cfg.api_key != NULL)) {
 		error(r, 403, "forbidden", "origin not allowed");
 		return 0;
 	}

@@ -801,6 +801,11 @@ on_get_history(struct msg *m)
 	    msg_uint(m, "limit", &limit, 100) == -1 ||
 	    msg_group(m, "group", 0, &g) == -1)
 		return;
+	if (g != NULL && hub_cfg.token_secret != NULL &&
+	    !auth_may_join(&m->a->claims, g->name, g->nlen)) {
+		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
+		return;
+	}
 	if (limit > HISTORY_LIMIT)
 		limit = HISTORY_LIMIT;
 	begin(&jb, "history", m->id, m->idlen);
@@ -887,11 +892,16 @@ origin_is(struct ws_slice o, const char *scheme, struct ws_slice host)
 }
 
 int
-hub_origin_ok(const struct ws_http_req *req)
+hub_origin_ok(const struct ws_http_req *req, int credentials)
 {
 	const struct ws_slice *o = ws_http_header(req, "origin"), *host;
 
 	if (o == NULL)
+		return 1;
+	/* The page wsd serves itself is always welcome. */
+	host = ws_http_header(req, "host");
+	if (host != NULL && (origin_is(*o, "http://", *host) ||
+	    origin_is(*o, "https://", *host)))
 		return 1;
 	if (hub_cfg.nallow_origin > 0) {
 		for (int i = 0; i < hub_cfg.nallow_origin; i++)
@@ -900,13 +910,10 @@ hub_origin_ok(const struct ws_http_req *req)
 				return 1;
 		return 0;
 	}
-	if (hub_cfg.token_secret != NULL)
-		return 1;
-	/* Same origin only: a page elsewhere must not drive a browser's
-	 * connection to a hub that checks no tokens (CSWSH). */
-	host = ws_http_header(req, "host");
-	return host != NULL && (origin_is(*o, "http://", *host) ||
-	    origin_is(*o, "https://", *host));
+	/* Another page driving a visitor's browser (CSWSH, or a form POST)
+	 * is harmless only where the request needs credentials that page
+	 * cannot send. */
+	return credentials;
 }
 
 /*
@@ -959,7 +966,7 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	size_t n;
 	int status = 0;
 
-	if (!hub_origin_ok(req))
+	if (!hub_origin_ok(req, hub_cfg.token_secret != NULL))
 		return 403;
 	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
 		path.p += 7;

@@ -143,12 +143,14 @@ void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
 int	sess_init(void);
 
 /*
- * Browsers from other origins: with --allow-origin, an Origin header must
- * be one of the listed origins; without it, a cross-origin Origin (not
- * http(s)://Host) is allowed only when tokens are required.  A request
- * without Origin is not from a browser and passes.  1 if allowed.
+ * Browsers from other origins.  A request without Origin is not from a
+ * browser and passes, and so does the same origin (http(s)://Host).  With
+ * --allow-origin, another Origin must be listed; without it, it passes
+ * only when credentials says the request needs credentials a foreign page
+ * cannot send (a token for upgrades, the API key for HTTP calls).
+ * 1 if allowed.
  */
-int	hub_origin_ok(const struct ws_http_req *req);
+int	hub_origin_ok(const struct ws_http_req *req, int credentials);
 
 /* ---- HTTP API (http.c) ---------------------------------------------- */
 

@@ -180,7 +180,7 @@ ws_buf_frame(int opcode, const void *payload, size_t len)
 	size_t hlen = len < 126 ? 2 : len < 65536 ? 4 : 10;
 	struct ws_buf *b;
 
-	if ((b = ws_buf_new(hlen + len)) == NULL)
+	if (len > SIZE_MAX - hlen || (b = ws_buf_new(hlen + len)) == NULL)
 		return NULL;
 	b->data[0] = 0x80 | opcode;
 	if (len < 126)
@@ -239,13 +239,20 @@ slice_eq(struct ws_slice s, const char *lit)
 	return s.n == n && strncasecmp(s.p, lit, n) == 0;
 }
 
+/* The end of the head (after CRLF CRLF), NULL if not there yet, or buf
+ * itself at a bare LF, which RFC 9112 §2.2 lets a server refuse; refusing
+ * it at once beats leaving the client to the handshake timeout. */
 static const uint8_t *
 find_head_end(const uint8_t *buf, size_t len)
 {
-	for (size_t i = 3; i < len; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
-		    buf[i - 3] == '\r')
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (i == 0 || buf[i - 1] != '\r')
+			return buf;
+		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
 			return buf + i + 1;
+	}
 	return NULL;
 }
 
@@ -264,6 +271,8 @@ ws_http_parse(const uint8_t *buf, size_t len, size_t max,
 		}
 		return WS_AGAIN;
 	}
+	if (end == buf)
+		goto bad;
 
 	/* request-line = method SP request-target SP HTTP-version */
 	p = buf;
@@ -421,6 +430,8 @@ ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
 		if (e - s <= nlen || memcmp(q.p + s, name, nlen) != 0 ||
 		    q.p[s + nlen] != '=')
 			continue;
+		if (cap == 0)
+			return WS_ERROR;
 		for (size_t k = s + nlen + 1; k < e; k++) {
 			int ch = q.p[k];
 
@@ -872,8 +883,9 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 		return -1;
 	/* A subscriber that does not read may not grow memory without
 	 * bound: close it with 1013 and release what it held.  Nobody else
-	 * waits for it. */
-	if (c->qbytes + b->len > cfg.send_queue) {
+	 * waits for it.  One message always fits an empty queue (it is
+	 * bounded by --max-message), so a large echo is not "slow". */
+	if (c->qbytes > 0 && c->qbytes + b->len > cfg.send_queue) {
 		ws_stats.slow_closes++;
 		log_msg(LOG_INFO, "slow consumer conn=%llu queued=%zu",
 		    (unsigned long long)c->id, c->qbytes);
@@ -1388,7 +1400,7 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
 	char accept[29], resp[512];
 	const char *subproto = NULL;
 	struct ws_buf *b;
-	int n, status;
+	int n, status = 0;
 
 	conn_h = ws_http_header(req, "connection");
 	key = ws_http_header(req, "sec-websocket-key");

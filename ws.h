@@ -107,7 +107,8 @@ struct ws_http_req {
  * not arrived and len < max, or WS_ERROR with *status set: 400 malformed,
  * 431 head over max bytes or over WS_MAX_HEADERS lines, 501 a
  * Transfer-Encoding (wsd takes Content-Length bodies only), 505 not
- * HTTP/1.x.  Bare LF line ends and obsolete line folding are refused.
+ * HTTP/1.x.  A bare LF (anywhere, even before the head is complete) and
+ * obsolete line folding are refused with 400.
  */
 long	ws_http_parse(const uint8_t *buf, size_t len, size_t max,
 	    struct ws_http_req *req, int *status);
