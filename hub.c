@@ -97,8 +97,8 @@ hub_name_valid(const char *s, size_t n)
 	return 1;
 }
 
-static uint32_t
-name_hash(const char *s, size_t n)
+uint32_t
+hub_hash(const char *s, size_t n)
 {
 	uint32_t h = 2166136261u;	/* FNV-1a */
 
@@ -110,7 +110,7 @@ name_hash(const char *s, size_t n)
 static struct hub_group **
 group_slot(const char *name, size_t n)
 {
-	struct hub_group **gp = &table[name_hash(name, n) & (tcap - 1)];
+	struct hub_group **gp = &table[hub_hash(name, n) & (tcap - 1)];
 
 	while (*gp != NULL && ((*gp)->nlen != n ||
 	    memcmp((*gp)->name, name, n) != 0))
@@ -129,7 +129,7 @@ table_grow(void)
 	for (uint32_t i = 0; i < tcap; i++)
 		while (table[i] != NULL) {
 			struct hub_group *g = table[i];
-			uint32_t h = name_hash(g->name, g->nlen) & (ncap - 1);
+			uint32_t h = hub_hash(g->name, g->nlen) & (ncap - 1);
 
 			table[i] = g->hnext;
 			g->hnext = nt[h];
@@ -624,26 +624,28 @@ msg_uint(struct msg *m, const char *key, uint64_t *out, uint64_t dflt)
 	return 0;
 }
 
+/* ping and heartbeat: the answer type, the id, and the time. */
 static void
-on_ping(struct msg *m)
+answer_now(struct msg *m, const char *type)
 {
 	struct json_buf jb = { 0 };
 
-	begin(&jb, "pong", m->id, m->idlen);
+	begin(&jb, type, m->id, m->idlen);
 	json_put_cstr(&jb, ",\"timestamp\":");
 	put_timestamp(&jb);
 	reply(m->c, &jb);
 }
 
 static void
+on_ping(struct msg *m)
+{
+	answer_now(m, "pong");
+}
+
+static void
 on_heartbeat(struct msg *m)
 {
-	struct json_buf jb = { 0 };
-
-	begin(&jb, "heartbeat_ack", m->id, m->idlen);
-	json_put_cstr(&jb, ",\"timestamp\":");
-	put_timestamp(&jb);
-	reply(m->c, &jb);
+	answer_now(m, "heartbeat_ack");
 }
 
 static void

@@ -56,6 +56,9 @@ int	hub_init(const struct hub_config *cfg);
 struct hub_group;
 struct json_buf;
 
+/* FNV-1a, for the group and session tables. */
+uint32_t hub_hash(const char *s, size_t n);
+
 /* 1 if name[0..n) is a valid group name: 1-64 bytes of [A-Za-z0-9._:-]. */
 int	hub_name_valid(const char *name, size_t n);
 

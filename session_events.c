@@ -36,6 +36,7 @@ struct sess {
 	size_t		 mlen;
 	uint32_t	 conns;		/* live connections */
 	uint8_t		 by_conn;	/* ends with its last connection */
+	uint8_t		 orphan;	/* deleted; freed by the last detach */
 	uint64_t	 empty_since;	/* ms since its last connection left */
 	char		 created_at[32];
 	uint8_t		 idlen;
@@ -115,20 +116,10 @@ sess_diff(unsigned previous, const struct sess_journal *j,
 
 /* ==== Registry ======================================================== */
 
-static uint32_t
-id_hash(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint8_t)s[i]) * 16777619u;
-	return h;
-}
-
 static struct sess **
 slot(const char *id, size_t n)
 {
-	struct sess **sp = &table[id_hash(id, n) & (tcap - 1)];
+	struct sess **sp = &table[hub_hash(id, n) & (tcap - 1)];
 
 	while (*sp != NULL && ((*sp)->idlen != n ||
 	    memcmp((*sp)->id, id, n) != 0))
@@ -145,7 +136,7 @@ grow(void)
 	if (nt == NULL)
 		return;		/* longer chains, still correct */
 	for (struct sess *s = first; s != NULL; s = s->next) {
-		uint32_t h = id_hash(s->id, s->idlen) & (ncap - 1);
+		uint32_t h = hub_hash(s->id, s->idlen) & (ncap - 1);
 
 		s->hnext = nt[h];
 		nt[h] = s;
@@ -239,12 +230,16 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	return s;
 }
 
+/*
+ * Take s out of the registry and journal its end.  It is freed now, unless
+ * connections still point at it (DELETE while connected): then it is an
+ * orphan, freed by the last sess_detach().  Those connections keep their
+ * group and simply stop counting towards a session.
+ */
 static void
 destroy(struct sess *s)
 {
-	struct sess **sp = slot(s->id, s->idlen);
-
-	*sp = s->hnext;
+	*slot(s->id, s->idlen) = s->hnext;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -255,16 +250,15 @@ destroy(struct sess *s)
 		last = s->prev;
 	count--;
 	note(1, s->id, s->idlen);
+	if (s->conns > 0) {
+		s->prev = s->next = s->hnext = NULL;
+		s->orphan = 1;
+		return;
+	}
 	free(s->meta);
 	free(s);
 }
 
-/*
- * DELETE ends a session even with connections on it; those connections
- * keep their group membership and stop counting, through sess_detach's
- * guard below.  A connection holds the pointer, so the session is only
- * unlinked from the registry and freed once its last connection leaves.
- */
 int
 sess_delete(const char *id, size_t n)
 {
@@ -272,25 +266,6 @@ sess_delete(const char *id, size_t n)
 
 	if (s == NULL)
 		return -1;
-	if (s->conns > 0) {
-		/* Connections still point here: unlink now, free later. */
-		struct sess **sp = slot(id, n);
-
-		*sp = s->hnext;
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			first = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
-		else
-			last = s->prev;
-		s->prev = s->next = s->hnext = NULL;
-		count--;
-		note(1, s->id, s->idlen);
-		s->by_conn = 2;		/* orphan: freed by the last detach */
-		return 0;
-	}
 	destroy(s);
 	return 0;
 }
@@ -312,7 +287,7 @@ sess_detach(struct sess *s)
 {
 	if (--s->conns > 0)
 		return;
-	if (s->by_conn == 2) {		/* deleted while connected */
+	if (s->orphan) {		/* deleted while connected */
 		free(s->meta);
 		free(s);
 		return;
