@@ -103,7 +103,7 @@ static const struct opt {
 	{ "max-groups", O_UINT, &hubcfg.max_groups,
 	    "groups in all (100000)" },
 	{ "max-conn-groups", O_UINT, &hubcfg.max_conn_groups,
-	    "groups one connection may join (64)" },
+	    "groups one connection may join, at most 1024 (64)" },
 	{ "json-depth", O_UINT, &hubcfg.json_depth,
 	    "nesting depth of JSON messages (64)" },
 	{ "tick", O_SECS, &hubcfg.tick_ms,
@@ -402,8 +402,8 @@ check_options(void)
 		why = "timeouts and --tick must be above 0";
 	else if (hubcfg.json_depth == 0 || hubcfg.json_depth > 1024)
 		why = "--json-depth must be 1..1024";
-	else if (hubcfg.max_conn_groups == 0)
-		why = "--max-conn-groups must be at least 1";
+	else if (hubcfg.max_conn_groups == 0 || hubcfg.max_conn_groups > 1024)
+		why = "--max-conn-groups must be 1..1024";
 	else if (log_set_format(log_format) == -1)
 		why = "--log-format must be text or json";
 	else if (log_set_level(log_level) == -1)

@@ -18,6 +18,8 @@
  *
  * It does no I/O: events leave through hub_publish().
  */
+#include <sys/random.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,21 +162,20 @@ note(int destroyed, const char *id, size_t n)
 		log_msg(LOG_ERROR, "session journal: out of memory");
 }
 
-/* A random id: 16 hex digits from the kernel. */
+/* A random id: 16 hex digits from the kernel's generator. */
 static void
 random_id(char out[17])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t r[8];
-	FILE *f = fopen("/dev/urandom", "re");
 
-	if (f == NULL || fread(r, 1, sizeof r, f) != sizeof r) {
-		uint64_t t = ws_now_ms() ^ (uint64_t)clock();
+	if (getrandom(r, sizeof r, 0) != sizeof r) {
+		/* Unique, if not secret: the id is a name, not a password. */
+		static uint64_t n;
+		uint64_t t = ws_now_ms() << 20 | ++n;
 
 		memcpy(r, &t, sizeof r);
 	}
-	if (f != NULL)
-		fclose(f);
 	for (int i = 0; i < 8; i++) {
 		out[2 * i] = hex[r[i] >> 4];
 		out[2 * i + 1] = hex[r[i] & 15];

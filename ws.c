@@ -1509,6 +1509,14 @@ http_input(struct ws_conn *c)
 		}
 		if (in->hlen - used - n < req.content_length)
 			break;		/* the body is still coming */
+		/* A client that pipelines requests but does not read the
+		 * answers may not grow our queue without bound either. */
+		if (c->qbytes > cfg.send_queue) {
+			log_msg(LOG_INFO, "conn=%llu does not read its responses",
+			    (unsigned long long)c->id);
+			conn_kill(c);
+			return;
+		}
 		ws_stats.http_requests++;
 		c->keep_alive = req.keep_alive;
 		if (c->over_limit)
@@ -1533,22 +1541,25 @@ http_input(struct ws_conn *c)
 	}
 }
 
-/* Append to the head buffer, which grows up to the head and body limits. */
+/* Room left in the head buffer, which holds at most one request whole
+ * (head and body) plus what follows it. */
+static size_t
+http_room(const struct ws_conn *c)
+{
+	return cfg.max_header + cfg.max_body - (c->in ? c->in->hlen : 0);
+}
+
+/* Append to the head buffer; conn_read never reads more than http_room. */
 static int
 http_append(struct ws_conn *c, const uint8_t *p, size_t n)
 {
 	struct ws_in *in = c->in;
-	size_t max = cfg.max_header + cfg.max_body, want;
+	size_t want;
 
 	if (in == NULL) {
 		if ((in = calloc(1, sizeof *in)) == NULL)
 			return -1;
 		c->in = in;
-	}
-	if (n > max - in->hlen) {
-		/* Only a body can be this long; its request will get 413,
-		 * and a head this long gets 431 from the parser. */
-		n = max - in->hlen;
 	}
 	want = in->hlen + n;
 	if (want > in->hcap) {
@@ -1661,16 +1672,17 @@ reap(void)
 	}
 }
 
-/* One read: n > 0 bytes, 0 at the end, -1 with errno (EAGAIN: later). */
+/* One read of at most cap bytes: n > 0, 0 at the end, -1 with errno
+ * (EAGAIN: later). */
 static ssize_t
-conn_recv(struct ws_conn *c)
+conn_recv(struct ws_conn *c, size_t cap)
 {
 	int dir = 0;
 	ssize_t n;
 
 	if (c->ssl == NULL)
-		return read(c->src.fd, rbuf, sizeof rbuf);
-	n = tls_read(c->ssl, rbuf, sizeof rbuf, &dir);
+		return read(c->src.fd, rbuf, cap);
+	n = tls_read(c->ssl, rbuf, cap, &dir);
 	/* A TLS read may have to write first (the handshake): wait for
 	 * EPOLLOUT then, and read again from there. */
 	if (n == -1 && errno == EAGAIN && (dir == TLS_WANT_WRITE) !=
@@ -1685,7 +1697,20 @@ conn_recv(struct ws_conn *c)
 static void
 conn_read(struct ws_conn *c)
 {
-	ssize_t n = conn_recv(c);
+	size_t cap = sizeof rbuf;
+	ssize_t n;
+
+	/* Whatever is left unread stays in the socket, and level-triggered
+	 * epoll brings us back for it. */
+	if (c->state == C_HTTP && http_room(c) < cap)
+		cap = http_room(c);
+	if (cap == 0) {
+		/* Cannot happen: a whole request always fits and is answered
+		 * before more is read.  Refuse rather than spin. */
+		conn_kill(c);
+		return;
+	}
+	n = conn_recv(c, cap);
 
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EINTR)
