@@ -10,71 +10,8 @@
  *	WSD=./wsd node test/test_browser_echo.js
  */
 'use strict';
-const { spawn } = require('child_process');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
-
-const DEADLINE = 20000;		/* ms; any single wait */
-const LAUNCH_DEADLINE = 60000;	/* a cold browser start on a loaded 2-core box */
-const CHROMIUM = '/usr/bin/chromium';
-let passed = 0, failed = 0;
-
-function check(name, cond, detail) {
-	if (cond) passed++;
-	else {
-		failed++;
-		console.error(`FAIL: ${name} ${detail === undefined ? '' : detail}`);
-	}
-	return cond;
-}
-
-function done() {
-	console.log(`${passed} passed, ${failed} failed`);
-	process.exit(failed ? 1 : 0);
-}
-
-function deadline(promise, ms, what) {
-	let t;
-	const timeout = new Promise((_, rej) => {
-		t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms);
-	});
-	return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
-
-/* wsd on a free loopback port: { port, stop() }. */
-function startServer() {
-	const bin = process.env.WSD || path.join(__dirname, '..', 'wsd');
-	const proc = spawn(bin, ['--listen', '127.0.0.1:0', '--echo'],
-	    { stdio: ['ignore', 'ignore', 'pipe'] });
-	let log = '';
-	const port = new Promise((resolve, reject) => {
-		proc.stderr.on('data', (d) => {
-			log += d;
-			const m = /listening addr=127\.0\.0\.1:(\d+)/.exec(log);
-			if (m) resolve(Number(m[1]));
-		});
-		proc.on('error', reject);
-		proc.on('exit', (code) => reject(new Error(`wsd exited ${code}: ${log}`)));
-	});
-	const exited = new Promise((resolve) => proc.on('exit', (code, sig) =>
-	    resolve(sig ? sig : code)));
-	return deadline(port, DEADLINE, 'wsd start').then((p) => ({
-		port: p,
-		async stop() {
-			if (proc.exitCode === null && proc.signalCode === null)
-				process.kill(proc.pid, 'SIGTERM');
-			let rc;
-			try {
-				rc = await deadline(exited, DEADLINE, 'wsd exit');
-			} catch (e) {
-				process.kill(proc.pid, 'SIGKILL');
-				rc = 'killed';
-			}
-			check('wsd exits 0 on SIGTERM', rc === 0, `rc=${rc} ${log.slice(-500)}`);
-		},
-	}));
-}
+const { DEADLINE, check, deadline, needChromium, openBrowser, withServer } =
+    require('./wsdtest');
 
 /* Runs inside the page: open, echo text and binary, close. */
 async function inPage(url) {
@@ -106,20 +43,9 @@ async function inPage(url) {
 }
 
 async function browser(chromium, port) {
-	const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'wsd-chromium-'));
-	let ctx;
+	const b = await openBrowser(chromium);
 	try {
-		ctx = await deadline(chromium.launchPersistentContext(profile, {
-			executablePath: CHROMIUM,
-			headless: true,
-			args: ['--no-sandbox', '--headless', '--disable-gpu',
-			    '--disable-background-networking',
-			    '--disable-component-update', '--no-first-run',
-			    '--disable-sync'],
-			timeout: LAUNCH_DEADLINE,
-		}), LAUNCH_DEADLINE + 5000, 'chromium launch');
-		const page = ctx.pages()[0] || await ctx.newPage();
-		const r = await deadline(page.evaluate(inPage,
+		const r = await deadline(b.page.evaluate(inPage,
 		    `ws://127.0.0.1:${port}/echo`), DEADLINE, 'page round trip');
 		check('chromium: text echoed',
 		    r.text === 'hello from chromium \u00e9\u20ac\u{1f600}',
@@ -132,39 +58,10 @@ async function browser(chromium, port) {
 		check('chromium: clean close 1000', r.close.code === 1000 &&
 		    r.close.clean, JSON.stringify(r.close));
 	} finally {
-		if (ctx)
-			await deadline(ctx.close(), DEADLINE, 'chromium close')
-			    .catch(() => {});
-		fs.rmSync(profile, { recursive: true, force: true });
+		await b.close();
 	}
 }
 
-async function main() {
-	let chromium;
-	try {
-		({ chromium } = require('playwright-core'));
-	} catch (e) {
-		check('node module playwright-core installed (npm install --prefix test)',
-		    false, e.message.split('\n')[0]);
-		done();
-	}
-	if (!check(`${CHROMIUM} installed (apt-get install -y chromium)`,
-	    fs.existsSync(CHROMIUM)))
-		done();
-	let srv;
-	try {
-		srv = await startServer();
-	} catch (e) {
-		check('wsd starts', false, e.message);
-		done();
-	}
-	try {
-		await browser(chromium, srv.port);
-	} catch (e) {
-		check('chromium: the page ran to its end', false, e.stack);
-	}
-	await srv.stop();
-	done();
-}
-
-main();
+const chromium = needChromium();
+withServer(['--echo'], 'chromium: the page ran to its end',
+    (srv) => browser(chromium, srv.port));

@@ -7,24 +7,18 @@ protocol violation gets a fresh connection and must end in the right close
 frame followed by the server closing TCP.
 
     WSD=./wsd /usr/bin/python3 test/test_conformance.py
-
-Runs against the full wsd (started with --echo) or against a reactor-only
-build that ignores flags; checks that need a flag are skipped (and not
-counted) on the latter.
 """
 import base64
 import hashlib
 import os
-import select
 import socket
 import struct
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsdtest import (DEADLINE, OP_BIN, OP_CLOSE, OP_CONT, OP_PING,  # noqa: E402
-                     OP_PONG, OP_TEXT, WSD, WS, Closed, Server, check, done)
+                     OP_PONG, OP_TEXT, WS, Closed, Server, check, done)
 
 MAX_MESSAGE = 1 << 20           # the default --max-message
 TIMEOUT = "timeout"
@@ -33,29 +27,6 @@ RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
 # ---- helpers ----------------------------------------------------------------
-
-def full_wsd():
-    """True when $WSD is the full wsd: it answers --version with "wsd X".
-    A reactor-only test build ignores flags and logs "listening" instead."""
-    try:
-        p = subprocess.Popen([WSD, "--version"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
-    except OSError:
-        return False
-    ready, _, _ = select.select([p.stdout], [], [], DEADLINE)
-    line = p.stdout.readline() if ready else b""
-    if p.poll() is None:
-        p.kill()
-    p.wait()
-    p.stdout.close()
-    return line.startswith(b"wsd ")
-
-
-def skip(name, why):
-    """A check that cannot run here: said aloud, counted neither way."""
-    print("SKIP: %s (%s)" % (name, why), file=sys.stderr, flush=True)
-
 
 def next_frame(c, timeout=DEADLINE):
     """The next frame (fin, opcode, payload); None on EOF, TIMEOUT when
@@ -701,7 +672,7 @@ def big_echo(c, op, payload, name, frag=None):
     check(name, f[0] and f[1] == op and f[2] == payload, got)
 
 
-def cat9_large(srv, full):
+def cat9_large(srv):
     c = srv.ws("/echo")
     text = (b"0123456789abcdef" * 65536)[:MAX_MESSAGE]
     big_echo(c, OP_TEXT, text, "9: 1 MiB text in one frame")
@@ -710,9 +681,6 @@ def cat9_large(srv, full):
     big_echo(c, OP_TEXT, text, "9: 1 MiB text in 64 KiB fragments", 65536)
     big_echo(c, OP_BIN, data, "9: 1 MiB binary in 1000-byte fragments", 1000)
     c.close()
-    if not full:
-        skip("9: 16 MiB echo with --max-message 16M", "reactor-only build")
-        return
     with Server("--echo", "--max-message", "16M") as big:
         c = big.ws("/echo")
         data = os.urandom(16 << 20)
@@ -767,10 +735,6 @@ def cat10_limits(srv):
 
 
 def main():
-    full = full_wsd()
-    if not full:
-        print("note: %s is a reactor-only build; flag checks skipped" % WSD,
-              file=sys.stderr)
     with Server("--echo") as srv:
         run(handshake, srv)
         run(cat1_framing, srv)
@@ -780,7 +744,7 @@ def main():
         run(cat5_fragments, srv)
         run(cat6_utf8, srv)
         run(cat7_close, srv)
-        run(cat9_large, srv, full)
+        run(cat9_large, srv)
         run(cat10_limits, srv)
         check("server still alive after the suite", srv.proc.poll() is None)
     done()

@@ -12,122 +12,15 @@
  */
 'use strict';
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const http = require('http');
-const { spawn } = require('child_process');
+const { check, done, need, needChromium, openBrowser, request, sleep,
+    startServer, until } = require('./wsdtest');
 
-const WSD = process.env.WSD || path.join(__dirname, '..', 'wsd');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(__dirname, 'artifacts');
 const TICK = '0.2';
 
-let passed = 0, failed = 0;
-const procs = new Set();		/* wsd processes this test started */
-let context = null, userDir = null;
-
-function check(name, ok, detail) {
-	if (ok) {
-		passed++;
-		console.log('ok   ' + name);
-	} else {
-		failed++;
-		console.log('FAIL ' + name + (detail !== undefined ?
-		    ': ' + (typeof detail === 'string' ? detail :
-		    JSON.stringify(detail)) : ''));
-	}
-	return ok;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/* Poll fn() until it returns a truthy value or the deadline passes. */
-async function until(fn, ms, every = 100) {
-	const end = Date.now() + ms;
-	for (;;) {
-		const v = await fn();
-		if (v || Date.now() >= end)
-			return v;
-		await sleep(every);
-	}
-}
-
-/* ---- wsd ------------------------------------------------------------ */
-
-function startWsd(listen) {
-	return new Promise((resolve, reject) => {
-		const p = spawn(WSD, ['--listen', listen, '--tick', TICK],
-		    { stdio: ['ignore', 'ignore', 'pipe'] });
-		let log = '', done = false;
-		procs.add(p);
-		p.log = () => log;
-		const fail = (why) => {
-			if (done)
-				return;
-			done = true;
-			clearTimeout(timer);
-			reject(new Error(why + '\n' + log.slice(-2000)));
-		};
-		const timer = setTimeout(() => {
-			fail('wsd did not say "listening" in 10 s');
-			kill(p);
-		}, 10000);
-		p.on('error', (e) => { procs.delete(p); fail('spawn ' + WSD + ': ' + e.message); });
-		p.on('exit', (code, sig) => {
-			procs.delete(p);
-			p.exited = true;
-			fail('wsd exited (' + (sig || code) + ') before listening');
-		});
-		p.stderr.on('data', (b) => {
-			log = (log + b).slice(-20000);
-			const m = /listening addr=[^\s]*:(\d+)/.exec(log);
-			if (m && !done) {
-				done = true;
-				clearTimeout(timer);
-				p.port = Number(m[1]);
-				resolve(p);
-			}
-		});
-	});
-}
-
-function kill(p, sig = 'SIGKILL') {
-	if (p && !p.exited && p.pid)
-		try { process.kill(p.pid, sig); } catch (e) { /* gone */ }
-}
-
-/* SIGTERM by PID; SIGKILL if it has not exited in 15 s. */
-function stopWsd(p) {
-	return new Promise((resolve) => {
-		if (p.exited)
-			return resolve(true);
-		const t = setTimeout(() => { kill(p); }, 15000);
-		p.once('exit', (code, sig) => {
-			clearTimeout(t);
-			resolve(code === 0 && !sig);
-		});
-		kill(p, 'SIGTERM');
-	});
-}
-
-function request(port, method, urlPath, body) {
-	return new Promise((resolve, reject) => {
-		const data = body === undefined ? null : JSON.stringify(body);
-		const req = http.request({ host: '127.0.0.1', port, method,
-		    path: urlPath, headers: data ? { 'Content-Type':
-		    'application/json', 'Content-Length': Buffer.byteLength(data) }
-		    : {} }, (res) => {
-			let text = '';
-			res.setEncoding('utf8');
-			res.on('data', (c) => { text += c; });
-			res.on('end', () => resolve({ status: res.statusCode,
-			    headers: res.headers, body: text }));
-		});
-		req.setTimeout(10000, () => req.destroy(new Error('timeout')));
-		req.on('error', reject);
-		req.end(data);
-	});
-}
+let browser = null;		/* { context, page, close() } */
+let wsd = null;			/* the wsd running now */
 
 /* ---- In-page probes --------------------------------------------------- */
 
@@ -182,19 +75,10 @@ const isRed = (c) => { const [r, g, b] = rgb(c); return r > g + 60 && r > b + 60
 /* ---- The test --------------------------------------------------------- */
 
 async function main() {
-	let chromium;
-	try {
-		({ chromium } = require('playwright-core'));
-	} catch (e) {
-		check('playwright-core is installed (npm install --prefix test)',
-		    false, e.message.split('\n')[0]);
-		return;
-	}
-	if (!check('chromium is installed at ' + CHROMIUM,
-	    fs.existsSync(CHROMIUM), 'apt-get install -y chromium'))
-		return;
+	const chromium = needChromium();
+	const WebSocket = need('ws');
 
-	let wsd = await startWsd('127.0.0.1:0');
+	wsd = await startServer(['--tick', TICK]);
 	const port = wsd.port;
 	const base = 'http://127.0.0.1:' + port;
 
@@ -208,18 +92,9 @@ async function main() {
 	    !/<script[^>]+src=|<link[^>]+stylesheet|https?:\/\/|innerHTML/i
 	    .test(home.body));
 
-	userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsd-chromium-'));
-	context = await chromium.launchPersistentContext(userDir, {
-		executablePath: CHROMIUM,
-		headless: true,
-		viewport: { width: 1000, height: 720 },
-		args: ['--no-sandbox', '--headless', '--disable-gpu',
-		    '--disable-background-networking',
-		    '--disable-component-update', '--no-first-run',
-		    '--disable-sync', '--disable-quic', '--disable-breakpad',
-		    '--disable-crash-reporter'],
-	});
-	const page = context.pages()[0] || await context.newPage();
+	browser = await openBrowser(chromium,
+	    { viewport: { width: 1000, height: 720 } });
+	const page = browser.page;
 	const pageErrors = [], cspErrors = [], polls = [];
 	page.on('pageerror', (e) => pageErrors.push(e.message));
 	page.on('console', (m) => {
@@ -248,7 +123,6 @@ async function main() {
 	    (await text('#sessions')) === '0', 10000), await text('#sessions'));
 
 	/* A second monitor client: the connection count follows, no reload. */
-	const WebSocket = require('ws');
 	const mon = new WebSocket('ws://127.0.0.1:' + port + '/ws/monitor');
 	let monEvents = 0;
 	mon.on('message', (m) => {
@@ -369,7 +243,7 @@ async function main() {
 	/* Server gone: "disconnected", and the HTTP fallback polls. */
 	mon.close();
 	const stopAt = Date.now();
-	check('wsd exits 0 on SIGTERM', await stopWsd(wsd));
+	await wsd.stop();		/* checks exit status 0 */
 	check('status shows "disconnected"', await until(async () =>
 	    (await probe()).states.includes('disconnected'), 15000),
 	    (await probe()).states);
@@ -382,7 +256,8 @@ async function main() {
 	const end = Date.now() + 10000;
 	for (;;) {
 		try {
-			wsd = await startWsd('127.0.0.1:' + port);
+			wsd = await startServer(['--tick', TICK],
+			    { listen: '127.0.0.1:' + port });
 			break;
 		} catch (e) {
 			if (Date.now() > end)
@@ -409,12 +284,9 @@ async function main() {
 	    cspErrors);
 }
 
-const watchdog = setTimeout(() => {
-	console.log('FAIL test timed out after 150 s');
-	for (const p of procs)
-		kill(p);
-	console.log(passed + ' passed, ' + (failed + 1) + ' failed');
-	process.exit(1);
+const watchdog = setTimeout(() => {	/* wsdtest kills wsd on exit */
+	check('test timed out after 150 s', false);
+	done();
 }, 150000);
 
 (async () => {
@@ -424,18 +296,12 @@ const watchdog = setTimeout(() => {
 	} catch (e) {
 		check('test ran to the end', false, e.stack || String(e));
 	} finally {
-		if (context)
-			await context.close().catch(() => {});
-		await Promise.all([...procs].map((p) => new Promise((res) => {
-			const t = setTimeout(res, 5000);
-			p.once('exit', () => { clearTimeout(t); res(); });
-			kill(p);
-		})));
-		if (userDir)
-			fs.rmSync(userDir, { recursive: true, force: true });
+		if (browser)
+			await browser.close();
+		if (wsd)
+			await wsd.kill();
 		clearTimeout(watchdog);
 	}
 	console.log('# ' + ((Date.now() - t0) / 1000).toFixed(1) + ' s');
-	console.log(passed + ' passed, ' + failed + ' failed');
-	process.exit(failed ? 1 : 0);
+	done();
 })();

@@ -247,24 +247,6 @@ def metric(srv, name):
     return int(m.group(1)) if m else None
 
 
-def ws_small_rcvbuf(port, path, rcvbuf=4096):
-    """A WS client whose receive buffer is set before connect (so the
-    window stays small) and which the test never reads until the end."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(DEADLINE)
-    s.connect(("127.0.0.1", port))
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
-    c = WS.__new__(WS)
-    c.sock, c.buf, c.resp_headers = s, b"", {}
-    head = c.read_until(b"\r\n\r\n")
-    c.status = int(head.split()[1])
-    return c
-
-
 def close_all(clients):
     for c in clients:
         c.close()
@@ -755,7 +737,7 @@ def slow_consumer():
     n, size = 2000, 10000
     with Server("--send-queue", "256K", "--tick", "3600") as srv:
         p = srv.port
-        slow = ws_small_rcvbuf(p, "/ws/firehose")
+        slow = WS(p, "/ws/firehose", rcvbuf=4096)  # never read till the end
         check("slow consumer: 101", slow.status == 101, repr(slow.status))
         reader = WS(p, "/ws/firehose")
         conn = Http(p)

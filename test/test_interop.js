@@ -9,73 +9,8 @@
  *	WSD=./wsd node test/test_interop.js
  */
 'use strict';
-const { spawn } = require('child_process');
 const crypto = require('crypto');
-const path = require('path');
-
-const DEADLINE = 20000;		/* ms; any single wait */
-let passed = 0, failed = 0;
-
-function check(name, cond, detail) {
-	if (cond) passed++;
-	else {
-		failed++;
-		console.error(`FAIL: ${name} ${detail === undefined ? '' : detail}`);
-	}
-	return cond;
-}
-
-function done() {
-	console.log(`${passed} passed, ${failed} failed`);
-	process.exit(failed ? 1 : 0);
-}
-
-function deadline(promise, ms, what) {
-	let t;
-	const timeout = new Promise((_, rej) => {
-		t = setTimeout(() => rej(new Error(`timeout: ${what}`)), ms);
-	});
-	return Promise.race([promise, timeout]).finally(() => clearTimeout(t));
-}
-
-/* wsd on a free loopback port: { proc, port, stop() }. */
-function startServer() {
-	const bin = process.env.WSD || path.join(__dirname, '..', 'wsd');
-	const proc = spawn(bin, ['--listen', '127.0.0.1:0', '--echo'],
-	    { stdio: ['ignore', 'ignore', 'pipe'] });
-	let log = '';
-	const port = new Promise((resolve, reject) => {
-		proc.stderr.on('data', (d) => {
-			log += d;
-			const m = /listening addr=127\.0\.0\.1:(\d+)/.exec(log);
-			if (m) resolve(Number(m[1]));
-		});
-		proc.on('error', reject);
-		proc.on('exit', (code) => reject(new Error(`wsd exited ${code}: ${log}`)));
-	});
-	const exited = new Promise((resolve) => proc.on('exit', (code, sig) =>
-	    resolve(sig ? sig : code)));
-	return deadline(port, DEADLINE, 'wsd start').then((p) => ({
-		port: p,
-		/* SIGTERM our own child by PID; exit status 0 expected. */
-		async stop() {
-			if (proc.exitCode === null && proc.signalCode === null)
-				process.kill(proc.pid, 'SIGTERM');
-			let rc;
-			try {
-				rc = await deadline(exited, DEADLINE, 'wsd exit');
-			} catch (e) {
-				process.kill(proc.pid, 'SIGKILL');
-				rc = 'killed';
-			}
-			check('wsd exits 0 on SIGTERM', rc === 0, `rc=${rc} ${log.slice(-500)}`);
-		},
-		kill() {
-			if (proc.exitCode === null && proc.signalCode === null)
-				process.kill(proc.pid, 'SIGKILL');
-		},
-	}));
-}
+const { DEADLINE, check, deadline, need, withServer } = require('./wsdtest');
 
 /* Messages in arrival order; next() waits for one. */
 function inbox(ws) {
@@ -109,7 +44,7 @@ async function fragmented(ws, next, parts, name) {
 	    (binary ? want.equals(got) : got === want), `len=${m.data.length}`);
 }
 
-async function client(WebSocket, port) {
+async function client(port) {
 	const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`,
 	    { maxPayload: 4 << 20 });
 	const next = inbox(ws);
@@ -145,29 +80,6 @@ async function client(WebSocket, port) {
 	check('ws: close code echoed', code === 1000, `code=${code}`);
 }
 
-async function main() {
-	let WebSocket;
-	try {
-		WebSocket = require('ws');
-	} catch (e) {
-		check('node module ws installed (npm install --prefix test)', false,
-		    e.message.split('\n')[0]);
-		done();
-	}
-	let srv;
-	try {
-		srv = await startServer();
-	} catch (e) {
-		check('wsd starts', false, e.message);
-		done();
-	}
-	try {
-		await client(WebSocket, srv.port);
-	} catch (e) {
-		check('ws: the session ran to its end', false, e.stack);
-	}
-	await srv.stop();
-	done();
-}
-
-main();
+const WebSocket = need('ws');
+withServer(['--echo'], 'ws: the session ran to its end',
+    (srv) => client(srv.port));

@@ -6,13 +6,9 @@ Every limit is tested at N and N+1; every wait has a generous deadline and
 nothing asserts on speed.
 
     WSD=./wsd /usr/bin/python3 test/test_robustness.py
-
-Against a reactor-only build (which ignores flags) the checks that need a
-flag are skipped, said aloud and not counted.
 """
 import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -22,94 +18,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsdtest import (DEADLINE, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
-                     WSD, WS, Closed, Server, check, done, http, wait_for)
+                     WS, Closed, Server, check, closed_by_server, done,
+                     head_of, http, rst_close, status_of, wait_for)
 
 
 # ---- helpers ----------------------------------------------------------------
-
-def full_wsd():
-    """True when $WSD is the full wsd: it answers --version with "wsd X".
-    A reactor-only test build ignores flags and logs "listening" instead."""
-    try:
-        p = subprocess.Popen([WSD, "--version"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
-    except OSError:
-        return False
-    ready, _, _ = select.select([p.stdout], [], [], DEADLINE)
-    line = p.stdout.readline() if ready else b""
-    if p.poll() is None:
-        p.kill()
-    p.wait()
-    p.stdout.close()
-    return line.startswith(b"wsd ")
-
-
-def skip(name, why):
-    """A check that cannot run here: said aloud, counted neither way."""
-    print("SKIP: %s (%s)" % (name, why), file=sys.stderr, flush=True)
-
-
-def head_of(port, size=None, nhdr=None, path="/echo"):
-    """An upgrade request head padded to exactly size bytes (CRLFCRLF
-    included), or carrying exactly nhdr header lines."""
-    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port,
-             "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-             "Sec-WebSocket-Version: 13"]
-    if nhdr is not None:
-        lines += ["X-H%d: v" % i for i in range(nhdr - (len(lines) - 1))]
-    head = "\r\n".join(lines) + "\r\n\r\n"
-    if size is not None:
-        pad = size - len(head) - len("X-Pad: \r\n")
-        assert pad >= 0, "size too small for a head"
-        head = "\r\n".join(lines) + "\r\nX-Pad: " + "p" * pad + "\r\n\r\n"
-        assert len(head) == size
-    return head.encode()
-
-
-def status_of(port, data):
-    """Send raw bytes; the response status (0 if the server just closed)."""
-    c = WS(port, connect_only=True)
-    try:
-        c.send_raw(data)
-        line = c.read_until(b"\r\n")
-        return int(line.split()[1])
-    except (Closed, OSError):
-        return 0
-    finally:
-        c.close()
-
-
-def closed_by_server(sock, timeout=DEADLINE, trickle=None):
-    """True when the server closes sock within timeout.  With trickle,
-    one more byte of it is sent every 0.1 s meanwhile (slowloris)."""
-    end = time.monotonic() + timeout
-    i = 0
-    while time.monotonic() < end:
-        r, _, _ = select.select([sock], [], [], 0.1)
-        if r:
-            try:
-                if sock.recv(65536) == b"":
-                    return True
-            except ConnectionResetError:
-                return True
-            continue
-        if trickle is not None:
-            try:
-                sock.send(trickle[i % len(trickle):i % len(trickle) + 1])
-            except OSError:
-                return True
-            i += 1
-    return False
-
-
-def rst_close(c):
-    """Vanish abruptly: RST instead of FIN."""
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                      struct.pack("ii", 1, 0))
-    c.close()
-
 
 def still_serving(srv, name):
     c = srv.ws("/echo")
@@ -121,10 +34,7 @@ def still_serving(srv, name):
 
 # ---- slowloris --------------------------------------------------------------
 
-def slowloris(full):
-    if not full:
-        skip("slowloris with --handshake-timeout 1", "reactor-only build")
-        return
+def slowloris():
     with Server("--echo", "--handshake-timeout", "1") as srv:
         c = WS(srv.port, connect_only=True)
         c.send_raw(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
@@ -141,9 +51,8 @@ def slowloris(full):
 
 # ---- header limits ----------------------------------------------------------
 
-def header_limits(full):
-    limits = [8192] + ([1024] if full else [])
-    for n in limits:
+def header_limits():
+    for n in (8192, 1024):
         args = ["--echo"] + (["--max-header", str(n)] if n != 8192 else [])
         with Server(*args) as srv:
             p = srv.port
@@ -164,8 +73,6 @@ def header_limits(full):
             check("431: 100 KB head -> 431",
                   status_of(p, head_of(p, size=100000)) == 431)
             still_serving(srv, "431 at %d" % n)
-    if not full:
-        skip("431 at --max-header 1024", "reactor-only build")
 
     with Server("--echo") as srv:
         p = srv.port
@@ -179,7 +86,7 @@ def header_limits(full):
 
 # ---- abrupt disconnects -----------------------------------------------------
 
-def disconnects(full):
+def disconnects():
     with Server("--echo") as srv:
         p = srv.port
         bystander = srv.ws("/echo")
@@ -211,22 +118,14 @@ def disconnects(full):
 
 # ---- a reader that does not read -------------------------------------------
 
-def slow_reader(full):
+def slow_reader():
     """SPEC: past --send-queue bytes queued, close 1013; others unharmed."""
-    args = ["--echo"] + (["--send-queue", "64K"] if full else [])
-    with Server(*args) as srv:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(DEADLINE)
-        s.connect(("127.0.0.1", srv.port))
-        c = WS.__new__(WS)      # a WS over our small-buffer socket
-        c.sock, c.buf = s, b""
-        s.sendall(head_of(srv.port))
-        c.read_until(b"\r\n\r\n")
+    with Server("--echo", "--send-queue", "64K") as srv:
+        c = srv.ws("/echo", rcvbuf=4096)
         frame = WS.frame(OP_TEXT, b"z" * 65536)
         try:
             for _ in range(256):    # 16 MiB: past the queue and the kernel's
-                s.sendall(frame)
+                c.send_raw(frame)
         except OSError:
             pass                    # closed on us mid-flood: also fine
         code = c.recv_close()
@@ -238,9 +137,8 @@ def slow_reader(full):
 
 # ---- SIGTERM ----------------------------------------------------------------
 
-def sigterm(full):
-    args = ["--echo"] + (["--drain", "2"] if full else [])
-    srv = Server(*args)
+def sigterm():
+    srv = Server("--echo", "--drain", "2")
     clients = []
     try:
         clients = [srv.ws("/echo") for _ in range(3)]
@@ -278,10 +176,7 @@ def sigterm(full):
 
 # ---- --max-connections ------------------------------------------------------
 
-def max_connections(full):
-    if not full:
-        skip("--max-connections 3", "reactor-only build")
-        return
+def max_connections():
     with Server("--echo", "--max-connections", "3") as srv:
         held = [srv.ws("/echo") for _ in range(3)]
         check("max-connections: 3 open", all(c.status == 101 for c in held))
@@ -308,10 +203,7 @@ def max_connections(full):
 
 # ---- server pings -----------------------------------------------------------
 
-def pings(full):
-    if not full:
-        skip("--ping-interval 0.3 --ping-timeout 1", "reactor-only build")
-        return
+def pings():
     with Server("--echo", "--ping-interval", "0.3",
                 "--ping-timeout", "1") as srv:
         silent = srv.ws("/echo")
@@ -348,10 +240,7 @@ def pings(full):
 
 # ---- /health ----------------------------------------------------------------
 
-def health(full):
-    if not full:
-        skip("GET /health", "reactor-only build has no HTTP routes")
-        return
+def health():
     with Server("--echo") as srv:
         c = srv.ws("/echo")
         status, hdrs, body = http(srv.port, "GET", "/health")
@@ -373,14 +262,10 @@ def health(full):
 
 
 def main():
-    full = full_wsd()
-    if not full:
-        print("note: %s is a reactor-only build; flag checks skipped" % WSD,
-              file=sys.stderr)
     for category in (slowloris, header_limits, disconnects, slow_reader,
                      sigterm, max_connections, pings, health):
         try:
-            category(full)
+            category()
         except Exception as e:  # noqa: BLE001 - report and go on
             check("%s ran to its end" % category.__name__, False, repr(e))
     done()

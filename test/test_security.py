@@ -31,8 +31,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsdtest import (DEADLINE, OP_BIN, OP_CLOSE, OP_CONT, OP_PING,  # noqa: E402
-                     OP_PONG, OP_TEXT, WSD, WS, Closed, Server, check, done,
-                     http, http_json, wait_for)
+                     OP_PONG, OP_TEXT, WSD, WS, Closed, Server, check,
+                     closed_by_server, done, head_of, http, http_json,
+                     rst_close, status_of, wait_for)
 
 SECRET = "s3cret-for-wsd-tests-0123456789abcdef"     # 37 bytes
 OTHER_SECRET = "another-secret-of-32-bytes-xxxxxxxx"
@@ -203,55 +204,6 @@ def metric(srv, name, headers=None):
 def health(srv):
     st, doc = http_json(srv.port, "GET", "/health")
     return doc if st == 200 and isinstance(doc, dict) else {}
-
-
-def head_of(port, size, path="/ws/events"):
-    """An upgrade request head padded to exactly size bytes."""
-    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port,
-             "Upgrade: websocket", "Connection: Upgrade",
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-             "Sec-WebSocket-Version: 13"]
-    base = "\r\n".join(lines) + "\r\nX-Pad: "
-    head = base + "p" * (size - len(base) - 4) + "\r\n\r\n"
-    assert len(head) == size
-    return head.encode()
-
-
-def status_of(port, data):
-    """Send raw bytes; the response status (0 if the server just closed)."""
-    c = WS(port, connect_only=True)
-    try:
-        c.send_raw(data)
-        line = c.read_until(b"\r\n")
-        return int(line.split()[1])
-    except (Closed, OSError, ValueError, IndexError):
-        return 0
-    finally:
-        c.close()
-
-
-def closed_by_server(sock, timeout=DEADLINE):
-    """True when the server closes sock within timeout (data is skipped)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        r, _, _ = select.select([sock], [], [], 0.1)
-        if r:
-            try:
-                if sock.recv(65536) == b"":
-                    return True
-            except (ConnectionResetError, OSError):
-                return True
-    return False
-
-
-def rst_close(sock):
-    """Vanish abruptly: RST instead of FIN."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                        struct.pack("ii", 1, 0))
-        sock.close()
-    except OSError:
-        pass
 
 
 # ---- tokens -----------------------------------------------------------------
@@ -661,12 +613,15 @@ def limit_header():
     n = 1024
     with Server("--max-header", str(n)) as srv:
         p = srv.port
+
+        def head(size):
+            return head_of(p, size, path="/ws/events")
         check("max-header: head of exactly %d bytes -> 101" % n,
-              status_of(p, head_of(p, n)) == 101)
+              status_of(p, head(n)) == 101)
         check("max-header: head of %d bytes -> 431" % (n + 1),
-              status_of(p, head_of(p, n + 1)) == 431)
+              status_of(p, head(n + 1)) == 431)
         check("max-header: 64 KiB head -> 431",
-              status_of(p, head_of(p, 65536)) == 431)
+              status_of(p, head(65536)) == 431)
         check("max-header: server still answers", health(srv) != {})
 
 

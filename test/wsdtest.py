@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -139,8 +140,15 @@ class WS:
     """A raw WebSocket client over a blocking socket with deadlines."""
 
     def __init__(self, port, path="/echo", headers=None, key=None,
-                 connect_only=False, sock=None):
-        """sock: an already connected socket (e.g. wrapped in TLS)."""
+                 connect_only=False, sock=None, rcvbuf=None):
+        """sock: an already connected socket (e.g. wrapped in TLS).
+        rcvbuf: SO_RCVBUF set before connect, so the TCP window stays that
+        small (a client that does not keep up)."""
+        if sock is None and rcvbuf is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(DEADLINE)
+            sock.connect(("127.0.0.1", port))
         self.sock = sock or socket.create_connection(("127.0.0.1", port),
                                                      timeout=DEADLINE)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -313,6 +321,73 @@ def _xor(payload, key):
         v = int.from_bytes(chunk, "big") ^ (k >> (8 * (4096 - len(chunk))))
         out += v.to_bytes(len(chunk), "big")
     return bytes(out)
+
+
+def head_of(port, size=None, nhdr=None, path="/echo"):
+    """An upgrade request head padded to exactly size bytes (CRLFCRLF
+    included), or carrying exactly nhdr header lines."""
+    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port,
+             "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13"]
+    if nhdr is not None:
+        lines += ["X-H%d: v" % i for i in range(nhdr - (len(lines) - 1))]
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    if size is not None:
+        pad = size - len(head) - len("X-Pad: \r\n")
+        assert pad >= 0, "size too small for a head"
+        head = "\r\n".join(lines) + "\r\nX-Pad: " + "p" * pad + "\r\n\r\n"
+        assert len(head) == size
+    return head.encode()
+
+
+def status_of(port, data):
+    """Send raw bytes on a new connection; the response's status code
+    (0 if the server just closed or the status line is not one)."""
+    c = WS(port, connect_only=True)
+    try:
+        c.send_raw(data)
+        line = c.read_until(b"\r\n")
+        return int(line.split()[1])
+    except (Closed, OSError, ValueError, IndexError):
+        return 0
+    finally:
+        c.close()
+
+
+def closed_by_server(sock, timeout=DEADLINE, trickle=None):
+    """True when the server closes sock within timeout (what it sends is
+    skipped).  With trickle, one more byte of it is sent every 0.1 s
+    meanwhile (slowloris)."""
+    end = time.monotonic() + timeout
+    i = 0
+    while time.monotonic() < end:
+        r, _, _ = select.select([sock], [], [], 0.1)
+        if r:
+            try:
+                if sock.recv(65536) == b"":
+                    return True
+            except OSError:         # reset
+                return True
+            continue
+        if trickle is not None:
+            try:
+                sock.send(trickle[i % len(trickle):i % len(trickle) + 1])
+            except OSError:
+                return True
+            i += 1
+    return False
+
+
+def rst_close(c):
+    """Vanish abruptly, RST instead of FIN; c is a socket or a WS."""
+    sock = getattr(c, "sock", c)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
 
 
 def http(port, method, path, body=None, headers=None, raw=None):
