@@ -351,7 +351,7 @@ post_session(struct req *r)
 	struct json_doc doc = { 0 };
 	struct json_buf jb = { 0 };
 	struct sess *s;
-	char id[HUB_GROUP_MAX + 1];
+	char id[HUB_GROUP_MAX + 1] = "";
 	const uint8_t *meta = NULL;
 	size_t mlen = 0;
 	long n = -1;

@@ -84,17 +84,7 @@ static uint64_t		  start_ms;
 int
 hub_name_valid(const char *s, size_t n)
 {
-	if (n == 0 || n > HUB_GROUP_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		    ch == ':' || ch == '-'))
-			return 0;
-	}
-	return 1;
+	return auth_group_valid(s, n);	/* one definition, in the pure layer */
 }
 
 uint32_t
@@ -292,14 +282,15 @@ unsubscribe(struct ws_app_conn *a, int i)
 		moved->subs[sub_find(moved, g)].idx = idx;
 	a->subs[i] = a->subs[--a->nsubs];
 	if (g->nsubs == 0) {
+		/* An idle group gives back its list (a peak of 10,000
+		 * subscribers left 80 KB) and, with no history worth
+		 * keeping either, goes altogether. */
+		free(g->subs);
+		g->subs = NULL;
+		g->subcap = 0;
 		g->idle_since = ws_now_ms();
-		/* Nothing worth keeping: no listeners and no history. */
-		if (g->hlen == 0) {
-			free(g->subs);
-			g->subs = NULL;
-			g->subcap = 0;
+		if (g->hlen == 0)
 			group_free(g);
-		}
 	}
 }
 
