@@ -81,3 +81,4 @@ clean:
 	rm -rf build wsd
 
 .PHONY: all wsd test san fuzz clean
+include bench/bench.mk

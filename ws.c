@@ -2097,9 +2097,10 @@ signal_event(void (*on_hup)(void))
 
 	while (read(sigsrc.fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGHUP) {
-			log_msg(LOG_INFO, "SIGHUP");
 			if (on_hup != NULL)
 				on_hup();
+			/* After the reopen, so it lands in the new file. */
+			log_msg(LOG_INFO, "SIGHUP handled");
 		} else
 			ws_shutdown();
 	}
