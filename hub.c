@@ -217,12 +217,6 @@ hub_group_subscribers(const struct hub_group *g)
 	return g->nsubs;
 }
 
-uint64_t
-hub_group_seq(const struct hub_group *g)
-{
-	return g->seq;
-}
-
 /* ==== Membership ====================================================== */
 
 static int

@@ -85,9 +85,8 @@ uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	    const char *extra, const uint8_t *data, size_t dlen,
 	    unsigned *delivered);
 
-/* Number of subscribers of g, and its last seq (0: none yet). */
+/* Number of subscribers of g. */
 unsigned hub_group_subscribers(const struct hub_group *g);
-uint64_t hub_group_seq(const struct hub_group *g);
 
 /*
  * Append to out a JSON array of g's kept events with seq > since, at most
@@ -137,7 +136,6 @@ void	sess_detach(struct sess *s);
 const char *sess_id(const struct sess *s);
 
 unsigned sess_count(void);
-uint64_t sess_total(void);		/* created since start */
 
 /* Append {"sessions":[...],"total":N} for one page in creation order. */
 void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);

@@ -310,12 +310,6 @@ sess_count(void)
 	return count;
 }
 
-uint64_t
-sess_total(void)
-{
-	return total;
-}
-
 void
 sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
 {

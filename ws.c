@@ -156,7 +156,8 @@ static int	ep_mod(struct ws_conn *);
 
 /* ==== Shared buffers ================================================= */
 
-struct ws_buf *
+/* An uninitialised buffer of len bytes (an HTTP response). */
+static struct ws_buf *
 ws_buf_new(size_t len)
 {
 	struct ws_buf *b;
@@ -1295,7 +1296,7 @@ conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 
 /* ==== HTTP: requests, responses, upgrade ============================= */
 
-const char *
+static const char *
 ws_status_text(int status)
 {
 	switch (status) {
@@ -1763,18 +1764,6 @@ ws_conn_id(const struct ws_conn *c)
 	return c->id;
 }
 
-int
-ws_conn_is_open(const struct ws_conn *c)
-{
-	return c->state == C_WS && !c->dead;
-}
-
-size_t
-ws_conn_queued(const struct ws_conn *c)
-{
-	return c->qbytes;
-}
-
 void
 ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
     void *arg)
@@ -2062,7 +2051,7 @@ ws_draining(void)
  * events; finish HTTP responses; then the loop runs until every
  * connection is gone or drain_ms has passed.
  */
-void
+static void
 ws_shutdown(void)
 {
 	struct ws_conn *c, *next;

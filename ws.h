@@ -75,8 +75,6 @@ struct ws_buf {
 
 /* A frame with the given payload (copied); NULL when out of memory. */
 struct ws_buf	*ws_buf_frame(int opcode, const void *payload, size_t len);
-/* An uninitialised buffer of len bytes (for HTTP responses). */
-struct ws_buf	*ws_buf_new(size_t len);
 void		 ws_buf_ref(struct ws_buf *b);
 void		 ws_buf_unref(struct ws_buf *b);	/* accepts NULL */
 
@@ -205,8 +203,7 @@ struct ws_handlers {
 	/*
 	 * An upgrade request that passed every RFC 6455 check.  Return 0 to
 	 * accept or an HTTP status to refuse; the layer above may set
-	 * *app for the connection's lifetime.  *protocol may name the
-	 * subprotocol to echo.
+	 * *app for the connection's lifetime.
 	 */
 	int	(*upgrade)(struct ws_conn *c, const struct ws_http_req *req,
 		    struct ws_app_conn **app);
@@ -219,8 +216,6 @@ struct ws_handlers {
 	/* A whole HTTP request that is not an upgrade; must respond. */
 	void	(*http)(struct ws_conn *c, const struct ws_http_req *req,
 		    const uint8_t *body, size_t blen);
-	/* Called at the end of every loop turn (before the flush). */
-	void	(*turn)(void);
 };
 
 struct ws_config {
@@ -301,19 +296,14 @@ void	ws_close(struct ws_conn *c, unsigned code, const char *reason);
 void	ws_http_respond(struct ws_conn *c, int status, const char *type,
 	    const char *headers, const void *body, size_t len);
 
-/* Connection facts. */
+/* The connection's number, unique for the life of the process. */
 uint64_t ws_conn_id(const struct ws_conn *c);
-int	ws_conn_is_open(const struct ws_conn *c);	/* WebSocket, not closing */
-size_t	ws_conn_queued(const struct ws_conn *c);
 
 /* Visit every open WebSocket connection (none is freed during the walk). */
 void	ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
 	    void *arg);
 
-/* Start the drain as SIGTERM does (for tests and fatal errors). */
-void	ws_shutdown(void);
+/* 1 once SIGTERM or SIGINT started the drain (/readyz answers 503). */
 int	ws_draining(void);
-
-const char *ws_status_text(int status);
 
 #endif
