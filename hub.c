@@ -3,11 +3,15 @@
  *
  * A group is a name, a list of subscribers, the next seq and a ring of the
  * last events.  Every event passes through hub_publish(), which encodes it
- * once into a shared frame, keeps that frame in the history, and queues
- * the same bytes on each subscriber.  Replay for resume queues frames from
- * the ring, and since the loop is single-threaded, nothing can be
- * published between the replay and the subscription: no gap, no
- * duplicate.
+ * once into a shared frame and keeps that frame in the history.  At the
+ * end of the loop turn, the events a group got during the turn go to each
+ * subscriber as one shared block (the frame itself when there is one), so
+ * a burst costs a subscriber one queue entry, not one per event.  Before
+ * anyone joins or leaves a group, its pending events go out to the members
+ * of the moment: an event reaches exactly those subscribed when it was
+ * published.  Replay for resume queues frames from the ring, and since the
+ * loop is single-threaded, nothing can be published between the replay
+ * and the subscription: no gap, no duplicate.
  *
  * This file also answers the JSON messages clients send (SPEC.md "Client
  * -> server messages") and maps WebSocket routes to groups.  It does no
@@ -38,6 +42,10 @@ struct hub_group {
 	size_t		   hbytes;
 	uint64_t	   seq;		/* last seq assigned */
 	uint64_t	   idle_since;	/* ms without subscribers; 0: has some */
+	struct ws_buf	 **pend;	/* this turn's events, not yet queued */
+	uint32_t	   npend, pendcap;
+	struct hub_group  *turn_next;	/* on the list of groups with pend */
+	uint8_t		   on_turn;
 	uint8_t		   nlen;
 	char		   name[HUB_GROUP_MAX + 1];
 };
@@ -73,6 +81,7 @@ static struct hub_group	**table;	/* hash table of every group */
 static uint32_t		  tcap;		/* power of 2 */
 static uint32_t		  ngroups;
 static struct hub_group	 *star;		/* "*": every connection */
+static struct hub_group	 *turn_list;	/* groups with events to send */
 static uint64_t		  start_ms;
 
 #define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
@@ -152,8 +161,18 @@ group_free(struct hub_group *g)
 		hist_drop_oldest(g);
 	free(g->hist);
 	free(g->subs);
+	free(g->pend);
 	free(g);
 	ngroups--;
+}
+
+/* Free g if it holds nothing worth keeping: no subscribers, no history,
+ * and not on this turn's list (hub_turn() frees it then). */
+static void
+group_release(struct hub_group *g)
+{
+	if (g->nsubs == 0 && g->hlen == 0 && !g->on_turn && g != star)
+		group_free(g);
 }
 
 /* At --max-groups, make room by freeing the group idle the longest. */
@@ -164,7 +183,7 @@ evict_idle_group(void)
 
 	for (uint32_t i = 0; i < tcap; i++)
 		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext)
-			if (g->nsubs == 0 && g != star && (oldest == NULL ||
+			if (g->nsubs == 0 && !g->on_turn && (oldest == NULL ||
 			    g->idle_since < oldest->idle_since))
 				oldest = g;
 	if (oldest == NULL)
@@ -228,6 +247,8 @@ sub_find(const struct ws_app_conn *a, const struct hub_group *g)
 	return -1;
 }
 
+static void	group_flush(struct hub_group *);
+
 /* Returns 0, 1 when already a member, or -1 (limit or memory). */
 static int
 subscribe(struct ws_app_conn *a, struct hub_group *g)
@@ -236,6 +257,7 @@ subscribe(struct ws_app_conn *a, struct hub_group *g)
 		return 1;
 	if (a->nsubs >= hub_cfg.max_conn_groups)
 		return -1;
+	group_flush(g);		/* earlier events are not for a newcomer */
 	if (a->nsubs == a->subcap) {
 		uint16_t ncap = a->subcap ? a->subcap * 2 : 1;
 		struct hub_sub *ns = realloc(a->subs, ncap * sizeof *ns);
@@ -268,8 +290,12 @@ static void
 unsubscribe(struct ws_app_conn *a, int i)
 {
 	struct hub_group *g = a->subs[i].g;
-	uint32_t idx = a->subs[i].idx;
-	struct ws_app_conn *moved = g->subs[--g->nsubs];
+	uint32_t idx;
+	struct ws_app_conn *moved;
+
+	group_flush(g);		/* a leaver still gets what it was sent */
+	idx = a->subs[i].idx;
+	moved = g->subs[--g->nsubs];
 
 	g->subs[idx] = moved;
 	if (moved != a)
@@ -283,8 +309,7 @@ unsubscribe(struct ws_app_conn *a, int i)
 		g->subs = NULL;
 		g->subcap = 0;
 		g->idle_since = ws_now_ms();
-		if (g->hlen == 0)
-			group_free(g);
+		group_release(g);
 	}
 }
 
@@ -342,6 +367,8 @@ struct fanout {
 	unsigned       n;
 };
 
+static int	pend_add(struct hub_group *, struct ws_buf *);
+
 static void
 send_one(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 {
@@ -397,7 +424,9 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	hist_append(g, f.b);
 	if (g == star)
 		ws_foreach(send_star, &f);
-	else
+	else if (g->nsubs > 0 && pend_add(g, f.b) == 0)
+		f.n = g->nsubs;
+	else			/* no memory to hold it: send it now */
 		for (uint32_t i = 0; i < g->nsubs; i++)
 			send_one(g->subs[i]->c, g->subs[i], &f);
 	ws_buf_unref(f.b);
@@ -405,6 +434,73 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	if (delivered != NULL)
 		*delivered = f.n;
 	return g->seq;
+}
+
+/* Hold b (a new reference) until the end of the turn. */
+static int
+pend_add(struct hub_group *g, struct ws_buf *b)
+{
+	if (g->npend == g->pendcap) {
+		uint32_t ncap = g->pendcap ? g->pendcap * 2 : 4;
+		struct ws_buf **np = realloc(g->pend, ncap * sizeof *np);
+
+		if (np == NULL)
+			return -1;
+		g->pend = np;
+		g->pendcap = ncap;
+	}
+	ws_buf_ref(b);
+	g->pend[g->npend++] = b;
+	if (!g->on_turn) {
+		g->on_turn = 1;
+		g->turn_next = turn_list;
+		turn_list = g;
+	}
+	return 0;
+}
+
+/*
+ * Queue g's pending events on every subscriber: the one frame as it is,
+ * or several as one block.  Without memory for the block, frame by frame.
+ */
+static void
+group_flush(struct hub_group *g)
+{
+	struct ws_buf *b = NULL;
+	uint32_t i;
+
+	if (g->npend == 0)
+		return;
+	if (g->npend > 1)
+		b = ws_buf_batch(g->pend, g->npend);
+	for (i = 0; i < g->nsubs; i++) {
+		struct ws_conn *c = g->subs[i]->c;
+
+		if (g->npend == 1 || b != NULL)
+			ws_send(c, b != NULL ? b : g->pend[0]);
+		else
+			for (uint32_t k = 0; k < g->npend; k++)
+				if (ws_send(c, g->pend[k]) == -1)
+					break;
+	}
+	ws_buf_unref(b);
+	for (i = 0; i < g->npend; i++)
+		ws_buf_unref(g->pend[i]);
+	g->npend = 0;
+}
+
+/* End of the loop turn: every group's events go out, in one block each. */
+static void
+hub_turn(void)
+{
+	while (turn_list != NULL) {
+		struct hub_group *g = turn_list;
+
+		turn_list = g->turn_next;
+		g->on_turn = 0;
+		group_flush(g);
+		group_release(g);
+	}
 }
 
 void
@@ -678,14 +774,12 @@ on_subscribe(struct msg *m)
 	if (hub_cfg.token_secret != NULL &&
 	    !auth_may_join(&m->a->claims, g->name, g->nlen)) {
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
-		if (g->nsubs == 0 && g->hlen == 0)
-			group_free(g);
+		group_release(g);
 		return;
 	}
 	if ((rc = subscribe(m->a, g)) == -1) {
 		fail(m, HUB_E_TOO_LARGE, "too many groups on this connection");
-		if (g->nsubs == 0 && g->hlen == 0)
-			group_free(g);
+		group_release(g);
 		return;
 	}
 	send_subscribed(m->a, g);
@@ -1010,8 +1104,7 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	}
 	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
 	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL) {
-		if (a->route->nsubs == 0 && a->route->hlen == 0)
-			group_free(a->route);
+		group_release(a->route);
 		goto refuse;
 	}
 	a->bucket = hub_cfg.publish_rate;
@@ -1094,5 +1187,6 @@ hub_init(const struct hub_config *cfg)
 	if (hub_cfg.token_secret != NULL &&
 	    ws_timer(1000, expire_tokens, NULL) == -1)
 		return -1;
+	ws_on_turn(hub_turn);
 	return sess_init();
 }

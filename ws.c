@@ -143,6 +143,7 @@ static struct ws_conn		*reap_list;
 static uint64_t			 now_ms;
 static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
+static void			(*on_turn)(void);
 static uint8_t			 rbuf[READ_SIZE];
 
 static void	conn_input(struct ws_conn *, uint8_t *, size_t);
@@ -168,6 +169,7 @@ ws_buf_new(size_t len)
 		return NULL;
 	b->refs = 1;
 	b->len = len;
+	b->nframes = 1;
 	b->hlen = 0;
 	b->ctrl = 0;
 	return b;
@@ -199,6 +201,24 @@ ws_buf_frame(int opcode, const void *payload, size_t len)
 		memcpy(b->data + hlen, payload, len);
 	b->hlen = hlen;
 	b->ctrl = opcode >= WS_OP_CLOSE;
+	return b;
+}
+
+struct ws_buf *
+ws_buf_batch(struct ws_buf *const *bufs, uint32_t n)
+{
+	size_t len = 0, off = 0;
+	struct ws_buf *b;
+
+	for (uint32_t i = 0; i < n; i++)
+		len += bufs[i]->len;
+	if ((b = ws_buf_new(len)) == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(b->data + off, bufs[i]->data, bufs[i]->len);
+		off += bufs[i]->len;
+	}
+	b->nframes = n;
 	return b;
 }
 
@@ -898,7 +918,7 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 		conn_fail(c, WS_CLOSE_INTERNAL);
 		return -1;
 	}
-	ws_stats.messages_out++;
+	ws_stats.messages_out += b->nframes;
 	return 0;
 }
 
@@ -2040,6 +2060,12 @@ fail:
 	return -1;
 }
 
+void
+ws_on_turn(void (*fn)(void))
+{
+	on_turn = fn;
+}
+
 int
 ws_draining(void)
 {
@@ -2142,6 +2168,8 @@ ws_run(void (*on_hup)(void))
 				break;
 			}
 		}
+		if (on_turn != NULL)
+			on_turn();
 		flush_all();
 		reap();
 	}

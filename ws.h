@@ -60,14 +60,16 @@ struct ws_slice {
 };
 
 /*
- * A reference-counted, immutable output buffer: one whole frame (or one
- * whole HTTP response).  An event is encoded once into a ws_buf and the
- * same buffer sits in every subscriber's queue; the last unref frees it.
- * hlen is the length of the frame header, so data + hlen is the payload.
+ * A reference-counted, immutable output buffer: whole frames (or one whole
+ * HTTP response).  An event is encoded once into a ws_buf and the same
+ * buffer sits in every subscriber's queue; the last unref frees it.  For
+ * one frame, hlen is the length of its header, so data + hlen is the
+ * payload; a batch holds nframes frames back to back.
  */
 struct ws_buf {
 	uint32_t refs;
 	uint32_t len;
+	uint32_t nframes;	/* messages it carries, for the counters */
 	uint16_t hlen;
 	uint8_t  ctrl;		/* control frame: jumps the queue, not counted */
 	uint8_t  data[];
@@ -75,6 +77,9 @@ struct ws_buf {
 
 /* A frame with the given payload (copied); NULL when out of memory. */
 struct ws_buf	*ws_buf_frame(int opcode, const void *payload, size_t len);
+
+/* The frames of bufs[0..n) back to back in one buffer; NULL: no memory. */
+struct ws_buf	*ws_buf_batch(struct ws_buf *const *bufs, uint32_t n);
 void		 ws_buf_ref(struct ws_buf *b);
 void		 ws_buf_unref(struct ws_buf *b);	/* accepts NULL */
 
@@ -286,6 +291,12 @@ int	ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n);
 
 /* Start the close handshake with code (0: empty close payload). */
 void	ws_close(struct ws_conn *c, unsigned code, const char *reason);
+
+/*
+ * Call fn at the end of every loop turn, before output is written: the
+ * hook for work that is cheaper done once per turn (batching).
+ */
+void	ws_on_turn(void (*fn)(void));
 
 /*
  * Queue an HTTP response.  headers are extra header lines, each ending in

@@ -1089,10 +1089,63 @@ def agent_lifecycle():
         close_all([b1, b2, agent])
 
 
+def same_turn():
+    """Messages that arrive in one packet are handled in one loop turn,
+    where events are batched per group: each event still reaches exactly
+    the members of the moment it was published, once, in seq order."""
+    with Server() as srv:
+        a = srv.ws("/ws/g")
+        # publish then unsubscribe, one packet: the event was A's.
+        a.send_raw(WS.frame(OP_TEXT, json.dumps({
+            "type": "publish", "group": "g", "event": "e1"})) +
+            WS.frame(OP_TEXT, json.dumps({"type": "unsubscribe",
+                                          "group": "g"})))
+        got = [a.recv_json(), a.recv_json()]
+        check("same turn: publish then unsubscribe delivers the event first",
+              [m["type"] for m in got] == ["e1", "unsubscribed"], repr(got))
+
+        b = srv.ws("/ws/other")
+        # publish then subscribe, one packet: the event is not B's.
+        b.send_raw(WS.frame(OP_TEXT, json.dumps({
+            "type": "publish", "group": "g", "event": "e2"})) +
+            WS.frame(OP_TEXT, json.dumps({"type": "subscribe",
+                                          "group": "g"})))
+        m = b.recv_json()
+        check("same turn: publish then subscribe: subscribed at seq 2",
+              m == {"type": "subscribed", "group": "g", "seq": 2}, repr(m))
+        # publish then subscribe with since, one packet: replay, no dup.
+        c = srv.ws("/ws/third")
+        c.send_raw(WS.frame(OP_TEXT, json.dumps({
+            "type": "publish", "group": "g", "event": "e3"})) +
+            WS.frame(OP_TEXT, json.dumps({"type": "subscribe",
+                                          "group": "g", "since": 2})))
+        got = [c.recv_json(), c.recv_json()]
+        b_got = b.recv_json()
+        publish(srv, "g", "marker")
+        nxt = c.recv_json()
+        check("same turn: subscribe since replays once",
+              [(m["type"], m.get("seq")) for m in got + [nxt]] ==
+              [("subscribed", 3), ("e3", 3), ("marker", 4)], repr(got + [nxt]))
+        check("same turn: the member before gets it once", b_got["type"] ==
+              "e3" and b.recv_json()["type"] == "marker", repr(b_got))
+
+        # A burst in one packet reaches a subscriber whole and in order.
+        d = srv.ws("/ws/burst")
+        p = srv.ws("/ws/pub")
+        p.send_raw(b"".join(WS.frame(OP_TEXT, json.dumps({
+            "type": "publish", "group": "burst", "event": "b",
+            "data": i})) for i in range(200)))
+        got = [d.recv_json() for _ in range(200)]
+        check("same turn: a burst of 200 arrives whole, in seq order",
+              [(m["seq"], m["data"]) for m in got] ==
+              [(i + 1, i) for i in range(200)], repr(got[:3]))
+        close_all([a, b, c, d, p])
+
+
 def main():
     for topic in (routes, isolation, publishing, broadcast, envelope, replies,
                   history, ws_errors, http_errors, agent_lifecycle, resume,
-                  fanout, slow_consumer):
+                  fanout, slow_consumer, same_turn):
         t0 = time.monotonic()
         invalid.update(n=0, first=None)
         try:
