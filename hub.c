@@ -59,7 +59,7 @@ struct hub_sub {
 struct ws_app_conn {
 	struct ws_conn	*c;
 	struct hub_sub	*subs;		/* owned array */
-	uint16_t	 nsubs, subcap;
+	uint32_t	 nsubs, subcap;
 	struct sess	*session;	/* /ws/sessions/ID, else NULL */
 	struct auth_claims claims;	/* owned; zero without tokens */
 	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
@@ -104,6 +104,21 @@ hub_hash(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (uint8_t)s[i]) * 16777619u;
 	return h;
+}
+
+void *
+hub_grow(void *arr, uint32_t n, uint32_t *cap, size_t elem, uint32_t first)
+{
+	uint32_t ncap;
+	void *p;
+
+	if (n < *cap)
+		return arr;
+	ncap = *cap ? *cap * 2 : first;
+	if (ncap <= *cap || (p = reallocarray(arr, ncap, elem)) == NULL)
+		return NULL;
+	*cap = ncap;
+	return p;
 }
 
 static struct hub_group **
@@ -241,7 +256,7 @@ hub_group_subscribers(const struct hub_group *g)
 static int
 sub_find(const struct ws_app_conn *a, const struct hub_group *g)
 {
-	for (int i = 0; i < a->nsubs; i++)
+	for (int i = 0; i < (int)a->nsubs; i++)
 		if (a->subs[i].g == g)
 			return i;
 	return -1;
@@ -253,29 +268,22 @@ static void	group_flush(struct hub_group *);
 static int
 subscribe(struct ws_app_conn *a, struct hub_group *g)
 {
+	struct hub_sub *as;
+	struct ws_app_conn **gs;
+
 	if (sub_find(a, g) >= 0)
 		return 1;
 	if (a->nsubs >= hub_cfg.max_conn_groups)
 		return -1;
 	group_flush(g);		/* earlier events are not for a newcomer */
-	if (a->nsubs == a->subcap) {
-		uint16_t ncap = a->subcap ? a->subcap * 2 : 1;
-		struct hub_sub *ns = realloc(a->subs, ncap * sizeof *ns);
-
-		if (ns == NULL)
-			return -1;
-		a->subs = ns;
-		a->subcap = ncap;
-	}
-	if (g->nsubs == g->subcap) {
-		uint32_t ncap = g->subcap ? g->subcap * 2 : 4;
-		struct ws_app_conn **ns = realloc(g->subs, ncap * sizeof *ns);
-
-		if (ns == NULL)
-			return -1;
-		g->subs = ns;
-		g->subcap = ncap;
-	}
+	if ((as = hub_grow(a->subs, a->nsubs, &a->subcap, sizeof *as, 1)) ==
+	    NULL)
+		return -1;
+	a->subs = as;
+	if ((gs = hub_grow(g->subs, g->nsubs, &g->subcap, sizeof *gs, 4)) ==
+	    NULL)
+		return -1;
+	g->subs = gs;
 	a->subs[a->nsubs].g = g;
 	a->subs[a->nsubs].idx = g->nsubs;
 	a->nsubs++;
@@ -440,15 +448,12 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 static int
 pend_add(struct hub_group *g, struct ws_buf *b)
 {
-	if (g->npend == g->pendcap) {
-		uint32_t ncap = g->pendcap ? g->pendcap * 2 : 4;
-		struct ws_buf **np = realloc(g->pend, ncap * sizeof *np);
+	struct ws_buf **p = hub_grow(g->pend, g->npend, &g->pendcap, sizeof *p,
+	    4);
 
-		if (np == NULL)
-			return -1;
-		g->pend = np;
-		g->pendcap = ncap;
-	}
+	if (p == NULL)
+		return -1;
+	g->pend = p;
 	ws_buf_ref(b);
 	g->pend[g->npend++] = b;
 	if (!g->on_turn) {
@@ -739,7 +744,7 @@ on_get_status(struct msg *m)
 	snprintf(num, sizeof num, ",\"data\":{\"connection_id\":%llu,"
 	    "\"groups\":[", (unsigned long long)ws_conn_id(m->c));
 	json_put_cstr(&jb, num);
-	for (int i = 0; i < m->a->nsubs; i++) {
+	for (uint32_t i = 0; i < m->a->nsubs; i++) {
 		if (i > 0)
 			json_put_raw(&jb, ",", 1);
 		json_put_str(&jb, m->a->subs[i].g->name, m->a->subs[i].g->nlen);

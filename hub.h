@@ -59,6 +59,15 @@ struct json_buf;
 /* FNV-1a, for the group and session tables. */
 uint32_t hub_hash(const char *s, size_t n);
 
+/*
+ * Room for element n in arr (n of *cap used): arr itself when it has it,
+ * else arr grown to twice its capacity (first when empty), with *cap
+ * updated.  NULL when out of memory or past 2^32 elements; arr is then
+ * unchanged and still owned by the caller.
+ */
+void	*hub_grow(void *arr, uint32_t n, uint32_t *cap, size_t elem,
+	    uint32_t first);
+
 /* 1 if name[0..n) is a valid group name: 1-64 bytes of [A-Za-z0-9._:-]. */
 int	hub_name_valid(const char *name, size_t n);
 

@@ -61,17 +61,12 @@ sess_journal_add(struct sess_journal *j, int destroyed, const char *id,
     size_t n)
 {
 	struct sess_ids *l = destroyed ? &j->destroyed : &j->created;
+	char (*ids)[HUB_GROUP_MAX + 1] = hub_grow(l->ids, l->n, &l->cap,
+	    sizeof *ids, 16);
 
-	if (l->n == l->cap) {
-		uint32_t ncap = l->cap ? l->cap * 2 : 16;
-		char (*ni)[HUB_GROUP_MAX + 1] = realloc(l->ids,
-		    ncap * sizeof *ni);
-
-		if (ni == NULL)
-			return -1;
-		l->ids = ni;
-		l->cap = ncap;
-	}
+	if (ids == NULL)
+		return -1;
+	l->ids = ids;
 	memcpy(l->ids[l->n], id, n);
 	l->ids[l->n][n] = '\0';
 	l->n++;
