@@ -11,8 +11,8 @@ import subprocess
 import tempfile
 import time
 
-from wsdtest import (Server, WS, WSD, check, done, http_json, wait_for,
-                     DEADLINE)
+from wsdtest import (Server, WS, WSD, check, done, http, http_json,
+                     wait_for, DEADLINE)
 
 
 def run(args, env=None):
@@ -54,29 +54,15 @@ def test_env_and_precedence():
     # WSD_MAX_HEADER applies; the flag wins over the variable.
     big = "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("a" * 600)
     with Server(env={"WSD_MAX_HEADER": "512"}) as s:
-        st = _raw_status(s.port, big)
+        st = http(s.port, None, None, raw=big.encode())[0]
         check("WSD_MAX_HEADER=512 applies", st == 431, st)
     with Server("--max-header", "1K", env={"WSD_MAX_HEADER": "512"}) as s:
-        st = _raw_status(s.port, big)
+        st = http(s.port, None, None, raw=big.encode())[0]
         check("the flag wins over WSD_MAX_HEADER", st == 200, st)
     with Server(env={"WSD_ECHO": "1"}) as s:
         c = s.ws("/echo")
         check("WSD_ECHO=1 turns on /echo", c.status == 101, c.status)
         c.close()
-
-
-def _raw_status(port, req):
-    c = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-    c.sendall(req.encode())
-    data = b""
-    while b"\r\n" not in data:
-        d = c.recv(4096)
-        if not d:
-            break
-        data += d
-    c.close()
-    m = re.match(rb"HTTP/1\.1 (\d+)", data)
-    return int(m.group(1)) if m else 0
 
 
 def test_logs():
