@@ -170,6 +170,9 @@ get_metrics(struct req *r)
 	metric(&b, "wsd_websockets", "gauge", "Open WebSocket connections.",
 	    NULL, ws_stats.websockets);
 	metric(&b, "wsd_groups", "gauge", "Groups.", NULL, hub_group_count());
+	metric(&b, "wsd_history_bytes", "gauge",
+	    "Bytes of events kept for resume, all groups.", NULL,
+	    hub_history_total());
 	metric(&b, "wsd_sessions", "gauge", "Live sessions.", NULL,
 	    sess_count());
 	metric(&b, "wsd_connections_accepted_total", "counter",

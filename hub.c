@@ -82,6 +82,7 @@ static uint32_t		  tcap;		/* power of 2 */
 static uint32_t		  ngroups;
 static struct hub_group	 *star;		/* "*": every connection */
 static struct hub_group	 *turn_list;	/* groups with events to send */
+static size_t		  hist_total;	/* bytes in every group's history */
 static uint64_t		  start_ms;
 
 #define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
@@ -161,6 +162,7 @@ hist_drop_oldest(struct hub_group *g)
 	struct ws_buf *b = g->hist[g->hhead];
 
 	g->hbytes -= b->len;
+	hist_total -= b->len;
 	ws_buf_unref(b);
 	g->hhead = (g->hhead + 1) & (g->hcap - 1);
 	g->hlen--;
@@ -190,15 +192,17 @@ group_release(struct hub_group *g)
 		group_free(g);
 }
 
-/* At --max-groups, make room by freeing the group idle the longest. */
+/* At --max-groups or --history-total, make room by freeing the group
+ * idle the longest (but never keep, the one being worked on). */
 static int
-evict_idle_group(void)
+evict_idle_group(const struct hub_group *keep)
 {
 	struct hub_group *oldest = NULL;
 
 	for (uint32_t i = 0; i < tcap; i++)
 		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext)
-			if (g->nsubs == 0 && !g->on_turn && (oldest == NULL ||
+			if (g->nsubs == 0 && !g->on_turn && g != keep &&
+			    (oldest == NULL ||
 			    g->idle_since < oldest->idle_since))
 				oldest = g;
 	if (oldest == NULL)
@@ -219,7 +223,7 @@ hub_group(const char *name, size_t n, int create)
 	gp = group_slot(name, n);
 	if (*gp != NULL || !create)
 		return *gp;
-	if (ngroups >= hub_cfg.max_groups && evict_idle_group() == -1)
+	if (ngroups >= hub_cfg.max_groups && evict_idle_group(NULL) == -1)
 		return NULL;
 	if (ngroups >= tcap && table_grow() == 0)
 		gp = group_slot(name, n);
@@ -334,6 +338,12 @@ put_timestamp(struct json_buf *b)
 	json_put_raw(b, "\"", 1);
 }
 
+/*
+ * Keep b in g's history, within the group's bounds (--history,
+ * --history-bytes) and the bound on all history (--history-total): past
+ * that, groups idle the longest go first, then g's own oldest events, and
+ * if nothing is left to give, b is simply not kept (it was still sent).
+ */
 static void
 hist_append(struct hub_group *g, struct ws_buf *b)
 {
@@ -342,6 +352,13 @@ hist_append(struct hub_group *g, struct ws_buf *b)
 	while (g->hlen > 0 && (g->hlen >= hub_cfg.history ||
 	    g->hbytes + b->len > hub_cfg.history_bytes))
 		hist_drop_oldest(g);
+	while (hist_total + b->len > hub_cfg.history_total) {
+		if (evict_idle_group(g) == 0)
+			continue;
+		if (g->hlen == 0)
+			return;
+		hist_drop_oldest(g);
+	}
 	if (g->hlen == g->hcap) {
 		uint32_t ncap = g->hcap ? g->hcap * 2 : 8;
 		struct ws_buf **nh = malloc(ncap * sizeof *nh);
@@ -359,6 +376,13 @@ hist_append(struct hub_group *g, struct ws_buf *b)
 	g->hist[(g->hhead + g->hlen) & (g->hcap - 1)] = b;
 	g->hlen++;
 	g->hbytes += b->len;
+	hist_total += b->len;
+}
+
+size_t
+hub_history_total(void)
+{
+	return hist_total;
 }
 
 /* The kept event with seq s (the caller checks the range). */
@@ -1103,13 +1127,14 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 			goto refuse;
 		}
 	}
+	/* The session first: creating it may run the session tick, which
+	 * may make room among idle groups, and the route group, idle until
+	 * open() joins it, must not be the room made. */
+	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
+	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL)
+		goto refuse;
 	if ((a->route = hub_group(name, n, 1)) == NULL) {
 		status = 503;
-		goto refuse;
-	}
-	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
-	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL) {
-		group_release(a->route);
 		goto refuse;
 	}
 	a->bucket = hub_cfg.publish_rate;
@@ -1119,6 +1144,8 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 refuse_400:
 	status = 400;
 refuse:
+	if (a->session != NULL)
+		sess_detach(a->session);
 	auth_claims_free(&a->claims);
 	free(a);
 	return status;

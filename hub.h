@@ -17,6 +17,7 @@
 /* Defaults (each is also an option). */
 #define HUB_HISTORY		1000		/* events kept per group */
 #define HUB_HISTORY_BYTES	(1u << 20)	/* bytes kept per group */
+#define HUB_HISTORY_TOTAL	(256u << 20)	/* bytes kept in all groups */
 #define HUB_MAX_CONN_GROUPS	64		/* groups per connection */
 #define HUB_MAX_GROUPS		100000		/* groups in all */
 #define HUB_GROUP_MAX		64		/* bytes in a group name */
@@ -27,6 +28,7 @@
 struct hub_config {
 	unsigned history;
 	size_t   history_bytes;
+	size_t   history_total;
 	unsigned max_conn_groups;
 	unsigned max_groups;
 	unsigned json_depth;
@@ -108,6 +110,7 @@ void	hub_history_json(const struct hub_group *g, uint64_t since,
 void	hub_groups_json(struct json_buf *out);
 
 unsigned hub_group_count(void);
+size_t	hub_history_total(void);	/* bytes of history kept, all groups */
 uint64_t hub_uptime_s(void);
 
 /* Counters for /metrics. */

@@ -50,6 +50,7 @@ static struct ws_config wscfg = {
 static struct hub_config hubcfg = {
 	.history = HUB_HISTORY,
 	.history_bytes = HUB_HISTORY_BYTES,
+	.history_total = HUB_HISTORY_TOTAL,
 	.max_conn_groups = HUB_MAX_CONN_GROUPS,
 	.max_groups = HUB_MAX_GROUPS,
 	.json_depth = 64,
@@ -100,6 +101,8 @@ static const struct opt {
 	    "events kept per group for resume (1000)" },
 	{ "history-bytes", O_SIZE, &hubcfg.history_bytes,
 	    "bytes of events kept per group (1M)" },
+	{ "history-total", O_SIZE, &hubcfg.history_total,
+	    "bytes of events kept in all groups together (256M)" },
 	{ "max-groups", O_UINT, &hubcfg.max_groups,
 	    "groups in all (100000)" },
 	{ "max-conn-groups", O_UINT, &hubcfg.max_conn_groups,

@@ -1089,6 +1089,37 @@ def agent_lifecycle():
         close_all([b1, b2, agent])
 
 
+def history_total():
+    """--history-total bounds all groups' history together: groups idle
+    the longest go first, then the publishing group's oldest events."""
+    cap = 64 * 1024
+    with Server("--history-total", "64K") as srv:
+        live = srv.ws("/ws/live")
+        pad = "x" * 2000
+        for i in range(10):
+            publish(srv, "idle", "e", {"i": i, "pad": pad})
+        _, g = groups_by_name(srv)
+        check("history-total: an idle group keeps its history at first",
+              "idle" in g, repr(list(g)))
+        for i in range(60):
+            publish(srv, "live", "e", {"i": i, "pad": pad})
+        got = [live.recv_json()["data"]["i"] for _ in range(60)]
+        check("history-total: subscribers still get everything",
+              got == list(range(60)))
+        _, g = groups_by_name(srv)
+        check("history-total: the idle group went first", "idle" not in g,
+              repr(list(g)))
+        kept = metric(srv, "wsd_history_bytes")
+        check("history-total: at most the bound is kept",
+              kept is not None and 0 < kept <= cap, kept)
+        st, h = hjson(srv, "GET", "/api/groups/live/events?limit=1000")
+        seqs = [e["seq"] for e in h["events"]] if st == 200 else []
+        check("history-total: the newest events are kept, contiguous",
+              len(seqs) >= 20 and seqs == list(range(61 - len(seqs), 61)),
+              seqs)
+        live.close()
+
+
 def same_turn():
     """Messages that arrive in one packet are handled in one loop turn,
     where events are batched per group: each event still reaches exactly
@@ -1145,7 +1176,7 @@ def same_turn():
 def main():
     for topic in (routes, isolation, publishing, broadcast, envelope, replies,
                   history, ws_errors, http_errors, agent_lifecycle, resume,
-                  fanout, slow_consumer, same_turn):
+                  fanout, slow_consumer, same_turn, history_total):
         t0 = time.monotonic()
         invalid.update(n=0, first=None)
         try:
