@@ -103,8 +103,38 @@ def test_unread_answers():
         check("others still served", st == 200, st)
 
 
+def test_dashboard_headers():
+    """GET / serves the page with a CSP that allows exactly its own inline
+    script and style, by hash, and nothing inline besides."""
+    import base64
+    import hashlib
+    import re
+    from wsdtest import http
+    with Server() as s:
+        st, h, body = http(s.port, "GET", "/")
+        csp = h.get("content-security-policy", "")
+
+        def digest(tag):
+            m = re.search(rb"<%s>(.*?)</%s>" % (tag, tag), body, re.S)
+            return "'sha256-%s'" % base64.b64encode(
+                hashlib.sha256(m.group(1)).digest()).decode() if m else None
+        check("dashboard: 200 text/html", st == 200 and
+              h.get("content-type", "").startswith("text/html"), (st, h))
+        check("dashboard: no-cache", h.get("cache-control") == "no-cache", h)
+        check("dashboard: CSP has the script's hash",
+              "script-src %s;" % digest(b"script") in csp, csp)
+        check("dashboard: CSP has the style's hash",
+              "style-src %s;" % digest(b"style") in csp, csp)
+        check("dashboard: nothing unsafe in the CSP", "unsafe" not in csp and
+              "default-src 'none'" in csp and "connect-src 'self'" in csp,
+              csp)
+        check("dashboard: no external resources", not re.search(
+            rb"(src|href)=\"(https?:)?//", body), body[:200])
+
+
 if __name__ == "__main__":
     test_body_then_pipelined()
     test_pipelined_in_pieces()
     test_unread_answers()
+    test_dashboard_headers()
     done()
