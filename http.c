@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -112,22 +111,7 @@ static int
 query_uint(struct req *r, const char *name, uint64_t dflt, uint64_t max,
     uint64_t *out)
 {
-	char buf[24], *end;
-	long n = ws_query_param(r->h->query, name, buf, sizeof buf);
-
-	*out = dflt;
-	if (n == -1)
-		return 0;
-	if (n < 0)
-		return -1;
-	if (buf[0] < '0' || buf[0] > '9')
-		return -1;
-	*out = strtoull(buf, &end, 10);
-	if (*end != '\0')
-		return -1;
-	if (*out > max)
-		*out = max;
-	return 0;
+	return ws_query_uint(r->h->query, name, dflt, max, out) == -1 ? -1 : 0;
 }
 
 /* ---- The dashboard --------------------------------------------------- */
@@ -329,21 +313,21 @@ out:
 static int
 may_read(struct req *r, const char *name)
 {
-	const struct ws_slice *a = ws_http_header(r->h, "authorization");
+	struct ws_slice b = ws_http_bearer(r->h);
 	struct auth_claims claims;
 	int ok;
 
 	if (hub_cfg.token_secret == NULL)
 		return 1;
-	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0) {
+	if (b.n == 0) {
 		error(r, 401, "unauthorized", "this call needs a token");
 		return 0;
 	}
-	if (hub_cfg.api_key != NULL && auth_key_equal((const uint8_t *)a->p +
-	    7, a->n - 7, hub_cfg.api_key, hub_cfg.api_key_len))
+	if (hub_cfg.api_key != NULL && auth_key_equal((const uint8_t *)b.p,
+	    b.n, hub_cfg.api_key, hub_cfg.api_key_len))
 		return 1;
-	if (auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len,
-	    a->p + 7, a->n - 7, time(NULL), &claims) != AUTH_OK) {
+	if (auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len, b.p,
+	    b.n, time(NULL), &claims) != AUTH_OK) {
 		error(r, 401, "unauthorized", "this call needs a token");
 		return 0;
 	}
@@ -485,7 +469,7 @@ get_sessions(struct req *r)
 static int
 allowed(struct req *r, int mutating)
 {
-	const struct ws_slice *a = ws_http_header(r->h, "authorization");
+	struct ws_slice b = ws_http_bearer(r->h);
 
 	if (mutating && !hub_origin_ok(r->h, hub_cfg.api_key != NULL)) {
 		error(r, 403, "forbidden", "origin not allowed");
@@ -493,9 +477,8 @@ allowed(struct req *r, int mutating)
 	}
 	if (hub_cfg.api_key == NULL)
 		return 1;
-	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0 ||
-	    !auth_key_equal((const uint8_t *)a->p + 7, a->n - 7,
-	    hub_cfg.api_key, hub_cfg.api_key_len)) {
+	if (!auth_key_equal((const uint8_t *)b.p, b.n, hub_cfg.api_key,
+	    hub_cfg.api_key_len)) {
 		char body[] = "{\"error\":\"unauthorized\","
 		    "\"message\":\"this call needs the API key\"}";
 

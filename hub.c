@@ -1034,15 +1034,14 @@ static int
 check_token(const struct ws_http_req *req, struct auth_claims *claims)
 {
 	char tok[AUTH_MAX_TOKEN + 1];
-	const struct ws_slice *h = ws_http_header(req, "authorization");
+	struct ws_slice bearer = ws_http_bearer(req);
 	const char *p = tok;
 	long n = ws_query_param(req->query, "token", tok, sizeof tok);
 	int rc;
 
-	if (n < 0 && h != NULL && h->n > 7 &&
-	    strncasecmp(h->p, "Bearer ", 7) == 0) {
-		p = h->p + 7;
-		n = h->n - 7;
+	if (n < 0 && bearer.n > 0) {
+		p = bearer.p;
+		n = bearer.n;
 	}
 	if (n < 0) {
 		log_msg(LOG_INFO, "upgrade refused: no token");
@@ -1071,7 +1070,7 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 {
 	struct ws_slice path = req->path;
 	struct ws_app_conn *a;
-	char name[HUB_GROUP_MAX + 16], sincebuf[24], *end;
+	char name[HUB_GROUP_MAX + 16];
 	const char *slash;
 	size_t n;
 	int status = 0;
@@ -1108,15 +1107,10 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return 503;
 	a->c = c;
-	switch (ws_query_param(req->query, "since", sincebuf, sizeof sincebuf)) {
+	switch (ws_query_uint(req->query, "since", 0, UINT64_MAX, &a->since)) {
 	case -1:
-		break;
-	case WS_ERROR:
 		goto refuse_400;
-	default:
-		a->since = strtoull(sincebuf, &end, 10);
-		if (sincebuf[0] < '0' || sincebuf[0] > '9' || *end != '\0')
-			goto refuse_400;
+	case 1:
 		a->has_since = 1;
 	}
 	if (hub_cfg.token_secret != NULL) {

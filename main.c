@@ -338,6 +338,13 @@ take_secret(const char *src, const char *file, const uint8_t **out,
 		}
 		n = fread(buf, 1, sizeof buf, f);
 		fclose(f);
+		if (n == sizeof buf) {
+			/* Not silently cut: a longer secret is refused. */
+			OPENSSL_cleanse(buf, sizeof buf);
+			fprintf(stderr, "wsd: %.200s: secret over %zu bytes\n",
+			    file, sizeof buf - 1);
+			return -1;
+		}
 		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 			n--;
 		src = buf;

@@ -479,6 +479,38 @@ ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
 	return -1;
 }
 
+int
+ws_query_uint(struct ws_slice q, const char *name, uint64_t dflt,
+    uint64_t max, uint64_t *out)
+{
+	char buf[24], *end;
+	long n = ws_query_param(q, name, buf, sizeof buf);
+
+	*out = dflt;
+	if (n == -1)
+		return 0;
+	if (n < 0 || buf[0] < '0' || buf[0] > '9')
+		return -1;
+	*out = strtoull(buf, &end, 10);
+	if (*end != '\0')
+		return -1;
+	if (*out > max)
+		*out = max;
+	return 1;
+}
+
+struct ws_slice
+ws_http_bearer(const struct ws_http_req *req)
+{
+	const struct ws_slice *a = ws_http_header(req, "authorization");
+	struct ws_slice none = { NULL, 0 };
+
+	/* RFC 6750 §2.1: the scheme name is case-insensitive. */
+	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0)
+		return none;
+	return (struct ws_slice){ a->p + 7, a->n - 7 };
+}
+
 /* ==== Opening handshake (RFC 6455 §4.2) ============================== */
 
 void

@@ -131,6 +131,16 @@ int	ws_http_has_token(struct ws_slice value, const char *token);
 long	ws_query_param(struct ws_slice query, const char *name, char *out,
 	    size_t cap);
 
+/*
+ * Query parameter name as an unsigned decimal into *out, clamped to max.
+ * Returns 1 when present, 0 when absent (*out = dflt), -1 if malformed.
+ */
+int	ws_query_uint(struct ws_slice query, const char *name, uint64_t dflt,
+	    uint64_t max, uint64_t *out);
+
+/* The credentials of "Authorization: Bearer X"; n is 0 when absent. */
+struct ws_slice ws_http_bearer(const struct ws_http_req *req);
+
 /* Sec-WebSocket-Accept for key (RFC 6455 §4.2.2): 28 chars + NUL. */
 void	ws_accept_key(struct ws_slice key, char out[29]);
 

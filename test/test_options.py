@@ -50,6 +50,24 @@ def test_command_line():
           (rc, err))
 
 
+def test_secret_file_limit():
+    """--token-secret-file holds at most 4,095 bytes; a longer file is
+    refused, never cut short."""
+    with tempfile.TemporaryDirectory() as d:
+        for n, ok in ((4095, True), (4096, False)):
+            path = os.path.join(d, "s%d" % n)
+            with open(path, "w") as f:
+                f.write("k" * n)
+            if ok:
+                with Server("--token-secret-file", path) as s:
+                    check("secret file of %d bytes: starts" % n, s.port > 0)
+            else:
+                rc, _, err = run(["--listen", "127.0.0.1:0",
+                                  "--token-secret-file", path])
+                check("secret file of %d bytes: exit 2" % n, rc == 2 and
+                      "secret over" in err, (rc, err))
+
+
 def test_env_and_precedence():
     # WSD_MAX_HEADER applies; the flag wins over the variable.
     big = "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("a" * 600)
@@ -220,6 +238,7 @@ def _echo_ok(port):
 
 if __name__ == "__main__":
     test_command_line()
+    test_secret_file_limit()
     test_env_and_precedence()
     test_logs()
     test_ipv6_and_two_listeners()
