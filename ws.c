@@ -113,7 +113,8 @@ struct ws_conn {
 	struct ws_in	*in;		/* owned; NULL while idle */
 	struct ws_app_conn *app;	/* owned by the layer above */
 	struct ws_conn	*prev, *next;	/* every connection */
-	struct ws_conn	*link;		/* flush list, then reap list */
+	struct ws_conn	*flush_next;	/* flush list, while dirty */
+	struct ws_conn	*reap_next;	/* reap list, once dead */
 	uint64_t	 id;
 	uint64_t	 last_rx;	/* ms: last bytes from the peer */
 	uint64_t	 deadline;	/* ms: handshake, close or linger limit */
@@ -976,7 +977,7 @@ conn_mark_dirty(struct ws_conn *c)
 {
 	if (!c->dirty && !c->dead) {
 		c->dirty = 1;
-		c->link = flush_list;
+		c->flush_next = flush_list;
 		flush_list = c;
 	}
 }
@@ -1700,28 +1701,44 @@ conn_kill(struct ws_conn *c)
 	ws_stats.connections--;
 	if (c->upgraded)
 		ws_stats.websockets--;
-	/* Unlink from the list of all; link into the reap list. */
+	/* Unlink from the list of all; link into the reap list.  It may
+	 * still be on the flush list: that list has its own link, and
+	 * flush_all() skips the dead. */
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
 		conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	c->link = reap_list;
+	c->reap_next = reap_list;
 	reap_list = c;
 }
 
+/*
+ * Free the dead.  Telling the layer above may queue output on others (a
+ * group's pending events go out before a member leaves), and in a rare
+ * failure even kill one of those: a connection still on the flush list is
+ * left for the next pass, so no list ever holds a freed pointer.
+ */
 static void
 reap(void)
 {
+	struct ws_conn *later = NULL;
+
 	while (reap_list != NULL) {
 		struct ws_conn *c = reap_list;
 
-		reap_list = c->link;
+		reap_list = c->reap_next;
+		if (c->dirty) {
+			c->reap_next = later;
+			later = c;
+			continue;
+		}
 		if (c->app != NULL && app.closed != NULL)
 			app.closed(c, c->app);
 		free(c);
 	}
+	reap_list = later;
 }
 
 /* One read of at most cap bytes: n > 0, 0 at the end, -1 with errno
@@ -2158,8 +2175,8 @@ flush_all(void)
 	while (flush_list != NULL) {
 		struct ws_conn *c = flush_list;
 
-		flush_list = c->link;
-		c->link = NULL;
+		flush_list = c->flush_next;
+		c->flush_next = NULL;
 		c->dirty = 0;
 		if (!c->dead)
 			conn_flush(c);
@@ -2200,14 +2217,21 @@ ws_run(void (*on_hup)(void))
 				break;
 			}
 		}
-		if (on_turn != NULL)
-			on_turn();
-		flush_all();
-		reap();
+		/* Reaping may queue output (see reap()): go round until
+		 * nothing is left to write or to free this turn. */
+		do {
+			if (on_turn != NULL)
+				on_turn();
+			flush_all();
+			reap();
+		} while (flush_list != NULL || reap_list != NULL);
 	}
 	while (conns != NULL)
 		conn_kill(conns);
-	reap();
+	do {
+		flush_all();
+		reap();
+	} while (reap_list != NULL);
 	log_msg(LOG_INFO, "stopped");
 	return 0;
 }
