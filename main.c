@@ -5,14 +5,20 @@
  * variable (the flag wins), defaults come from the layers' headers, and
  * the reactor (ws.c) is started with the hub (hub.c) as its handlers.
  */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "log.h"
 #include "tls.h"
@@ -61,6 +67,7 @@ static struct hub_config hubcfg = {
 
 static struct list	 listen_on, allow_origin;
 static const char	*token_secret, *token_secret_file, *api_key;
+static int		 token_require_exp;
 static int		 insecure;
 static const char	*tls_cert, *tls_key;
 static int		 no_session_events;
@@ -114,7 +121,7 @@ static const struct opt {
 	{ "no-session-events", O_FLAG, &no_session_events,
 	    "turn the session diff off" },
 	{ "session-ttl", O_SECS, &hubcfg.session_ttl_ms,
-	    "seconds a connection-made session outlives its last client (0)" },
+	    "seconds a connection-made session outlives its last client (5)" },
 	{ "max-sessions", O_UINT, &hubcfg.max_sessions,
 	    "sessions in all (100000)" },
 	{ "max-metadata", O_SIZE, &hubcfg.max_metadata,
@@ -123,6 +130,8 @@ static const struct opt {
 	    "HS256 secret: WebSocket clients need a JWT (none)" },
 	{ "token-secret-file", O_STR, &token_secret_file,
 	    "read the token secret from this file" },
+	{ "token-require-exp", O_FLAG, &token_require_exp,
+	    "refuse tokens without exp (by default they never expire)" },
 	{ "api-key", O_STR, &api_key,
 	    "Bearer key for mutating HTTP calls and /metrics (none)" },
 	{ "allow-origin", O_LIST, &allow_origin,
@@ -177,11 +186,43 @@ parse_size(const char *s, size_t *out)
 	return 0;
 }
 
-/* Set one option from its text; "-" names the source in the error. */
+/*
+ * Split HOST:PORT as ws_listen() reads it ("[::1]:80" for IPv6, ":80" for
+ * every address) and check what getaddrinfo() would not: the port is 1-5
+ * digits up to 65535 (getaddrinfo() takes "99999" and wraps it).  0 or -1.
+ */
+static int
+split_hostport(const char *hostport, char host[256], char port[6])
+{
+	const char *colon = strrchr(hostport, ':');
+	size_t hl, pl;
+
+	if (colon == NULL || (hl = colon - hostport) >= 256)
+		return -1;
+	pl = strlen(colon + 1);
+	if (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") != pl ||
+	    strtoul(colon + 1, NULL, 10) > 65535)
+		return -1;
+	memcpy(port, colon + 1, pl + 1);
+	if (hl >= 2 && hostport[0] == '[' && hostport[hl - 1] == ']') {
+		memcpy(host, hostport + 1, hl - 2);
+		host[hl - 2] = '\0';
+	} else {
+		memcpy(host, hostport, hl);
+		host[hl] = '\0';
+	}
+	return 0;
+}
+
+/*
+ * Set one option from its text.  from is the environment variable it came
+ * from, or NULL for the command line; the error names it.
+ */
 static int
 set_opt(const struct opt *o, const char *val, const char *from)
 {
-	char *end;
+	char *end, flag[64], host[256], port[6];
+	const char *why = "";
 	size_t sz;
 	double d;
 	unsigned long ul;
@@ -200,8 +241,14 @@ set_opt(const struct opt *o, const char *val, const char *from)
 	case O_LIST: {
 		struct list *l = o->dst;
 
-		if (l->n == MAX_LISTEN)
+		if (l->n == MAX_LISTEN) {
+			why = " (too many)";
 			goto bad;
+		}
+		if (l == &listen_on && split_hostport(val, host, port) == -1) {
+			why = " (expected HOST:PORT, port 0-65535)";
+			goto bad;
+		}
 		l->v[l->n++] = val;
 		return 0;
 	}
@@ -228,8 +275,10 @@ set_opt(const struct opt *o, const char *val, const char *from)
 		return 0;
 	}
 bad:
-	fprintf(stderr, "wsd: bad value for %s%s: %.64s\n", from, o->name,
-	    val ? val : "");
+	if (from == NULL)
+		snprintf(flag, sizeof flag, "--%s", o->name);
+	fprintf(stderr, "wsd: bad value for %s: %.64s%s\n",
+	    from != NULL ? from : flag, val ? val : "", why);
 	return -1;
 }
 

@@ -103,6 +103,7 @@ struct ws_conn {
 	uint8_t		 keep_alive;	/* HTTP: current request keeps alive */
 	uint8_t		 over_limit;	/* accepted past max_connections */
 	uint8_t		 upgraded;	/* counted in ws_stats.websockets */
+	uint8_t		 rd_eof;	/* peer's FIN: write what is queued, close */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
@@ -153,7 +154,7 @@ static void	conn_kill(struct ws_conn *);
 static void	conn_mark_dirty(struct ws_conn *);
 static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
-static void	send_close(struct ws_conn *, unsigned, const char *, int);
+static void	send_close(struct ws_conn *, unsigned, const char *);
 static int	ep_mod(struct ws_conn *);
 
 /* ==== Shared buffers ================================================= */
@@ -173,6 +174,7 @@ ws_buf_new(size_t len)
 	b->nframes = 1;
 	b->hlen = 0;
 	b->ctrl = 0;
+	b->http = 0;
 	return b;
 }
 
@@ -809,9 +811,12 @@ ws_unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
 /*
  * Each connection has a ring of references to shared buffers.  Data goes
  * on the tail; control frames go ahead of data (behind a frame already
- * partly written, which must finish first or the stream would be torn),
- * in the order they were queued.  Data bytes count against send_queue;
- * control frames do not, and are bounded by WS_MAX_CTRL instead.
+ * partly written, which must finish first or the stream would be torn,
+ * and behind every HTTP response, the 101 included: nothing goes ahead of
+ * those), in the order they were queued.  Data bytes count against
+ * send_queue; control frames do not, and are bounded by WS_MAX_CTRL
+ * instead.  The close frame is queued as data, behind the replies already
+ * queued (the order Autobahn's strict reading expects).
  */
 
 static struct ws_buf **
@@ -856,8 +861,9 @@ ring_insert(struct ws_conn *c, uint32_t pos, struct ws_buf *b)
 }
 
 /*
- * Entries at the head that may not move: the one partly written, and under
- * TLS every one a blocked write must send again byte for byte.
+ * Entries at the head that may neither move nor be dropped: the one partly
+ * written, under TLS every one a blocked write must send again byte for
+ * byte, and HTTP responses (the 101 before any frame).
  */
 static uint32_t
 pinned(struct ws_conn *c)
@@ -865,7 +871,7 @@ pinned(struct ws_conn *c)
 	size_t need = c->qoff + c->tls_retry, sum = 0;
 	uint32_t i = 0;
 
-	while (i < c->qlen && sum < need)
+	while (i < c->qlen && (sum < need || (*ring_at(c, i))->http))
 		sum += (*ring_at(c, i++))->len;
 	return i;
 }
@@ -944,7 +950,7 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 		log_msg(LOG_INFO, "slow consumer conn=%llu queued=%zu",
 		    (unsigned long long)c->id, c->qbytes);
 		ring_release(c, 1);
-		send_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer", 0);
+		send_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
 		return -1;
 	}
 	if (conn_push(c, b) == -1) {
@@ -1059,6 +1065,9 @@ conn_flush(struct ws_conn *c)
 			return;
 		}
 		ws_stats.bytes_out += w;
+		/* An HTTP answer read slowly is not an idle connection. */
+		if (!c->upgraded && c->state != C_LINGER)
+			c->deadline = now_ms + cfg.handshake_ms;
 		while (w > 0) {
 			struct ws_buf *b = *ring_at(c, 0);
 			size_t rest = b->len - c->qoff;
@@ -1087,7 +1096,9 @@ conn_flush(struct ws_conn *c)
 	free(c->q);
 	c->q = NULL;
 	c->qcap = c->qhead = 0;
-	if (c->state == C_CLOSING)
+	if (c->rd_eof)
+		conn_kill(c);
+	else if (c->state == C_CLOSING)
 		conn_linger(c);
 }
 
@@ -1095,13 +1106,13 @@ conn_flush(struct ws_conn *c)
 
 /*
  * Queue our close frame once (RFC 6455 §5.5.1): code 0 sends an empty
- * payload.  ahead puts it in front of queued data and releases that data,
- * for failures and replies; otherwise (shutdown) it follows the data, so
- * events already accepted still reach a reader.  From here on data frames
- * from the peer are ignored.
+ * payload.  It follows the data already queued, so the peer sees every
+ * reply it was sent before the failure, and a reader every event already
+ * accepted; only the slow-consumer close drops the queue first (ws_send).
+ * From here on nothing more is read from the peer.
  */
 static void
-send_close(struct ws_conn *c, unsigned code, const char *reason, int ahead)
+send_close(struct ws_conn *c, unsigned code, const char *reason)
 {
 	uint8_t pl[125];
 	size_t n = 0;
@@ -1122,29 +1133,27 @@ send_close(struct ws_conn *c, unsigned code, const char *reason, int ahead)
 			n += r;
 		}
 	}
-	if (ahead)
-		ring_release(c, 1);
 	if ((b = ws_buf_frame(WS_OP_CLOSE, pl, n)) == NULL) {
 		conn_kill(c);
 		return;
 	}
-	if (!ahead)
-		b->ctrl = 0;	/* queue behind the data, not ahead */
+	b->ctrl = 0;		/* behind the data, not ahead */
 	if (conn_push(c, b) == -1) {
 		ws_buf_unref(b);
 		conn_kill(c);
 		return;
 	}
+	/* Longer when data goes first: the reader gets the drain time. */
+	c->deadline = now_ms + (c->qbytes > b->len ? cfg.drain_ms : WS_CLOSE_MS);
 	ws_buf_unref(b);
 	c->close_sent = 1;
 	c->state = C_CLOSING;
-	c->deadline = now_ms + (ahead ? WS_CLOSE_MS : cfg.drain_ms);
 }
 
 void
 ws_close(struct ws_conn *c, unsigned code, const char *reason)
 {
-	send_close(c, code, reason, 1);
+	send_close(c, code, reason);
 }
 
 /* A protocol violation: the close frame with its code, then stop. */
@@ -1153,7 +1162,7 @@ conn_fail(struct ws_conn *c, unsigned code)
 {
 	log_msg(LOG_DEBUG, "conn=%llu fail code=%u",
 	    (unsigned long long)c->id, code);
-	send_close(c, code, NULL, 1);
+	send_close(c, code, NULL);
 }
 
 /* ==== Message assembly =============================================== */
@@ -1207,7 +1216,7 @@ control(struct ws_conn *c, int opcode, const uint8_t *p, size_t n)
 			}
 		}
 		/* §5.5.1: answer with a close, echoing the code. */
-		send_close(c, code, NULL, 1);
+		send_close(c, code, NULL);
 		break;
 	}
 	}
@@ -1402,7 +1411,9 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 	memcpy(b->data, head, n);
 	if (len > 0)
 		memcpy(b->data + n, body, len);
-	conn_push(c, b);
+	b->http = 1;
+	if (conn_push(c, b) == -1)
+		conn_kill(c);
 	ws_buf_unref(b);
 	if (!keep)
 		c->state = C_CLOSING;
@@ -1504,7 +1515,14 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
 		return 0;
 	}
 	memcpy(b->data, resp, n);
-	conn_push(c, b);
+	b->http = 1;
+	if (conn_push(c, b) == -1) {
+		ws_buf_unref(b);
+		if (app.closed != NULL && a != NULL)
+			app.closed(c, a);
+		conn_kill(c);
+		return 0;
+	}
 	ws_buf_unref(b);
 	c->app = a;
 	c->state = C_WS;
@@ -1638,6 +1656,8 @@ ep_mod(struct ws_conn *c)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 
+	if (c->rd_eof)
+		ev.events = 0;		/* nothing more to read */
 	if (c->out_armed)
 		ev.events |= EPOLLOUT;
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, c->src.fd, &ev);
@@ -1769,6 +1789,8 @@ conn_read(struct ws_conn *c)
 	size_t cap = sizeof rbuf;
 	ssize_t n;
 
+	if (c->rd_eof)
+		return;
 	/* Whatever is left unread stays in the socket, and level-triggered
 	 * epoll brings us back for it. */
 	if (c->state == C_HTTP && http_room(c) < cap)
@@ -1787,7 +1809,15 @@ conn_read(struct ws_conn *c)
 		return;
 	}
 	if (n == 0) {
-		/* The peer is gone (or finished its half-close). */
+		/* The peer is gone, or has half-closed after its last
+		 * request: what it was answered still goes out first
+		 * (RFC 9112 §9.6), then we close. */
+		if (c->qlen > 0 && c->state != C_LINGER && c->state != C_WS) {
+			c->rd_eof = 1;
+			c->out_armed = 1;
+			ep_mod(c);
+			return;
+		}
 		conn_kill(c);
 		return;
 	}
@@ -1815,7 +1845,12 @@ conn_event(struct ws_conn *c, uint32_t events)
 {
 	if (c->dead)
 		return;
-	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+	if (c->rd_eof && (events & (EPOLLHUP | EPOLLERR))) {
+		conn_kill(c);		/* cannot write either */
+		return;
+	}
+	if ((!c->rd_eof && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP |
+	    EPOLLERR))) ||
 	    (c->tls_want && (events & EPOLLOUT)))
 		conn_read(c);
 	/* OpenSSL may hold a whole record already read from the socket,
@@ -2146,7 +2181,7 @@ ws_shutdown(void)
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->state == C_WS)
-			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down", 0);
+			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down");
 		else if (c->state == C_HTTP && c->qlen == 0 &&
 		    (c->in == NULL || c->in->hlen == 0))
 			conn_kill(c);

@@ -72,6 +72,7 @@ struct ws_buf {
 	uint32_t nframes;	/* messages it carries, for the counters */
 	uint16_t hlen;
 	uint8_t  ctrl;		/* control frame: jumps the queue, not counted */
+	uint8_t  http;		/* HTTP response: never dropped nor overtaken */
 	uint8_t  data[];
 };
 
