@@ -2,8 +2,9 @@
  * auth.c - HS256 JWT verification and API key comparison.
  *
  * This layer checks bytes against a secret and answers yes or no; it does
- * no I/O, keeps no state between calls, never signs, and never copies
- * token bytes into an error message.  Decoding the JSON of a token is
+ * no I/O, keeps no state between calls (one setting, auth_require_exp(),
+ * made once at start), never signs, and never copies token bytes into an
+ * error message.  Decoding the JSON of a token is
  * json.c's job; what a refusal means on the wire is the server's.
  *
  * auth_verify() returns AUTH_OK (0) or a negative enum auth_err; the other
@@ -38,6 +39,8 @@ static int	read_claims(const uint8_t *, size_t, int64_t,
 		    struct auth_claims *);
 static int	group_char(uint8_t);
 static int	pattern_valid(const char *, size_t);
+
+static int	require_exp;	/* a token without "exp" is refused */
 static int	pattern_match(const char *, size_t, const char *, size_t);
 static int	match_any(const char *, unsigned, const char *, size_t);
 static const char *first_pattern(const struct auth_claims *);
@@ -208,6 +211,8 @@ check_times(const struct json_doc *doc, int64_t now, int64_t *exp)
 	int rc;
 
 	if ((rc = claim_int(doc, "exp", exp)) < 0)
+		return AUTH_BAD_CLAIM;
+	if (rc == 1 && require_exp)
 		return AUTH_BAD_CLAIM;
 	if (rc == 0 && *exp <= INT64_MAX - AUTH_LEEWAY_S &&
 	    now >= *exp + AUTH_LEEWAY_S)
@@ -395,6 +400,12 @@ fail:
 /*
  * The verifier
  */
+
+void
+auth_require_exp(int on)
+{
+	require_exp = on != 0;
+}
 
 int
 auth_verify(const uint8_t *secret, size_t secret_len, const char *tok,

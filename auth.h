@@ -1,7 +1,8 @@
 /*
  * auth.h - HS256 JSON Web Token verification and API key comparison.
  *
- * auth.c does no I/O, keeps no state and never signs: it checks a token a
+ * auth.c does no I/O, keeps no state but one setting
+ * (auth_require_exp()) and never signs: it checks a token a
  * client presented against the server's secret and turns its claims into
  * the group rights the hub enforces.  Where the token comes from (query,
  * header) and what happens on refusal (401, close 1008) is the caller's
@@ -36,7 +37,9 @@
  *	"sub"	 string, at most AUTH_MAX_SUB bytes once unescaped, no control
  *		 characters (it ends up in logs).  Optional, "" when absent.
  *	"exp"	 integer seconds since the epoch (fractions are refused).
- *		 Optional; when present the token is refused once
+ *		 Optional: a token without it never expires, unless
+ *		 auth_require_exp(1) makes it AUTH_BAD_CLAIM.  When
+ *		 present the token is refused once
  *		 now >= exp + AUTH_LEEWAY_S (RFC 7519 §4.1.4).  It is kept
  *		 in the claims so that a connection can be closed (1008)
  *		 when its token runs out.
@@ -102,7 +105,8 @@ enum auth_err {
 	AUTH_BAD_SIG	= -4,	/* signature wrong, or an empty secret */
 	AUTH_EXPIRED	= -5,	/* past exp + AUTH_LEEWAY_S */
 	AUTH_NOT_YET	= -6,	/* before nbf - AUTH_LEEWAY_S */
-	AUTH_BAD_CLAIM	= -7,	/* a claim of the wrong type, a bad pattern */
+	AUTH_BAD_CLAIM	= -7,	/* a claim of the wrong type, a bad pattern,
+				   no "exp" when it is required */
 	AUTH_INTERNAL	= -8	/* out of memory, or OpenSSL failed */
 };
 
@@ -143,6 +147,13 @@ long	auth_b64url_decode(const uint8_t *in, size_t len, uint8_t *out,
  */
 int	auth_verify(const uint8_t *secret, size_t secret_len, const char *tok,
 	    size_t len, int64_t now, struct auth_claims *out);
+
+/*
+ * With on set, auth_verify() refuses a token without "exp" (AUTH_BAD_CLAIM)
+ * instead of taking it as one that never expires.  Off by default; set
+ * once at start (--token-require-exp), it holds for every later call.
+ */
+void	auth_require_exp(int on);
 
 /* Static text for an auth_verify() code; never contains token bytes. */
 const char *auth_strerror(int err);

@@ -53,41 +53,40 @@ error(struct req *r, int status, const char *code, const char *msg)
 	    "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
 
 	ws_http_respond(r->c, status, NULL, status == 405 ?
-	    "Allow: GET, POST, DELETE\r\n" : NULL, body, n);
+	    "Allow: GET, POST, PUT, DELETE\r\n" : NULL, body, n);
 }
 
-/* Split the path into up to four percent-decoded segments.  A segment
- * longer than a group name, or a fifth one, cannot match a route. */
+/*
+ * Split the path into up to four percent-decoded segments.  Returns 0,
+ * 400 for a malformed escape, or 404 when it cannot match a route (a
+ * segment longer than a group name, or a fifth one).
+ */
 static int
 split_path(struct req *r)
 {
 	const char *p = r->h->path.p, *end = p + r->h->path.n;
 
 	r->nseg = 0;
+	if (p == end || *p != '/')
+		return 404;
 	while (p < end) {
-		size_t n = 0;
+		const char *s = ++p, *e = memchr(s, '/', end - s);
+		long n;
 
-		p++;			/* the '/' */
-		if (p == end && r->nseg > 0)
+		if (e == NULL)
+			e = end;
+		if (s == end && r->nseg > 0)
 			break;		/* trailing slash */
 		if (r->nseg == 4)
-			return -1;
-		while (p < end && *p != '/') {
-			int ch = (unsigned char)*p++;
-
-			if (ch == '%') {
-				unsigned v;
-
-				if (end - p < 2 || sscanf(p, "%2x", &v) != 1)
-					return -1;
-				ch = v;
-				p += 2;
-			}
-			if (n == HUB_GROUP_MAX || ch == 0)
-				return -1;
-			r->seg[r->nseg][n++] = ch;
-		}
-		r->seg[r->nseg++][n] = '\0';
+			return 404;
+		n = ws_pct_decode((struct ws_slice){ s, e - s }, 0,
+		    r->seg[r->nseg], sizeof r->seg[0]);
+		if (n == WS_ERROR)
+			return 400;
+		if ((size_t)n >= sizeof r->seg[0])
+			return 404;
+		r->nseg++;
+		p = e;
 	}
 	return 0;
 }
@@ -236,7 +235,7 @@ get_metrics(struct req *r)
 		    "Refused or failed requests and upgrades, by reason.",
 		    label, ws_stats.handshake_fail[i]);
 	}
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < HUB_NERRORS; i++) {
 		snprintf(label, sizeof label, "{code=\"%s\"}",
 		    hub_error_names[i]);
 		metric(&b, "wsd_errors_total", "counter", i ? NULL :
@@ -255,51 +254,41 @@ get_metrics(struct req *r)
 
 /* ---- Groups and events ----------------------------------------------- */
 
+/* The HTTP status for each refusal of hub_client_publish(). */
+static int
+publish_status(int err)
+{
+	switch (err) {
+	case HUB_E_FORBIDDEN:	return 403;
+	case HUB_E_TOO_LARGE:
+	case HUB_E_UNAVAILABLE:	return 503;
+	default:		return 400;
+	}
+}
+
 static void
 post_event(struct req *r, const char *name)
 {
 	struct json_doc doc = { 0 };
-	struct hub_group *g;
-	struct json_buf jb = { 0 };
-	char type[129], num[64];
-	const uint8_t *data = NULL;
-	size_t dlen = 0;
-	unsigned delivered;
-	uint64_t seq;
-	int t, d;
-	long tn;
+	struct hub_result res;
+	char num[64];
+	int n;
 
 	if (json_parse(&doc, r->body, r->blen, hub_cfg.json_depth,
 	    r->blen + 1) == -1 || doc.tok[0].type != JSON_OBJECT) {
 		error(r, 400, "bad_json", "body must be a JSON object");
 		goto out;
 	}
-	t = json_find(&doc, 0, "type");
-	if (t < 0 || doc.tok[t].type != JSON_STRING ||
-	    (tn = json_tok_str(&doc, t, type, sizeof type - 1)) <= 0) {
-		error(r, 400, "bad_json", "type must be a string of 1-128 bytes");
+	/* The API key, checked by the router, is the right to publish. */
+	if (hub_client_publish(name, strlen(name), &doc, json_find(&doc, 0,
+	    "type"), json_find(&doc, 0, "data"), NULL, &res) == -1) {
+		error(r, publish_status(res.err), hub_error_names[res.err],
+		    res.why);
 		goto out;
 	}
-	if (!hub_name_valid(name, strlen(name)) && strcmp(name, "*") != 0) {
-		error(r, 400, "bad_group", "group must be 1-64 bytes of "
-		    "[A-Za-z0-9._:-]");
-		goto out;
-	}
-	if ((g = hub_group(name, strlen(name), 1)) == NULL) {
-		error(r, 503, "too_large", "too many groups");
-		goto out;
-	}
-	if ((d = json_find(&doc, 0, "data")) >= 0)
-		data = json_tok_json(&doc, d, &dlen);
-	seq = hub_publish(g, type, tn, NULL, data, dlen, &delivered);
-	if (seq == 0) {
-		error(r, 500, "internal", "out of memory");
-		goto out;
-	}
-	snprintf(num, sizeof num, "{\"seq\":%llu,\"delivered\":%u}",
-	    (unsigned long long)seq, delivered);
-	json_put_cstr(&jb, num);
-	respond_json(r, 202, &jb);
+	n = snprintf(num, sizeof num, "{\"seq\":%llu,\"delivered\":%u}",
+	    (unsigned long long)res.seq, res.delivered);
+	ws_http_respond(r->c, 202, NULL, NULL, num, n);
 out:
 	json_doc_free(&doc);
 }
@@ -331,8 +320,7 @@ may_read(struct req *r, const char *name)
 		error(r, 401, "unauthorized", "this call needs a token");
 		return 0;
 	}
-	ok = strcmp(name, "*") == 0 ? auth_may_join_all(&claims) :
-	    auth_may_join(&claims, name, strlen(name));
+	ok = hub_may_read(&claims, name, strlen(name));
 	auth_claims_free(&claims);
 	if (!ok)
 		error(r, 403, "forbidden", "the token does not grant this group");
@@ -371,18 +359,74 @@ get_events(struct req *r, const char *name)
 	respond_json(r, 200, &jb);
 }
 
+/* With tokens on, the list of groups is for the API key or a token that
+ * grants every group, as "*" is. */
 static void
 get_groups(struct req *r)
 {
 	struct json_buf jb = { 0 };
+	uint64_t offset, limit;
 
-	json_put_cstr(&jb, "{\"groups\":");
-	hub_groups_json(&jb);
-	json_put_raw(&jb, "}", 1);
+	if (!may_read(r, "*"))
+		return;
+	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
+	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
+		error(r, 400, "bad_request", "offset and limit are integers");
+		return;
+	}
+	hub_groups_json(offset, limit, &jb);
 	respond_json(r, 200, &jb);
 }
 
 /* ---- Sessions -------------------------------------------------------- */
+
+/*
+ * The body of POST and PUT /api/sessions: empty or a JSON object whose
+ * "metadata", if not absent or null, is an object of at most
+ * --max-metadata bytes.  0 with *meta a slice of the body (NULL when
+ * absent), or -1 with the error sent; doc is the caller's to free.
+ */
+static int
+session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
+    size_t *mlen)
+{
+	int m;
+
+	*meta = NULL;
+	*mlen = 0;
+	if (r->blen > hub_cfg.max_metadata + 256) {
+		error(r, 413, "too_large", "metadata is too large");
+		return -1;
+	}
+	if (r->blen == 0)
+		return 0;
+	if (json_parse(doc, r->body, r->blen, hub_cfg.json_depth,
+	    r->blen + 1) == -1 || doc->tok[0].type != JSON_OBJECT) {
+		error(r, 400, "bad_json", "body must be a JSON object");
+		return -1;
+	}
+	if ((m = json_find(doc, 0, "metadata")) < 0 ||
+	    doc->tok[m].type == JSON_NULL)
+		return 0;
+	if (doc->tok[m].type != JSON_OBJECT) {
+		error(r, 400, "bad_request", "metadata must be an object");
+		return -1;
+	}
+	*meta = json_tok_json(doc, m, mlen);
+	if (*mlen > hub_cfg.max_metadata) {
+		error(r, 413, "too_large", "metadata is too large");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+session_error(struct req *r, int status)
+{
+	error(r, status, status == 409 ? "conflict" : status == 503 ?
+	    "unavailable" : "internal", status == 409 ?
+	    "session exists" : "cannot create a session now");
+}
 
 static void
 post_session(struct req *r)
@@ -394,18 +438,10 @@ post_session(struct req *r)
 	const uint8_t *meta = NULL;
 	size_t mlen = 0;
 	long n = -1;
-	int i, m, status;
+	int i, status;
 
-	if (r->blen > hub_cfg.max_metadata + 256) {
-		error(r, 413, "too_large", "metadata is too large");
-		return;
-	}
-	if (r->blen > 0 && (json_parse(&doc, r->body, r->blen,
-	    hub_cfg.json_depth, r->blen + 1) == -1 ||
-	    doc.tok[0].type != JSON_OBJECT)) {
-		error(r, 400, "bad_json", "body must be a JSON object");
+	if (session_body(r, &doc, &meta, &mlen) == -1)
 		goto out;
-	}
 	if (r->blen > 0 && (i = json_find(&doc, 0, "id")) >= 0 &&
 	    doc.tok[i].type != JSON_NULL) {
 		if (doc.tok[i].type != JSON_STRING ||
@@ -416,29 +452,45 @@ post_session(struct req *r)
 			goto out;
 		}
 	}
-	if (r->blen > 0 && (m = json_find(&doc, 0, "metadata")) >= 0 &&
-	    doc.tok[m].type != JSON_NULL) {
-		if (doc.tok[m].type != JSON_OBJECT) {
-			error(r, 400, "bad_request", "metadata must be an object");
-			goto out;
-		}
-		meta = json_tok_json(&doc, m, &mlen);
-		if (mlen > hub_cfg.max_metadata) {
-			error(r, 413, "too_large", "metadata is too large");
-			goto out;
-		}
-	}
 	if ((s = sess_create(n < 0 ? NULL : id, n < 0 ? 0 : n, meta, mlen, 0,
 	    &status)) == NULL) {
-		error(r, status, status == 409 ? "conflict" : status == 503 ?
-		    "unavailable" : "internal", status == 409 ?
-		    "session exists" : "cannot create a session now");
+		session_error(r, status);
 		goto out;
 	}
 	json_put_cstr(&jb, "{\"id\":");
 	json_put_str(&jb, sess_id(s), strlen(sess_id(s)));
 	json_put_raw(&jb, "}", 1);
 	respond_json(r, 201, &jb);
+out:
+	json_doc_free(&doc);
+}
+
+/* Create-or-update: 201 when made, 200 when its metadata was replaced. */
+static void
+put_session(struct req *r, const char *id)
+{
+	struct json_doc doc = { 0 };
+	struct json_buf jb = { 0 };
+	struct sess *s;
+	const uint8_t *meta;
+	size_t mlen;
+	int status;
+
+	if (!hub_name_valid(id, strlen(id))) {
+		error(r, 400, "bad_request", "id must be 1-64 bytes of "
+		    "[A-Za-z0-9._:-]");
+		return;
+	}
+	if (session_body(r, &doc, &meta, &mlen) == -1)
+		goto out;
+	if ((s = sess_put(id, strlen(id), meta, mlen, &status)) == NULL) {
+		session_error(r, status);
+		goto out;
+	}
+	json_put_cstr(&jb, "{\"id\":");
+	json_put_str(&jb, sess_id(s), strlen(sess_id(s)));
+	json_put_raw(&jb, "}", 1);
+	respond_json(r, status, &jb);
 out:
 	json_doc_free(&doc);
 }
@@ -489,18 +541,36 @@ allowed(struct req *r, int mutating)
 	return 1;
 }
 
+/*
+ * Who may call at all, decided on the head before any body is read: the
+ * Host (DNS rebinding), then for every call that changes something the
+ * Origin and the API key.  Returns 0, or -1 when refused (answered).
+ */
+int
+http_head(struct ws_conn *c, const struct ws_http_req *h)
+{
+	struct req r = { .c = c, .h = h };
+
+	if (!hub_host_ok(h)) {
+		error(&r, 403, "forbidden", "host not allowed");
+		return -1;
+	}
+	if (!method(&r, "GET") && !allowed(&r, 1))
+		return -1;
+	return 0;
+}
+
 void
 http_request(struct ws_conn *c, const struct ws_http_req *h,
     const uint8_t *body, size_t blen)
 {
 	struct req r = { .c = c, .h = h, .body = body, .blen = blen };
-	int get = method(&r, "GET");
+	int get = method(&r, "GET"), st;
 
-	if (!get && !allowed(&r, 1))
-		return;
-
-	if (split_path(&r) == -1) {
-		error(&r, 404, "not_found", "no such resource");
+	if ((st = split_path(&r)) != 0) {
+		error(&r, st, st == 400 ? "bad_request" : "not_found",
+		    st == 400 ? "malformed percent-encoding in the path" :
+		    "no such resource");
 		return;
 	}
 	if (r.nseg == 0 || (r.nseg == 1 && r.seg[0][0] == '\0')) {
@@ -558,7 +628,9 @@ http_request(struct ws_conn *c, const struct ws_http_req *h,
 			    sess_count());
 
 			ws_http_respond(c, 200, NULL, NULL, b, n);
-		} else if (r.nseg == 3 && method(&r, "DELETE")) {
+		} else if (r.nseg == 3 && method(&r, "PUT"))
+			put_session(&r, r.seg[2]);
+		else if (r.nseg == 3 && method(&r, "DELETE")) {
 			if (sess_delete(r.seg[2], strlen(r.seg[2])) == -1)
 				error(&r, 404, "not_found", "no such session");
 			else

@@ -18,6 +18,8 @@
  * I/O of its own: everything goes out through ws_send().  Functions
  * return 0 or -1 unless they say otherwise.
  */
+#include <arpa/inet.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,15 +35,24 @@
 #include "log.h"
 #include "ws.h"
 
+/*
+ * A group sits on up to four lists, each with its own links: its hash
+ * chain, the list of all groups in creation order (for paging), the list
+ * of idle groups (no subscribers), least recently used first (a publish
+ * or the last subscriber leaving moves a group to its tail; eviction
+ * takes its head: O(1)), and this turn's list of groups with events to
+ * send.
+ */
 struct hub_group {
 	struct hub_group  *hnext;	/* hash chain */
+	struct hub_group  *all_prev, *all_next;	/* every group */
+	struct hub_group  *idle_prev, *idle_next; /* while nsubs == 0 */
 	struct ws_app_conn **subs;	/* owned array; entries borrowed */
 	uint32_t	   nsubs, subcap;
 	struct ws_buf	 **hist;	/* owned ring of shared frames */
 	uint32_t	   hhead, hlen, hcap;
 	size_t		   hbytes;
 	uint64_t	   seq;		/* last seq assigned */
-	uint64_t	   idle_since;	/* ms without subscribers; 0: has some */
 	struct ws_buf	 **pend;	/* this turn's events, not yet queued */
 	uint32_t	   npend, pendcap;
 	struct hub_group  *turn_next;	/* on the list of groups with pend */
@@ -50,16 +61,23 @@ struct hub_group {
 	char		   name[HUB_GROUP_MAX + 1];
 };
 
-/* A connection's membership: the group and its index in g->subs. */
+/*
+ * A connection's membership: the group, its index in g->subs, and while
+ * a replay of history is under way, the next seq to replay (0: live).  A
+ * replaying member is passed over by the live flush and catches up from
+ * the history, paced by its send queue (replay_more()).
+ */
 struct hub_sub {
 	struct hub_group *g;
 	uint32_t	  idx;
+	uint64_t	  replay;
 };
 
 struct ws_app_conn {
 	struct ws_conn	*c;
 	struct hub_sub	*subs;		/* owned array */
 	uint32_t	 nsubs, subcap;
+	uint32_t	 nreplay;	/* memberships still replaying */
 	struct sess	*session;	/* /ws/sessions/ID, else NULL */
 	struct auth_claims claims;	/* owned; zero without tokens */
 	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
@@ -72,21 +90,22 @@ struct ws_app_conn {
 
 struct hub_config	 hub_cfg;
 struct hub_stats	 hub_stats;
-const char *const hub_error_names[7] = {
+const char *const hub_error_names[HUB_NERRORS] = {
 	"bad_json", "unknown_type", "bad_group", "forbidden", "too_large",
-	"history_gap", "rate_limited"
+	"history_gap", "rate_limited", "unavailable"
 };
 
 static struct hub_group	**table;	/* hash table of every group */
 static uint32_t		  tcap;		/* power of 2 */
 static uint32_t		  ngroups;
+static struct hub_group	 *all_first, *all_last;
+static struct hub_group	 *idle_first, *idle_last;	/* oldest first */
 static struct hub_group	 *star;		/* "*": every connection */
 static struct hub_group	 *turn_list;	/* groups with events to send */
 static size_t		  hist_total;	/* bytes in every group's history */
 static uint64_t		  start_ms;
 
 #define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
-#define MAX_EVENT_NAME	128
 #define HISTORY_LIMIT	1000	/* events in one get_history answer */
 
 /* ==== Group table ===================================================== */
@@ -95,6 +114,16 @@ int
 hub_name_valid(const char *s, size_t n)
 {
 	return auth_group_valid(s, n);	/* one definition, in the pure layer */
+}
+
+int
+hub_may_read(const struct auth_claims *claims, const char *name, size_t n)
+{
+	if (claims == NULL)
+		return 1;
+	if (n == 1 && name[0] == '*')
+		return auth_may_join_all(claims);
+	return auth_may_join(claims, name, n);
 }
 
 uint32_t
@@ -156,6 +185,27 @@ table_grow(void)
 	return 0;
 }
 
+/* The two doubly linked lists of groups, with their own link fields. */
+#define LIST_APPEND(first, last, g, prev, next) do {			\
+	(g)->prev = (last);						\
+	(g)->next = NULL;						\
+	if ((last) != NULL)						\
+		(last)->next = (g);					\
+	else								\
+		(first) = (g);						\
+	(last) = (g);							\
+} while (0)
+#define LIST_REMOVE(first, last, g, prev, next) do {			\
+	if ((g)->prev != NULL)						\
+		(g)->prev->next = (g)->next;				\
+	else								\
+		(first) = (g)->next;					\
+	if ((g)->next != NULL)						\
+		(g)->next->prev = (g)->prev;				\
+	else								\
+		(last) = (g)->prev;					\
+} while (0)
+
 static void
 hist_drop_oldest(struct hub_group *g)
 {
@@ -174,6 +224,9 @@ group_free(struct hub_group *g)
 	struct hub_group **gp = group_slot(g->name, g->nlen);
 
 	*gp = g->hnext;
+	LIST_REMOVE(all_first, all_last, g, all_prev, all_next);
+	if (g->nsubs == 0)
+		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 	while (g->hlen > 0)
 		hist_drop_oldest(g);
 	free(g->hist);
@@ -192,23 +245,22 @@ group_release(struct hub_group *g)
 		group_free(g);
 }
 
-/* At --max-groups or --history-total, make room by freeing the group
- * idle the longest (but never keep, the one being worked on). */
+/*
+ * At --max-groups or --history-total, make room by freeing the group idle
+ * the longest: the head of the idle list.  Passed over are keep (the one
+ * being worked on) and groups still on this turn's list (hub_turn() holds
+ * them), so the walk is short: O(1) amortised, whatever the number of
+ * groups.
+ */
 static int
 evict_idle_group(const struct hub_group *keep)
 {
-	struct hub_group *oldest = NULL;
-
-	for (uint32_t i = 0; i < tcap; i++)
-		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext)
-			if (g->nsubs == 0 && !g->on_turn && g != keep &&
-			    (oldest == NULL ||
-			    g->idle_since < oldest->idle_since))
-				oldest = g;
-	if (oldest == NULL)
-		return -1;
-	group_free(oldest);
-	return 0;
+	for (struct hub_group *g = idle_first; g != NULL; g = g->idle_next)
+		if (g != keep && !g->on_turn) {
+			group_free(g);
+			return 0;
+		}
+	return -1;
 }
 
 struct hub_group *
@@ -231,8 +283,9 @@ hub_group(const char *name, size_t n, int create)
 		return NULL;
 	memcpy(g->name, name, n);
 	g->nlen = n;
-	g->idle_since = ws_now_ms();
 	*gp = g;
+	LIST_APPEND(all_first, all_last, g, all_prev, all_next);
+	LIST_APPEND(idle_first, idle_last, g, idle_prev, idle_next);
 	ngroups++;
 	return g;
 }
@@ -266,6 +319,13 @@ sub_find(const struct ws_app_conn *a, const struct hub_group *g)
 	return -1;
 }
 
+/* 0 while a's membership of g is still replaying history. */
+static int
+member_live(const struct ws_app_conn *a, const struct hub_group *g)
+{
+	return a->nreplay == 0 || a->subs[sub_find(a, g)].replay == 0;
+}
+
 static void	group_flush(struct hub_group *);
 
 /* Returns 0, 1 when already a member, or -1 (limit or memory). */
@@ -290,9 +350,11 @@ subscribe(struct ws_app_conn *a, struct hub_group *g)
 	g->subs = gs;
 	a->subs[a->nsubs].g = g;
 	a->subs[a->nsubs].idx = g->nsubs;
+	a->subs[a->nsubs].replay = 0;
 	a->nsubs++;
+	if (g->nsubs == 0 && g != star)
+		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 	g->subs[g->nsubs++] = a;
-	g->idle_since = 0;
 	return 0;
 }
 
@@ -306,6 +368,8 @@ unsubscribe(struct ws_app_conn *a, int i)
 	struct ws_app_conn *moved;
 
 	group_flush(g);		/* a leaver still gets what it was sent */
+	if (a->subs[i].replay != 0)
+		a->nreplay--;
 	idx = a->subs[i].idx;
 	moved = g->subs[--g->nsubs];
 
@@ -320,7 +384,9 @@ unsubscribe(struct ws_app_conn *a, int i)
 		free(g->subs);
 		g->subs = NULL;
 		g->subcap = 0;
-		g->idle_since = ws_now_ms();
+		if (g != star)
+			LIST_APPEND(idle_first, idle_last, g, idle_prev,
+			    idle_next);
 		group_release(g);
 	}
 }
@@ -341,7 +407,7 @@ put_timestamp(struct json_buf *b)
 /*
  * Keep b in g's history, within the group's bounds (--history,
  * --history-bytes) and the bound on all history (--history-total): past
- * that, groups idle the longest go first, then g's own oldest events, and
+ * that, idle groups least recently used go first, then g's own oldest events, and
  * if nothing is left to give, b is simply not kept (it was still sent).
  */
 static void
@@ -453,19 +519,80 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 		return 0;
 
 	g->seq++;
+	if (g->nsubs == 0 && g != star) {
+		/* In use: the idle list is least recently used first. */
+		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
+		LIST_APPEND(idle_first, idle_last, g, idle_prev, idle_next);
+	}
 	hist_append(g, f.b);
 	if (g == star)
 		ws_foreach(send_star, &f);
 	else if (g->nsubs > 0 && pend_add(g, f.b) == 0)
 		f.n = g->nsubs;
-	else			/* no memory to hold it: send it now */
+	else {			/* no memory to hold it: send it now */
+		group_flush(g);
 		for (uint32_t i = 0; i < g->nsubs; i++)
-			send_one(g->subs[i]->c, g->subs[i], &f);
+			if (member_live(g->subs[i], g))
+				send_one(g->subs[i]->c, g->subs[i], &f);
+	}
 	ws_buf_unref(f.b);
 	hub_stats.events_published++;
 	if (delivered != NULL)
 		*delivered = f.n;
 	return g->seq;
+}
+
+/* Event types only the server publishes: clients may not forge them. */
+static const char *const server_types[] = { "session_event", "realtime_update" };
+
+int
+hub_client_publish(const char *group, size_t glen,
+    const struct json_doc *doc, int type, int data,
+    const struct auth_claims *claims, struct hub_result *r)
+{
+	char name[HUB_EVENT_MAX];
+	const uint8_t *d = NULL;
+	size_t dlen = 0;
+	struct hub_group *g;
+	long n;
+
+	r->err = HUB_E_BAD_JSON;
+	r->why = "the event type must be a string of 1-128 bytes";
+	if (type < 0 || doc->tok[type].type != JSON_STRING ||
+	    (n = json_tok_str(doc, type, name, sizeof name)) <= 0)
+		return -1;
+	for (size_t i = 0; i < sizeof server_types / sizeof server_types[0];
+	    i++)
+		if (strlen(server_types[i]) == (size_t)n &&
+		    memcmp(server_types[i], name, n) == 0) {
+			r->err = HUB_E_FORBIDDEN;
+			r->why = "this event type is the server's own";
+			return -1;
+		}
+	r->err = HUB_E_BAD_GROUP;
+	r->why = "group must be 1-64 bytes of [A-Za-z0-9._:-], or *";
+	if (!hub_name_valid(group, glen) && !(glen == 1 && group[0] == '*'))
+		return -1;
+	/* Rights before the group exists: a refused publish creates
+	 * nothing, so it can neither fill --max-groups nor evict. */
+	r->err = HUB_E_FORBIDDEN;
+	r->why = "the token does not grant publishing to this group";
+	if (claims != NULL && !auth_may_publish(claims, group, glen))
+		return -1;
+	r->err = HUB_E_TOO_LARGE;
+	r->why = "too many groups";
+	if ((g = hub_group(group, glen, 1)) == NULL)
+		return -1;
+	if (data >= 0)
+		d = json_tok_json(doc, data, &dlen);
+	r->err = HUB_E_UNAVAILABLE;
+	r->why = "out of memory";
+	if ((r->seq = hub_publish(g, name, n, NULL, d, dlen,
+	    &r->delivered)) == 0) {
+		group_release(g);
+		return -1;
+	}
+	return 0;
 }
 
 /* Hold b (a new reference) until the end of the turn. */
@@ -505,6 +632,8 @@ group_flush(struct hub_group *g)
 	for (i = 0; i < g->nsubs; i++) {
 		struct ws_conn *c = g->subs[i]->c;
 
+		if (!member_live(g->subs[i], g))
+			continue;	/* it replays these from history */
 		if (g->npend == 1 || b != NULL)
 			ws_send(c, b != NULL ? b : g->pend[0]);
 		else
@@ -554,24 +683,23 @@ hub_history_json(const struct hub_group *g, uint64_t since, unsigned limit,
 }
 
 void
-hub_groups_json(struct json_buf *out)
+hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out)
 {
-	int first = 1;
+	struct hub_group *g = all_first;
+	char tail[64];
 
-	json_put_raw(out, "[", 1);
-	for (uint32_t i = 0; i < tcap; i++)
-		for (struct hub_group *g = table[i]; g != NULL; g = g->hnext) {
-			char tail[64];
-
-			json_put_cstr(out, first ? "{\"group\":" : ",{\"group\":");
-			json_put_str(out, g->name, g->nlen);
-			snprintf(tail, sizeof tail,
-			    ",\"subscribers\":%u,\"seq\":%llu}", g->nsubs,
-			    (unsigned long long)g->seq);
-			json_put_cstr(out, tail);
-			first = 0;
-		}
-	json_put_raw(out, "]", 1);
+	for (unsigned i = 0; g != NULL && i < offset; i++)
+		g = g->all_next;
+	json_put_cstr(out, "{\"groups\":[");
+	for (unsigned n = 0; g != NULL && n < limit; g = g->all_next, n++) {
+		json_put_cstr(out, n > 0 ? ",{\"group\":" : "{\"group\":");
+		json_put_str(out, g->name, g->nlen);
+		snprintf(tail, sizeof tail, ",\"subscribers\":%u,\"seq\":%llu}",
+		    g->nsubs, (unsigned long long)g->seq);
+		json_put_cstr(out, tail);
+	}
+	snprintf(tail, sizeof tail, "],\"total\":%u}", ngroups);
+	json_put_cstr(out, tail);
 }
 
 /* ==== Replies to the client =========================================== */
@@ -614,35 +742,91 @@ send_error(struct ws_conn *c, enum hub_error e, const char *msg,
 	reply(c, &jb);
 }
 
+static void
+send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
+{
+	struct json_buf jb = { 0 };
+	char tail[64];
+
+	hub_stats.errors[HUB_E_HISTORY_GAP]++;
+	begin(&jb, "error", NULL, 0);
+	json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
+	    "\"events after since are no longer kept\",\"group\":");
+	json_put_str(&jb, g->name, g->nlen);
+	snprintf(tail, sizeof tail, ",\"oldest\":%llu",
+	    (unsigned long long)oldest);
+	json_put_cstr(&jb, tail);
+	reply(a->c, &jb);
+}
+
 /*
- * Queue g's events after since on a.  A since older than the history
- * (or newer than the group, as after a restart) gets history_gap with the
- * oldest kept seq; what is kept is replayed all the same, so the client
- * knows exactly which events it missed.
+ * Go on with every replay of a, from history, while its send queue has
+ * room (ws_has_room()); when it has none, ws.c calls hub_writable() once
+ * the queue has drained.  A member replays up to the last event already
+ * flushed to the live members; past it, it is live, and this turn's
+ * pending events reach it with the others: no gap, no duplicate.  Events
+ * that fell out of the history meanwhile are reported as history_gap.
+ */
+static void
+replay_more(struct ws_app_conn *a)
+{
+	for (uint32_t i = 0; i < a->nsubs && a->nreplay > 0; i++) {
+		struct hub_sub *s = &a->subs[i];
+		struct hub_group *g = s->g;
+		uint64_t flushed = g->seq - g->npend;
+		uint64_t oldest = g->seq - g->hlen + 1;
+
+		if (s->replay == 0)
+			continue;
+		if (s->replay < oldest) {
+			send_gap(a, g, oldest);
+			s->replay = oldest;
+		}
+		for (; s->replay <= flushed; s->replay++) {
+			struct ws_buf *b = hist_at(g, s->replay);
+
+			if (!ws_has_room(a->c, b->len)) {
+				ws_want_writable(a->c);
+				return;
+			}
+			if (ws_send(a->c, b) == -1)
+				return;		/* closing */
+		}
+		s->replay = 0;
+		a->nreplay--;
+	}
+}
+
+/*
+ * Replay g's events after since to member a.  A since older than the
+ * history (or newer than the group, as after a restart) gets history_gap
+ * with the oldest kept seq; what is kept is replayed all the same, so the
+ * client knows exactly which events it missed.
  */
 static void
 replay(struct ws_app_conn *a, struct hub_group *g, uint64_t since)
 {
 	uint64_t oldest = g->seq - g->hlen + 1;
+	int i = sub_find(a, g);
 
+	if (i < 0)
+		return;
 	if (since + 1 < oldest || since > g->seq) {
-		struct json_buf jb = { 0 };
-		char tail[64];
-
-		hub_stats.errors[HUB_E_HISTORY_GAP]++;
-		begin(&jb, "error", NULL, 0);
-		json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
-		    "\"events after since are no longer kept\",\"group\":");
-		json_put_str(&jb, g->name, g->nlen);
-		snprintf(tail, sizeof tail, ",\"oldest\":%llu",
-		    (unsigned long long)oldest);
-		json_put_cstr(&jb, tail);
-		reply(a->c, &jb);
+		send_gap(a, g, oldest);
 		since = oldest - 1;
 	}
-	for (uint64_t s = since + 1; s <= g->seq; s++)
-		if (ws_send(a->c, hist_at(g, s)) == -1)
-			break;
+	if (a->subs[i].replay == 0)
+		a->nreplay++;
+	a->subs[i].replay = since + 1;
+	replay_more(a);
+}
+
+static void
+hub_writable(struct ws_conn *c, struct ws_app_conn *a)
+{
+	(void)c;
+	if (a != NULL)
+		replay_more(a);
 }
 
 static void
@@ -691,29 +875,24 @@ fail(struct msg *m, enum hub_error e, const char *text)
 }
 
 /*
- * The group named by member key into *g (NULL when !create and it does
- * not exist).  Returns -1 with the error sent when the name is bad or the
- * group cannot be created.
+ * The group name in member key, into name (not NUL-terminated).  Returns
+ * its length, or -1 with bad_group sent when it is missing or malformed
+ * ("*" passes: only publish accepts it).
  */
-static int
-msg_group(struct msg *m, const char *key, int create, struct hub_group **g)
+static long
+msg_group_name(struct msg *m, const char *key, char name[HUB_GROUP_MAX + 1])
 {
-	char name[HUB_GROUP_MAX + 1];
 	int i = json_find(&m->doc, 0, key);
 	long n;
 
 	if (i < 0 || m->doc.tok[i].type != JSON_STRING ||
-	    (n = json_tok_str(&m->doc, i, name, sizeof name)) < 0 ||
-	    !hub_name_valid(name, n)) {
+	    (n = json_tok_str(&m->doc, i, name, HUB_GROUP_MAX + 1)) < 0 ||
+	    (!hub_name_valid(name, n) && !(n == 1 && name[0] == '*'))) {
 		fail(m, HUB_E_BAD_GROUP, "group must be 1-64 bytes of "
 		    "[A-Za-z0-9._:-]");
 		return -1;
 	}
-	if ((*g = hub_group(name, n, create)) == NULL && create) {
-		fail(m, HUB_E_TOO_LARGE, "too many groups");
-		return -1;
-	}
-	return 0;
+	return n;
 }
 
 /* Optional non-negative integer member; -1 (error sent) if malformed. */
@@ -786,24 +965,36 @@ on_get_status(struct msg *m)
 	reply(m->c, &jb);
 }
 
+/* The token's claims, or NULL when tokens are off. */
+static const struct auth_claims *
+claims_of(const struct ws_app_conn *a)
+{
+	return hub_cfg.token_secret != NULL ? &a->claims : NULL;
+}
+
 static void
 on_subscribe(struct msg *m)
 {
+	char name[HUB_GROUP_MAX + 1];
 	struct hub_group *g;
 	uint64_t since;
 	int has_since = json_find(&m->doc, 0, "since") >= 0, rc;
+	long n;
 
 	if (msg_uint(m, "since", &since, 0) == -1 ||
-	    msg_group(m, "group", 1, &g) == -1)
+	    (n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if (g == star) {
+	if (n == 1 && name[0] == '*') {
 		fail(m, HUB_E_BAD_GROUP, "every connection receives \"*\"");
 		return;
 	}
-	if (hub_cfg.token_secret != NULL &&
-	    !auth_may_join(&m->a->claims, g->name, g->nlen)) {
+	/* Rights first: a refused subscribe creates no group. */
+	if (!hub_may_read(claims_of(m->a), name, n)) {
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
-		group_release(g);
+		return;
+	}
+	if ((g = hub_group(name, n, 1)) == NULL) {
+		fail(m, HUB_E_TOO_LARGE, "too many groups");
 		return;
 	}
 	if ((rc = subscribe(m->a, g)) == -1) {
@@ -819,13 +1010,15 @@ on_subscribe(struct msg *m)
 static void
 on_unsubscribe(struct msg *m)
 {
+	char name[HUB_GROUP_MAX + 1];
 	struct json_buf jb = { 0 };
 	struct hub_group *g;
+	long n;
 	int i;
 
-	if (msg_group(m, "group", 0, &g) == -1)
+	if ((n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if (g != NULL && (i = sub_find(m->a, g)) >= 0)
+	if ((g = hub_group(name, n, 0)) != NULL && (i = sub_find(m->a, g)) >= 0)
 		unsubscribe(m->a, i);
 	begin(&jb, "unsubscribed", m->id, m->idlen);
 	put_member(&jb, ",\"group\":", m, "group");
@@ -853,38 +1046,20 @@ rate_ok(struct ws_app_conn *a)
 static void
 on_publish(struct msg *m)
 {
-	int ev = json_find(&m->doc, 0, "event"), d;
-	struct hub_group *g;
-	char name[MAX_EVENT_NAME + 1];
-	const uint8_t *data = NULL;
-	size_t dlen = 0;
-	unsigned delivered;
-	uint64_t seq;
+	char name[HUB_GROUP_MAX + 1];
+	struct hub_result r;
 	long n;
 
-	if (ev < 0 || m->doc.tok[ev].type != JSON_STRING ||
-	    (n = json_tok_str(&m->doc, ev, name, sizeof name)) <= 0) {
-		fail(m, HUB_E_BAD_JSON, "event must be a string of 1-128 "
-		    "bytes");
-		return;
-	}
 	if (!rate_ok(m->a)) {
 		fail(m, HUB_E_RATE_LIMITED, "publish rate limit reached");
 		return;
 	}
-	if (msg_group(m, "group", 1, &g) == -1)
+	if ((n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if (hub_cfg.token_secret != NULL &&
-	    !auth_may_publish(&m->a->claims, g->name, g->nlen)) {
-		fail(m, HUB_E_FORBIDDEN, "the token does not grant publishing "
-		    "to this group");
-		return;
-	}
-	if ((d = json_find(&m->doc, 0, "data")) >= 0)
-		data = json_tok_json(&m->doc, d, &dlen);
-	seq = hub_publish(g, name, n, NULL, data, dlen, &delivered);
-	if (seq == 0) {
-		fail(m, HUB_E_TOO_LARGE, "out of memory");
+	if (hub_client_publish(name, n, &m->doc, json_find(&m->doc, 0,
+	    "event"), json_find(&m->doc, 0, "data"), claims_of(m->a),
+	    &r) == -1) {
+		fail(m, r.err, r.why);
 		return;
 	}
 	if (m->id != NULL) {
@@ -893,7 +1068,7 @@ on_publish(struct msg *m)
 
 		begin(&jb, "published", m->id, m->idlen);
 		snprintf(tail, sizeof tail, ",\"seq\":%llu,\"delivered\":%u",
-		    (unsigned long long)seq, delivered);
+		    (unsigned long long)r.seq, r.delivered);
 		json_put_cstr(&jb, tail);
 		reply(m->c, &jb);
 	}
@@ -902,20 +1077,24 @@ on_publish(struct msg *m)
 static void
 on_get_history(struct msg *m)
 {
+	char name[HUB_GROUP_MAX + 1];
 	struct json_buf jb = { 0 };
 	struct hub_group *g;
 	uint64_t since, limit;
+	long n;
 	int more;
 
 	if (msg_uint(m, "since", &since, 0) == -1 ||
 	    msg_uint(m, "limit", &limit, 100) == -1 ||
-	    msg_group(m, "group", 0, &g) == -1)
+	    (n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if (g != NULL && hub_cfg.token_secret != NULL &&
-	    !auth_may_join(&m->a->claims, g->name, g->nlen)) {
+	/* The same answer whether or not the group exists: a token may not
+	 * learn the names of groups it does not grant. */
+	if (!hub_may_read(claims_of(m->a), name, n)) {
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}
+	g = hub_group(name, n, 0);
 	if (limit > HISTORY_LIMIT)
 		limit = HISTORY_LIMIT;
 	begin(&jb, "history", m->id, m->idlen);
@@ -1002,6 +1181,34 @@ origin_is(struct ws_slice o, const char *scheme, struct ws_slice host)
 }
 
 int
+hub_host_ok(const struct ws_http_req *req)
+{
+	const struct ws_slice *host = ws_http_header(req, "host");
+	char name[256];
+	struct in6_addr a;
+	size_t n;
+
+	if (host == NULL || hub_cfg.token_secret != NULL ||
+	    hub_cfg.api_key != NULL)
+		return 1;
+	if (host->n > 0 && host->p[0] == '[')
+		return memchr(host->p, ']', host->n) != NULL;	/* IPv6 */
+	for (n = 0; n < host->n && host->p[n] != ':'; n++)
+		;
+	if (n == 0 || n >= sizeof name)
+		return 0;
+	memcpy(name, host->p, n);
+	name[n] = '\0';
+	if (strcasecmp(name, "localhost") == 0 ||
+	    inet_pton(AF_INET, name, &a) == 1)
+		return 1;
+	for (int i = 0; i < hub_cfg.nallow_host; i++)
+		if (strcasecmp(name, hub_cfg.allow_host[i]) == 0)
+			return 1;
+	return 0;
+}
+
+int
 hub_origin_ok(const struct ws_http_req *req, int credentials)
 {
 	const struct ws_slice *o = ws_http_header(req, "origin"), *host;
@@ -1075,7 +1282,8 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	size_t n;
 	int status = 0;
 
-	if (!hub_origin_ok(req, hub_cfg.token_secret != NULL))
+	if (!hub_host_ok(req) ||
+	    !hub_origin_ok(req, hub_cfg.token_secret != NULL))
 		return 403;
 	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
 		path.p += 7;
@@ -1171,12 +1379,13 @@ hub_closed(struct ws_conn *c, struct ws_app_conn *a)
 }
 
 /* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection
- * whose token has run out is closed with 1008. */
+ * whose token has run out is closed with 1008.  The leeway is taken from
+ * now, never added to exp, which may be as large as INT64_MAX. */
 static void
 expire_one(struct ws_conn *c, struct ws_app_conn *a, void *now)
 {
 	if (a != NULL && a->claims.exp != 0 &&
-	    *(int64_t *)now >= a->claims.exp + AUTH_LEEWAY_S)
+	    *(int64_t *)now - AUTH_LEEWAY_S >= a->claims.exp)
 		ws_close(c, WS_CLOSE_POLICY, "token expired");
 }
 
@@ -1194,6 +1403,8 @@ const struct ws_handlers hub_handlers = {
 	.open = hub_open,
 	.message = hub_message,
 	.closed = hub_closed,
+	.writable = hub_writable,
+	.head = http_head,
 	.http = http_request,
 };
 

@@ -22,8 +22,10 @@
 #define HUB_MAX_GROUPS		100000		/* groups in all */
 #define HUB_GROUP_MAX		64		/* bytes in a group name */
 #define HUB_TICK_MS		3000
+#define HUB_SESSION_TTL_MS	5000		/* a reload is not a new session */
 #define HUB_MAX_SESSIONS	100000
 #define HUB_MAX_METADATA	16384		/* bytes of session metadata */
+#define HUB_EVENT_MAX		128		/* bytes in an event type */
 
 struct hub_config {
 	unsigned history;
@@ -44,6 +46,8 @@ struct hub_config {
 	size_t   api_key_len;
 	const char *const *allow_origin;	/* exact origins, or NULL */
 	int      nallow_origin;
+	const char *const *allow_host;	/* --allow-host names, or NULL */
+	int      nallow_host;
 	unsigned publish_rate;		/* messages/s per connection; 0: off */
 };
 
@@ -73,6 +77,17 @@ void	*hub_grow(void *arr, uint32_t n, uint32_t *cap, size_t elem,
 /* 1 if name[0..n) is a valid group name: 1-64 bytes of [A-Za-z0-9._:-]. */
 int	hub_name_valid(const char *name, size_t n);
 
+struct auth_claims;
+struct json_doc;
+
+/*
+ * 1 if claims let their holder read group name (subscribe, history):
+ * always when claims is NULL (tokens are off); for "*" only a token that
+ * grants every group.
+ */
+int	hub_may_read(const struct auth_claims *claims, const char *name,
+	    size_t n);
+
 /*
  * The group called name, created when create is set and it does not
  * exist.  NULL when absent, or when it cannot be created (out of memory
@@ -96,6 +111,28 @@ uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	    const char *extra, const uint8_t *data, size_t dlen,
 	    unsigned *delivered);
 
+/* What a client's publish came to: the seq, or why it was refused. */
+struct hub_result {
+	uint64_t	seq;
+	unsigned	delivered;
+	int		err;		/* enum hub_error */
+	const char     *why;		/* fixed text, never input */
+};
+
+/*
+ * A publish from a client, over HTTP or WebSocket: the one place its rules
+ * are checked, in order: the event type (token type of doc: a string of
+ * 1-HUB_EVENT_MAX bytes, not one the server owns, session_event and
+ * realtime_update), the group name (or "*"), the right to publish (claims
+ * NULL: none needed), then the group, created on its first event; only
+ * then hub_publish() with the raw JSON of token data (-1: null).  A
+ * refused publish creates nothing.  Returns 0 with r->seq and
+ * r->delivered, or -1 with r->err and r->why.
+ */
+int	hub_client_publish(const char *group, size_t glen,
+	    const struct json_doc *doc, int type, int data,
+	    const struct auth_claims *claims, struct hub_result *r);
+
 /* Number of subscribers of g. */
 unsigned hub_group_subscribers(const struct hub_group *g);
 
@@ -106,26 +143,31 @@ unsigned hub_group_subscribers(const struct hub_group *g);
 void	hub_history_json(const struct hub_group *g, uint64_t since,
 	    unsigned limit, struct json_buf *out, int *more);
 
-/* Append [{"group":G,"subscribers":N,"seq":S}, ...] for every group. */
-void	hub_groups_json(struct json_buf *out);
+/*
+ * Append {"groups":[{"group":G,"subscribers":N,"seq":S},...],"total":T}
+ * for one page of the groups in creation order.
+ */
+void	hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out);
 
 unsigned hub_group_count(void);
 size_t	hub_history_total(void);	/* bytes of history kept, all groups */
 uint64_t hub_uptime_s(void);
 
+enum hub_error {
+	HUB_E_BAD_JSON, HUB_E_UNKNOWN_TYPE, HUB_E_BAD_GROUP, HUB_E_FORBIDDEN,
+	HUB_E_TOO_LARGE, HUB_E_HISTORY_GAP, HUB_E_RATE_LIMITED,
+	HUB_E_UNAVAILABLE, HUB_NERRORS
+};
+
 /* Counters for /metrics. */
 struct hub_stats {
 	uint64_t events_published;
-	uint64_t errors[8];		/* by enum hub_error */
+	uint64_t errors[HUB_NERRORS];	/* by enum hub_error */
 };
 
-enum hub_error {
-	HUB_E_BAD_JSON, HUB_E_UNKNOWN_TYPE, HUB_E_BAD_GROUP, HUB_E_FORBIDDEN,
-	HUB_E_TOO_LARGE, HUB_E_HISTORY_GAP, HUB_E_RATE_LIMITED
-};
 
 extern struct hub_stats hub_stats;
-extern const char *const hub_error_names[7];
+extern const char *const hub_error_names[HUB_NERRORS];
 
 /* ---- Sessions (session_events.c) ------------------------------------ */
 
@@ -140,6 +182,14 @@ struct sess;
  */
 struct sess *sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	    int by_conn, int *status);
+/*
+ * Create-or-update (PUT): *status 201 when created, 200 when its metadata
+ * was replaced; NULL with 503 or 500 as above.  An existing session is no
+ * longer by_conn afterwards, and a metadata change shows in the next
+ * tick's session_updated.
+ */
+struct sess *sess_put(const char *id, size_t n, const uint8_t *meta,
+	    size_t mlen, int *status);
 int	sess_delete(const char *id, size_t n);	/* 0, or -1: unknown */
 
 /* A connection joins session id (created if absent); NULL: refused. */
@@ -156,6 +206,17 @@ void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
 int	sess_init(void);
 
 /*
+ * DNS rebinding: a page of attacker.example whose name is made to resolve
+ * to 127.0.0.1 reaches wsd as its own origin, Host and Origin both naming
+ * attacker.example.  So without secrets (no token secret, no API key),
+ * wsd answers only requests whose Host is an IP literal, localhost, or a
+ * name given with --allow-host; with secrets every request needs them
+ * anyway.  A request without Host (HTTP/1.0) is not a browser's and
+ * passes.  1 if allowed.
+ */
+int	hub_host_ok(const struct ws_http_req *req);
+
+/*
  * Browsers from other origins.  A request without Origin is not from a
  * browser and passes, and so does the same origin (http(s)://Host).  With
  * --allow-origin, another Origin must be listed; without it, it passes
@@ -167,6 +228,8 @@ int	hub_origin_ok(const struct ws_http_req *req, int credentials);
 
 /* ---- HTTP API (http.c) ---------------------------------------------- */
 
+/* Credentials on the head, before the body is read: 0, or -1 (answered). */
+int	http_head(struct ws_conn *c, const struct ws_http_req *req);
 void	http_request(struct ws_conn *c, const struct ws_http_req *req,
 	    const uint8_t *body, size_t blen);
 

@@ -45,6 +45,8 @@ static struct ws_config wscfg = {
 	.max_header = WS_MAX_HEADER,
 	.max_message = WS_MAX_MESSAGE,
 	.max_body = WS_MAX_BODY,
+	.max_body_total = WS_MAX_BODY_TOTAL,
+	.assembly_total = WS_ASSEMBLY_TOTAL,
 	.send_queue = WS_SEND_QUEUE,
 	.max_connections = WS_MAX_CONNECTIONS,
 	.handshake_ms = WS_HANDSHAKE_MS,
@@ -61,11 +63,12 @@ static struct hub_config hubcfg = {
 	.max_groups = HUB_MAX_GROUPS,
 	.json_depth = 64,
 	.tick_ms = HUB_TICK_MS,
+	.session_ttl_ms = HUB_SESSION_TTL_MS,
 	.max_sessions = HUB_MAX_SESSIONS,
 	.max_metadata = HUB_MAX_METADATA,
 };
 
-static struct list	 listen_on, allow_origin;
+static struct list	 listen_on, allow_origin, allow_host;
 static const char	*token_secret, *token_secret_file, *api_key;
 static int		 token_require_exp;
 static int		 insecure;
@@ -92,8 +95,12 @@ static const struct opt {
 	    "request line + headers bytes; past it 431 (8K)" },
 	{ "max-body", O_SIZE, &wscfg.max_body,
 	    "HTTP request body bytes; past it 413 (1M)" },
+	{ "max-body-total", O_SIZE, &wscfg.max_body_total,
+	    "bytes of request bodies being received, in all; past it 503 (64M)" },
 	{ "max-message", O_SIZE, &wscfg.max_message,
 	    "WebSocket message bytes; past it close 1009 (1M)" },
+	{ "assembly-total", O_SIZE, &wscfg.assembly_total,
+	    "bytes of unfinished messages, in all; past it close 1013 (64M)" },
 	{ "send-queue", O_SIZE, &wscfg.send_queue,
 	    "queued bytes per connection; past it close 1013 (4M)" },
 	{ "handshake-timeout", O_SECS, &wscfg.handshake_ms,
@@ -136,6 +143,8 @@ static const struct opt {
 	    "Bearer key for mutating HTTP calls and /metrics (none)" },
 	{ "allow-origin", O_LIST, &allow_origin,
 	    "browser Origin allowed to connect, repeatable (same origin)" },
+	{ "allow-host", O_LIST, &allow_host,
+	    "Host name wsd answers to without secrets, repeatable (IP, localhost)" },
 	{ "publish-rate", O_UINT, &hubcfg.publish_rate,
 	    "publish messages per second per connection (0: no limit)" },
 	{ "tls-cert", O_STR, &tls_cert,
@@ -147,7 +156,7 @@ static const struct opt {
 	{ "log-level", O_STR, &log_level, "debug, info, warn, error (info)" },
 	{ "log-file", O_STR, &log_file,
 	    "log to this file instead of stderr; SIGHUP reopens it" },
-	{ "help", O_FLAG, &show_help, "this text" },
+	{ "help", O_FLAG, &show_help, "this text (also -h)" },
 	{ "version", O_FLAG, &show_version, "the version" },
 };
 
@@ -309,7 +318,7 @@ parse_options(int argc, char **argv)
 		env_name(&opts[i], env, sizeof env);
 		if ((v = getenv(env)) == NULL || opts[i].type == O_LIST)
 			continue;
-		if (set_opt(&opts[i], v, "WSD_ ") == -1)
+		if (set_opt(&opts[i], v, env) == -1)
 			return -1;
 	}
 	for (int a = 1; a < argc; a++) {
@@ -317,6 +326,10 @@ parse_options(int argc, char **argv)
 		const struct opt *o = NULL;
 		size_t n;
 
+		if (strcmp(arg, "-h") == 0) {
+			show_help = 1;
+			continue;
+		}
 		if (strncmp(arg, "--", 2) != 0) {
 			fprintf(stderr, "wsd: unexpected argument: %.64s\n", arg);
 			return -1;
@@ -343,7 +356,7 @@ parse_options(int argc, char **argv)
 			}
 			val = argv[++a];
 		}
-		if (set_opt(o, val, "--") == -1)
+		if (set_opt(o, val, NULL) == -1)
 			return -1;
 	}
 	for (size_t i = 0; i < NOPTS; i++) {
@@ -359,7 +372,7 @@ parse_options(int argc, char **argv)
 			return -1;
 		for (tok = strtok_r(copy, ",", &save); tok != NULL;
 		    tok = strtok_r(NULL, ",", &save))
-			if (set_opt(&opts[i], tok, "WSD_ ") == -1)
+			if (set_opt(&opts[i], tok, env) == -1)
 				return -1;
 	}
 	return 0;
@@ -412,33 +425,81 @@ take_secret(const char *src, const char *file, const uint8_t **out,
 	return 0;
 }
 
-/* 127.0.0.0/8, ::1 and localhost; a wildcard or any other is not. */
+/* 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6; a wildcard is not. */
 static int
-is_loopback(const char *hostport)
+is_loopback(const struct sockaddr *sa)
 {
-	return strncmp(hostport, "127.", 4) == 0 ||
-	    strncmp(hostport, "[::1]:", 6) == 0 ||
-	    strncmp(hostport, "localhost:", 10) == 0;
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+	if (sa->sa_family == AF_INET)
+		return ntohl(s4->sin_addr.s_addr) >> 24 == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    s6->sin6_addr.s6_addr[12] == 127);
+	return 0;
 }
 
 /*
- * Protected mode: with neither a token secret nor an API key, anyone who
- * can reach the port can read and publish everything, so wsd stays on
- * loopback unless told --insecure.
+ * Resolve every listener before starting, as ws_listen() does (it binds
+ * the first address).  Protected mode: with neither a token secret nor an
+ * API key, anyone who can reach the port can read and publish everything,
+ * so wsd stays on loopback unless told --insecure.  Loopback is decided by
+ * every address the host resolves to, not by its spelling: a name such as
+ * "127.evil.example" may resolve anywhere.  The listener then goes to
+ * ws_listen() as the numeric address checked here, so the name cannot
+ * resolve to another address between this check and the bind.
  */
 static int
-check_protected(void)
+check_listeners(void)
 {
-	if (hubcfg.token_secret != NULL || hubcfg.api_key != NULL || insecure)
-		return 0;
-	for (int i = 0; i < listen_on.n; i++)
-		if (!is_loopback(listen_on.v[i])) {
-			fprintf(stderr, "wsd: refusing to listen on %.64s: "
-			    "without --token-secret or --api-key anyone could "
-			    "read and publish (protected mode); add --insecure "
-			    "to do it anyway\n", listen_on.v[i]);
+	static char numeric[MAX_LISTEN][NI_MAXHOST + 8];
+	int protect = hubcfg.token_secret == NULL && hubcfg.api_key == NULL &&
+	    !insecure;
+
+	for (int i = 0; i < listen_on.n; i++) {
+		struct addrinfo hints = { 0 }, *res = NULL, *ai;
+		char host[256], port[6], num[NI_MAXHOST];
+		int err;
+
+		if (split_hostport(listen_on.v[i], host, port) == -1) {
+			fprintf(stderr, "wsd: bad value for --listen: %.64s "
+			    "(expected HOST:PORT)\n", listen_on.v[i]);
 			return -1;
 		}
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+		if ((err = getaddrinfo(host[0] ? host : NULL, port, &hints,
+		    &res)) != 0) {
+			fprintf(stderr, "wsd: cannot resolve --listen %.64s: %s\n",
+			    listen_on.v[i], gai_strerror(err));
+			return -1;
+		}
+		for (ai = res; protect && ai != NULL; ai = ai->ai_next)
+			if (!is_loopback(ai->ai_addr))
+				break;
+		if (protect && ai != NULL) {
+			fprintf(stderr, "wsd: refusing to listen on %.64s: it is "
+			    "not loopback, and without --token-secret or "
+			    "--api-key anyone could read and publish (protected "
+			    "mode); add --insecure to do it anyway\n",
+			    listen_on.v[i]);
+			freeaddrinfo(res);
+			return -1;
+		}
+		err = getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof num,
+		    NULL, 0, NI_NUMERICHOST);
+		freeaddrinfo(res);
+		if (err != 0) {
+			fprintf(stderr, "wsd: cannot resolve --listen %.64s: %s\n",
+			    listen_on.v[i], gai_strerror(err));
+			return -1;
+		}
+		snprintf(numeric[i], sizeof numeric[i], strchr(num, ':') ?
+		    "[%s]:%s" : "%s:%s", num, port);
+		listen_on.v[i] = numeric[i];
+	}
 	return 0;
 }
 
@@ -504,11 +565,14 @@ main(int argc, char **argv)
 		listen_on.v[listen_on.n++] = "127.0.0.1:8000";
 	hubcfg.allow_origin = allow_origin.v;
 	hubcfg.nallow_origin = allow_origin.n;
+	hubcfg.allow_host = allow_host.v;
+	hubcfg.nallow_host = allow_host.n;
 	if (take_secret(token_secret, token_secret_file, &hubcfg.token_secret,
 	    &hubcfg.token_secret_len) == -1 ||
 	    take_secret(api_key, NULL, &hubcfg.api_key, &hubcfg.api_key_len) ==
-	    -1 || check_protected() == -1)
+	    -1 || check_listeners() == -1)
 		return 2;
+	auth_require_exp(token_require_exp);
 	if (hubcfg.token_secret != NULL && hubcfg.token_secret_len < 32) {
 		/* RFC 7518 §3.2: an HS256 key at least as long as the hash. */
 		fprintf(stderr, "wsd: the token secret needs at least 32 bytes\n");

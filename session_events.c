@@ -4,17 +4,20 @@
  * A session is an id with created_at, metadata and a count of live
  * connections.  Every --tick a timerfd fires and this file
  *   1. ends connection-made sessions whose last connection has been gone
- *      for --session-ttl,
+ *      for --session-ttl (the idle list holds them oldest first, so this
+ *      looks only at the ones due),
  *   2. publishes what changed since the last tick to group "monitor":
- *      session_created with every id created, then session_destroyed with
- *      every id destroyed, never netted against each other,
+ *      session_created with every id created, session_updated with every
+ *      id whose metadata a PUT changed, then session_destroyed with every
+ *      id destroyed, never netted against each other,
  *   3. publishes realtime_update to "monitor" when anyone watches.
  *
  * A snapshot alone cannot see a session that came and went between two
- * ticks, so the diff is driven by a journal: every create and destroy is
- * appended as it happens, and the tick turns the journal into events.
- * The count at the last tick plus the journal gives consistent counts:
- * previous + created = the first event's current; minus destroyed = now.
+ * ticks, so the diff is driven by a journal: every create, update and
+ * destroy is appended as it happens, and the tick turns the journal into
+ * events.  The count at the last tick plus the journal gives consistent
+ * counts: previous + created = the first event's current; minus destroyed
+ * = now.  "delta" is the size of each change; event_type says which way.
  *
  * It does no I/O: events leave through hub_publish().
  */
@@ -34,11 +37,14 @@
 struct sess {
 	struct sess	*hnext;		/* hash chain */
 	struct sess	*prev, *next;	/* creation order */
+	struct sess	*iprev, *inext;	/* idle list, while idle */
 	char		*meta;		/* owned raw JSON, or NULL */
 	size_t		 mlen;
 	uint32_t	 conns;		/* live connections */
+	uint32_t	 updated_tick;	/* tick_no of its last journaled update */
 	uint8_t		 by_conn;	/* ends with its last connection */
 	uint8_t		 orphan;	/* deleted; freed by the last detach */
+	uint8_t		 idle;		/* by_conn, no connection: on the idle list */
 	uint64_t	 empty_since;	/* ms since its last connection left */
 	char		 created_at[32];
 	uint8_t		 idlen;
@@ -48,19 +54,27 @@ struct sess {
 static struct sess	**table;
 static uint32_t		  tcap;
 static struct sess	 *first, *last;	/* creation order */
+/*
+ * Connection-made sessions without a connection, in the order they became
+ * empty.  --session-ttl is the same for all, so the head is the first due
+ * and expiry stops at the first one that is not.
+ */
+static struct sess	 *idle_first, *idle_last;
 static unsigned		  count;
 static uint64_t		  total;
 static struct sess_journal jrnl;
+static uint32_t		  tick_no = 1;		/* journals published, + 1 */
 static unsigned		  count_at_tick;	/* live count at the last tick */
 static uint64_t		  last_event_ms;	/* 0: no session_event yet */
 
 /* ==== The diff (pure) ================================================= */
 
 int
-sess_journal_add(struct sess_journal *j, int destroyed, const char *id,
-    size_t n)
+sess_journal_add(struct sess_journal *j, enum sess_change change,
+    const char *id, size_t n)
 {
-	struct sess_ids *l = destroyed ? &j->destroyed : &j->created;
+	struct sess_ids *l = change == SESS_DESTROYED ? &j->destroyed :
+	    change == SESS_UPDATED ? &j->updated : &j->created;
 	char (*ids)[HUB_GROUP_MAX + 1] = hub_grow(l->ids, l->n, &l->cap,
 	    sizeof *ids, 16);
 
@@ -78,30 +92,39 @@ sess_journal_clear(struct sess_journal *j)
 {
 	free(j->created.ids);
 	free(j->destroyed.ids);
+	free(j->updated.ids);
 	memset(j, 0, sizeof *j);
 }
 
 /*
- * Turn the journal into at most two events: created first, then
- * destroyed, each with its own counts.  Nothing in the journal, no event.
+ * Turn the journal into at most three events: created first, then
+ * updated (counts unchanged), then destroyed, each with its own counts.
+ * Nothing in the journal, no event.
  */
 int
 sess_diff(unsigned previous, const struct sess_journal *j,
-    struct sess_event ev[2])
+    struct sess_event ev[3])
 {
 	int n = 0;
 	unsigned now = previous;
 
 	if (j->created.n > 0) {
-		ev[n].created = 1;
+		ev[n].change = SESS_CREATED;
 		ev[n].ids = &j->created;
 		ev[n].previous = now;
 		now += j->created.n;
 		ev[n].current = now;
 		n++;
 	}
+	if (j->updated.n > 0) {
+		ev[n].change = SESS_UPDATED;
+		ev[n].ids = &j->updated;
+		ev[n].previous = now;
+		ev[n].current = now;
+		n++;
+	}
 	if (j->destroyed.n > 0) {
-		ev[n].created = 0;
+		ev[n].change = SESS_DESTROYED;
 		ev[n].ids = &j->destroyed;
 		ev[n].previous = now;
 		now -= j->destroyed.n;
@@ -147,14 +170,44 @@ grow(void)
 static void	tick(void *);
 
 static void
-note(int destroyed, const char *id, size_t n)
+note(enum sess_change change, const char *id, size_t n)
 {
-	if (jrnl.created.n + jrnl.destroyed.n >=
+	if (jrnl.created.n + jrnl.destroyed.n + jrnl.updated.n >=
 	    2 * hub_cfg.max_sessions + 2)
 		tick(NULL);
 	if (hub_cfg.session_events &&
-	    sess_journal_add(&jrnl, destroyed, id, n) == -1)
+	    sess_journal_add(&jrnl, change, id, n) == -1)
 		log_msg(LOG_ERROR, "session journal: out of memory");
+}
+
+static void
+idle_add(struct sess *s)
+{
+	s->idle = 1;
+	s->iprev = idle_last;
+	s->inext = NULL;
+	if (idle_last != NULL)
+		idle_last->inext = s;
+	else
+		idle_first = s;
+	idle_last = s;
+}
+
+static void
+idle_del(struct sess *s)
+{
+	if (!s->idle)
+		return;
+	if (s->iprev != NULL)
+		s->iprev->inext = s->inext;
+	else
+		idle_first = s->inext;
+	if (s->inext != NULL)
+		s->inext->iprev = s->iprev;
+	else
+		idle_last = s->iprev;
+	s->iprev = s->inext = NULL;
+	s->idle = 0;
 }
 
 /* A random id: 16 hex digits from the kernel's generator. */
@@ -220,7 +273,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	last = s;
 	count++;
 	total++;
-	note(0, id, n);
+	note(SESS_CREATED, id, n);
 	if (count > tcap)
 		grow();
 	return s;
@@ -245,7 +298,8 @@ destroy(struct sess *s)
 	else
 		last = s->prev;
 	count--;
-	note(1, s->id, s->idlen);
+	idle_del(s);
+	note(SESS_DESTROYED, s->id, s->idlen);
 	if (s->conns > 0) {
 		s->prev = s->next = s->hnext = NULL;
 		s->orphan = 1;
@@ -275,6 +329,7 @@ sess_attach(const char *id, size_t n, int *status)
 		return NULL;
 	s->conns++;
 	s->empty_since = 0;
+	idle_del(s);		/* back within --session-ttl: no event */
 	return s;
 }
 
@@ -291,6 +346,48 @@ sess_detach(struct sess *s)
 	s->empty_since = ws_now_ms();
 	if (s->by_conn && hub_cfg.session_ttl_ms == 0)
 		destroy(s);
+	else if (s->by_conn)
+		idle_add(s);
+}
+
+/*
+ * PUT /api/sessions/ID: create the session (*status 201) or replace its
+ * metadata (*status 200).  Either way HTTP owns it from now on: a session
+ * a connection made no longer ends with its last connection.  Metadata
+ * that differs (byte for byte) is journaled as an update, at most once
+ * per session per tick.  NULL with *status 503 or 500 as sess_create().
+ */
+struct sess *
+sess_put(const char *id, size_t n, const uint8_t *meta, size_t mlen,
+    int *status)
+{
+	struct sess *s = *slot(id, n);
+	char *copy = NULL;
+
+	if (s == NULL) {
+		if ((s = sess_create(id, n, meta, mlen, 0, status)) != NULL)
+			*status = 201;
+		return s;
+	}
+	if (mlen != s->mlen || (mlen > 0 && memcmp(meta, s->meta, mlen) != 0)) {
+		if (mlen > 0 && (copy = malloc(mlen)) == NULL) {
+			*status = 500;
+			return NULL;
+		}
+		free(s->meta);
+		s->meta = NULL;
+		if (mlen > 0)
+			s->meta = memcpy(copy, meta, mlen);
+		s->mlen = mlen;
+		if (s->updated_tick != tick_no) {
+			note(SESS_UPDATED, s->id, s->idlen);
+			s->updated_tick = tick_no;
+		}
+	}
+	s->by_conn = 0;
+	idle_del(s);
+	*status = 200;
+	return s;
 }
 
 const char *
@@ -338,7 +435,12 @@ sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
 static void
 publish_diff(void)
 {
-	struct sess_event ev[2];
+	static const char *const event_type[] = {
+		[SESS_CREATED] = ",\"event_type\":\"session_created\"",
+		[SESS_DESTROYED] = ",\"event_type\":\"session_destroyed\"",
+		[SESS_UPDATED] = ",\"event_type\":\"session_updated\"",
+	};
+	struct sess_event ev[3];
 	struct hub_group *mon;
 	int n = sess_diff(count_at_tick, &jrnl, ev);
 
@@ -347,11 +449,13 @@ publish_diff(void)
 			struct json_buf jb = { 0 };
 			char num[160];
 
+			/* The seed's delta: the size of the change, unsigned. */
 			snprintf(num, sizeof num, "{\"current_count\":%u,"
-			    "\"previous_count\":%u,\"delta\":%lld,"
+			    "\"previous_count\":%u,\"delta\":%u,"
 			    "\"time_since_last_event\":", ev[i].current,
-			    ev[i].previous,
-			    (long long)ev[i].current - ev[i].previous);
+			    ev[i].previous, ev[i].current > ev[i].previous ?
+			    ev[i].current - ev[i].previous :
+			    ev[i].previous - ev[i].current);
 			json_put_cstr(&jb, num);
 			if (last_event_ms == 0)
 				json_put_cstr(&jb, "null");
@@ -368,14 +472,13 @@ publish_diff(void)
 			json_put_cstr(&jb, "]}");
 			if (!jb.oom)
 				hub_publish(mon, "session_event", 13,
-				    ev[i].created ?
-				    ",\"event_type\":\"session_created\"" :
-				    ",\"event_type\":\"session_destroyed\"",
-				    jb.p, jb.len, NULL);
+				    event_type[ev[i].change], jb.p, jb.len,
+				    NULL);
 			json_buf_free(&jb);
 			last_event_ms = ws_now_ms();
 		}
 	sess_journal_clear(&jrnl);
+	tick_no++;
 	count_at_tick = count;
 }
 
@@ -404,14 +507,12 @@ static void
 expire(void)
 {
 	uint64_t now = ws_now_ms();
-	struct sess *s, *next;
+	struct sess *s;
 
-	for (s = first; s != NULL; s = next) {
-		next = s->next;
-		if (s->by_conn && s->conns == 0 && s->empty_since != 0 &&
-		    now - s->empty_since >= hub_cfg.session_ttl_ms)
-			destroy(s);
-	}
+	/* destroy() takes s off the idle list, so the head moves on. */
+	while ((s = idle_first) != NULL &&
+	    now - s->empty_since >= hub_cfg.session_ttl_ms)
+		destroy(s);
 }
 
 static uint64_t
@@ -429,7 +530,7 @@ tick(void *arg)
 	uint64_t t0 = usec();
 	uint32_t created, destroyed;
 
-	/* Expiry walks every session only when a TTL can be pending. */
+	/* Expiry looks at the idle list's head only, and only with a TTL. */
 	if (arg != NULL && hub_cfg.session_ttl_ms > 0)
 		expire();
 	created = jrnl.created.n;

@@ -11,7 +11,14 @@
 
 #include "hub.h"
 
-/* Ids created or destroyed since the last tick, in order. */
+/* What happened to a session between two ticks. */
+enum sess_change {
+	SESS_CREATED,
+	SESS_DESTROYED,
+	SESS_UPDATED		/* its metadata replaced by PUT */
+};
+
+/* Ids created, destroyed or updated since the last tick, in order. */
 struct sess_ids {
 	char	(*ids)[HUB_GROUP_MAX + 1];	/* owned */
 	uint32_t n, cap;
@@ -20,26 +27,28 @@ struct sess_ids {
 struct sess_journal {
 	struct sess_ids created;
 	struct sess_ids destroyed;
+	struct sess_ids updated;
 };
 
-/* One session_event: created or destroyed, its ids and its counts. */
+/* One session_event: its kind, its ids and its counts. */
 struct sess_event {
-	int		       created;
+	enum sess_change       change;
 	const struct sess_ids *ids;		/* borrowed from the journal */
 	unsigned	       previous, current;
 };
 
-/* Append an id (n <= 64 bytes) to one side of the journal.  0 or -1. */
-int	sess_journal_add(struct sess_journal *j, int destroyed,
+/* Append an id (n <= 64 bytes) to one list of the journal.  0 or -1. */
+int	sess_journal_add(struct sess_journal *j, enum sess_change change,
 	    const char *id, size_t n);
 void	sess_journal_clear(struct sess_journal *j);
 
 /*
  * The events for one tick, given the live count at the previous tick:
- * session_created (if anything was created) then session_destroyed (if
- * anything was destroyed).  Returns how many (0, 1 or 2) were written.
+ * session_created (if anything was created), session_updated (if any
+ * metadata changed; previous == current), then session_destroyed (if
+ * anything was destroyed).  Returns how many (0 to 3) were written.
  */
 int	sess_diff(unsigned previous, const struct sess_journal *j,
-	    struct sess_event ev[2]);
+	    struct sess_event ev[3]);
 
 #endif

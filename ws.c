@@ -104,8 +104,11 @@ struct ws_conn {
 	uint8_t		 over_limit;	/* accepted past max_connections */
 	uint8_t		 upgraded;	/* counted in ws_stats.websockets */
 	uint8_t		 rd_eof;	/* peer's FIN: write what is queued, close */
+	uint8_t		 want_room;	/* call handlers.writable once drained */
+	uint8_t		 head_ok;	/* HTTP: this request's head passed */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
+	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
 	uint32_t	 qhead, qlen, qcap;	/* ring of queued buffers */
 	uint32_t	 qoff;		/* bytes of the head already written */
@@ -154,6 +157,7 @@ static void	conn_kill(struct ws_conn *);
 static void	conn_mark_dirty(struct ws_conn *);
 static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
+static int	body_hold(struct ws_conn *, size_t);
 static void	send_close(struct ws_conn *, unsigned, const char *);
 static int	ep_mod(struct ws_conn *);
 
@@ -380,10 +384,13 @@ ws_http_parse(const uint8_t *buf, size_t len, size_t max,
 		} else if (slice_eq(h->name, "host"))
 			have_host++;
 		else if (slice_eq(h->name, "connection")) {
+			/* RFC 9110 §5.3: several lines are one list. */
 			if (ws_http_has_token(h->value, "close"))
 				req->keep_alive = 0;
 			else if (ws_http_has_token(h->value, "keep-alive"))
 				req->keep_alive = 1;
+			if (ws_http_has_token(h->value, "upgrade"))
+				req->conn_upgrade = 1;
 		} else if (slice_eq(h->name, "upgrade"))
 			req->upgrade = ws_http_has_token(h->value, "websocket");
 	}
@@ -441,12 +448,43 @@ hexval(int ch)
 }
 
 long
+ws_pct_decode(struct ws_slice in, int plus, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t k = 0; k < in.n; k++) {
+		int ch = (unsigned char)in.p[k];
+
+		if (ch == '%') {
+			int hi, lo;
+
+			/* RFC 3986 §2.1: exactly two hex digits follow. */
+			if (in.n - k < 3 || (hi = hexval(in.p[k + 1])) < 0 ||
+			    (lo = hexval(in.p[k + 2])) < 0)
+				return WS_ERROR;
+			ch = hi << 4 | lo;
+			k += 2;
+			if (ch == 0)
+				return WS_ERROR;
+		} else if (ch == '+' && plus)
+			ch = ' ';
+		if (o + 1 < cap)
+			out[o] = ch;
+		o++;
+	}
+	if (cap > 0)
+		out[o < cap ? o : cap - 1] = '\0';
+	return o;
+}
+
+long
 ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
 {
 	size_t nlen = strlen(name), i = 0;
 
 	while (i < q.n) {
-		size_t s = i, e, o = 0;
+		size_t s = i, e;
+		long n;
 
 		while (i < q.n && q.p[i] != '&')
 			i++;
@@ -454,30 +492,11 @@ ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
 		if (e - s <= nlen || memcmp(q.p + s, name, nlen) != 0 ||
 		    q.p[s + nlen] != '=')
 			continue;
-		if (cap == 0)
+		n = ws_pct_decode((struct ws_slice){ q.p + s + nlen + 1,
+		    e - s - nlen - 1 }, 1, out, cap);
+		if (n < 0 || (size_t)n >= cap)
 			return WS_ERROR;
-		for (size_t k = s + nlen + 1; k < e; k++) {
-			int ch = q.p[k];
-
-			if (ch == '%') {
-				int hi, lo;
-
-				if (k + 2 >= e)
-					return WS_ERROR;
-				hi = hexval(q.p[k + 1]);
-				lo = hexval(q.p[k + 2]);
-				if (hi < 0 || lo < 0)
-					return WS_ERROR;
-				ch = hi << 4 | lo;
-				k += 2;
-			} else if (ch == '+')
-				ch = ' ';
-			if (o + 1 >= cap || ch == 0)
-				return WS_ERROR;
-			out[o++] = ch;
-		}
-		out[o] = '\0';
-		return o;
+		return n;
 	}
 	return -1;
 }
@@ -962,6 +981,18 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 }
 
 int
+ws_has_room(const struct ws_conn *c, size_t len)
+{
+	return c->qbytes == 0 || c->qbytes + len <= cfg.send_queue / 2;
+}
+
+void
+ws_want_writable(struct ws_conn *c)
+{
+	c->want_room = 1;
+}
+
+int
 ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n)
 {
 	struct ws_buf *b;
@@ -1100,6 +1131,11 @@ conn_flush(struct ws_conn *c)
 		conn_kill(c);
 	else if (c->state == C_CLOSING)
 		conn_linger(c);
+	else if (c->want_room && c->state == C_WS && app.writable != NULL) {
+		/* Whatever it queues puts c back on the flush list. */
+		c->want_room = 0;
+		app.writable(c, c->app);
+	}
 }
 
 /* ==== Closing ======================================================== */
@@ -1222,20 +1258,45 @@ control(struct ws_conn *c, int opcode, const uint8_t *p, size_t n)
 	}
 }
 
-/* The message buffer grows to the frame's announced size once, not per
- * chunk; the decoder has already bounded it by max_message. */
+/*
+ * Unfinished messages are bounded in total (--assembly-total), so many
+ * clients cannot each make wsd hold --max-message.  The buffer grows to
+ * the frame's announced size, and at least doubles, so a message of many
+ * small fragments costs O(n), not O(n^2); the decoder has already bounded
+ * the message by max_message.  Returns 0, or the close code: 1013 past
+ * the total, 1011 out of memory.
+ */
+static size_t assembly_total;
+
 static int
 msg_reserve(struct ws_in *in, size_t want)
 {
+	size_t ncap = in->mcap * 2;
 	uint8_t *m;
 
 	if (want <= in->mcap)
 		return 0;
-	if ((m = realloc(in->msg, want)) == NULL)
-		return -1;
+	if (ncap < want)
+		ncap = want;
+	if (ncap > cfg.max_message && want <= cfg.max_message)
+		ncap = cfg.max_message;
+	if (ncap - in->mcap > cfg.assembly_total - assembly_total)
+		return WS_CLOSE_TRY_AGAIN;
+	if ((m = realloc(in->msg, ncap)) == NULL)
+		return WS_CLOSE_INTERNAL;
+	assembly_total += ncap - in->mcap;
 	in->msg = m;
-	in->mcap = want;
+	in->mcap = ncap;
 	return 0;
+}
+
+static void
+msg_free(struct ws_in *in)
+{
+	assembly_total -= in->mcap;
+	free(in->msg);
+	in->msg = NULL;
+	in->mlen = in->mcap = 0;
 }
 
 /* One chunk of payload.  buf is ours (the read buffer), so a frame that
@@ -1244,7 +1305,7 @@ static void
 chunk(struct ws_conn *c, struct ws_in *in, const struct ws_chunk *ch,
     uint8_t *p)
 {
-	int op = ch->opcode;
+	int op = ch->opcode, code;
 
 	if (op >= WS_OP_CLOSE) {
 		if (ch->first && ch->end) {
@@ -1272,8 +1333,8 @@ chunk(struct ws_conn *c, struct ws_in *in, const struct ws_chunk *ch,
 		deliver(c, op, p, ch->n);
 		return;
 	}
-	if (ch->first && msg_reserve(in, in->mlen + in->p.len) == -1) {
-		conn_fail(c, WS_CLOSE_INTERNAL);
+	if (ch->first && (code = msg_reserve(in, in->mlen + in->p.len)) != 0) {
+		conn_fail(c, code);
 		return;
 	}
 	ws_unmask(in->msg + in->mlen, p, ch->n, in->p.mask, ch->off);
@@ -1306,7 +1367,7 @@ static void
 in_free(struct ws_in *in)
 {
 	if (in != NULL) {
-		free(in->msg);
+		msg_free(in);
 		free(in->head);
 		free(in);
 	}
@@ -1318,6 +1379,7 @@ static void
 conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 {
 	struct ws_in tmp, *in = c->in;
+	uint64_t done = ws_stats.messages_in;
 	size_t off = 0;
 
 	if (in == NULL) {
@@ -1339,16 +1401,22 @@ conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 		chunk(c, in, &ch, buf + (ch.p - buf));
 		off += n;
 	}
+	/* A message has --handshake-timeout to arrive whole, counted from
+	 * the last message boundary: dripping never holds a buffer long. */
+	if (c->state == C_WS)
+		c->deadline = in_idle(in) ? 0 : c->deadline == 0 ||
+		    ws_stats.messages_in != done ? now_ms + cfg.handshake_ms :
+		    c->deadline;
 	if (c->state != C_WS || in_idle(in)) {
 		if (in == &tmp)
-			free(tmp.msg);
+			msg_free(&tmp);
 		else {
 			in_free(in);
 			c->in = NULL;
 		}
 	} else if (in == &tmp) {
 		if ((c->in = malloc(sizeof *c->in)) == NULL) {
-			free(tmp.msg);
+			msg_free(&tmp);
 			conn_fail(c, WS_CLOSE_INTERNAL);
 			return;
 		}
@@ -1429,6 +1497,8 @@ http_error(struct ws_conn *c, int status, const char *extra)
 
 	switch (status) {
 	case 400: code = "bad_request"; break;
+	case 401: code = "unauthorized"; break;
+	case 403: code = "forbidden"; break;
 	case 404: code = "not_found"; break;
 	case 413: code = "too_large"; break;
 	case 426: code = "upgrade_required"; break;
@@ -1452,6 +1522,16 @@ handshake_fail(struct ws_conn *c, int status, enum ws_hs_fail why,
 	http_error(c, status, extra);
 }
 
+static int
+header_count(const struct ws_http_req *req, const char *name)
+{
+	int n = 0;
+
+	for (int i = 0; i < req->nhdr; i++)
+		n += slice_eq(req->hdr[i].name, name);
+	return n;
+}
+
 /*
  * RFC 6455 §4.2.1 and §4.2.2.  Returns 1 when the connection is now a
  * WebSocket, 0 when it was refused (a response is queued).
@@ -1459,19 +1539,19 @@ handshake_fail(struct ws_conn *c, int status, enum ws_hs_fail why,
 static int
 handshake(struct ws_conn *c, const struct ws_http_req *req)
 {
-	const struct ws_slice *conn_h, *key, *ver, *proto;
+	const struct ws_slice *key, *ver, *proto;
 	struct ws_app_conn *a = NULL;
 	char accept[29], resp[512];
 	const char *subproto = NULL;
 	struct ws_buf *b;
 	int n, status = 0;
 
-	conn_h = ws_http_header(req, "connection");
 	key = ws_http_header(req, "sec-websocket-key");
 	ver = ws_http_header(req, "sec-websocket-version");
+	/* §11.3.1: Sec-WebSocket-Key must not appear more than once. */
 	if (!slice_eq(req->method, "GET") || req->minor < 1 ||
-	    conn_h == NULL || !ws_http_has_token(*conn_h, "upgrade") ||
-	    !key_valid(key)) {
+	    !req->conn_upgrade || !key_valid(key) ||
+	    header_count(req, "sec-websocket-key") > 1) {
 		handshake_fail(c, 400, WS_HS_BAD_REQUEST, NULL);
 		return 0;
 	}
@@ -1535,6 +1615,49 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
 }
 
 /*
+ * A request head, before its body is read: the limits, then the layer
+ * above's checks of credentials (handlers.head), so an unauthenticated
+ * client can make wsd hold no body at all.  A refusal closes the
+ * connection when the body has not arrived whole (it is not read).
+ * Returns 1 to go on with the request, 0 when it was answered.
+ */
+static int
+head_ok(struct ws_conn *c, const struct ws_http_req *req, int body_in)
+{
+	c->keep_alive = req->keep_alive && body_in;
+	if (req->content_length > cfg.max_body)
+		http_error(c, 413, NULL);
+	else if (c->over_limit)
+		http_error(c, 503, NULL);
+	else if (app.head == NULL || app.head(c, req) == 0) {
+		c->head_ok = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Bodies being received are bounded in total (--max-body-total), so many
+ * slow clients cannot each make wsd hold --max-body.  Hold n bytes for c's
+ * body (n = 0 gives back what it held).  Returns 0, or -1 past the limit.
+ */
+static size_t body_total;
+
+static int
+body_hold(struct ws_conn *c, size_t n)
+{
+	if (n == c->body_held)
+		return 0;
+	body_total -= c->body_held;
+	c->body_held = 0;
+	if (n > cfg.max_body_total - body_total)
+		return -1;
+	body_total += n;
+	c->body_held = n;
+	return 0;
+}
+
+/*
  * Requests from the head buffer: as many as have arrived whole (HTTP/1.1
  * pipelining), each answered in order.  The bytes after an upgrade request
  * are the client's first frames and go to the frame decoder.
@@ -1574,12 +1697,17 @@ http_input(struct ws_conn *c)
 			}
 			break;
 		}
-		if (req.content_length > cfg.max_body) {
-			http_error(c, 413, NULL);
+		if (!c->head_ok && !head_ok(c, &req,
+		    in->hlen - used - n >= req.content_length))
+			break;
+		if (in->hlen - used - n < req.content_length) {
+			/* The body is still coming: hold room for it. */
+			if (body_hold(c, req.content_length) == -1)
+				http_error(c, 503, NULL);
 			break;
 		}
-		if (in->hlen - used - n < req.content_length)
-			break;		/* the body is still coming */
+		body_hold(c, 0);
+		c->head_ok = 0;
 		/* A client that pipelines requests but does not read the
 		 * answers may not grow our queue without bound either. */
 		if (c->qbytes > cfg.send_queue) {
@@ -1590,9 +1718,7 @@ http_input(struct ws_conn *c)
 		}
 		ws_stats.http_requests++;
 		c->keep_alive = req.keep_alive;
-		if (c->over_limit)
-			http_error(c, 503, NULL);
-		else if (app.http != NULL)
+		if (app.http != NULL)
 			app.http(c, &req, in->head + used + n,
 			    req.content_length);
 		else
@@ -1718,6 +1844,7 @@ conn_kill(struct ws_conn *c)
 	ring_release(c, 0);
 	in_free(c->in);
 	c->in = NULL;
+	body_hold(c, 0);
 	ws_stats.connections--;
 	if (c->upgraded)
 		ws_stats.websockets--;
@@ -1900,7 +2027,12 @@ sweep(void *arg)
 			}
 			break;
 		case C_WS:
-			if (now_ms - c->last_rx >= cfg.ping_timeout_ms) {
+			if (c->deadline != 0 && now_ms >= c->deadline) {
+				log_msg(LOG_INFO, "message too slow conn=%llu",
+				    (unsigned long long)c->id);
+				send_close(c, WS_CLOSE_POLICY,
+				    "message too slow");
+			} else if (now_ms - c->last_rx >= cfg.ping_timeout_ms) {
 				log_msg(LOG_INFO, "ping timeout conn=%llu",
 				    (unsigned long long)c->id);
 				conn_kill(c);

@@ -29,6 +29,8 @@
 #define WS_MAX_HEADERS		64		/* header lines */
 #define WS_MAX_MESSAGE		(1u << 20)	/* assembled message */
 #define WS_MAX_BODY		(1u << 20)	/* HTTP request body */
+#define WS_MAX_BODY_TOTAL	(64u << 20)	/* bodies being received */
+#define WS_ASSEMBLY_TOTAL	(64u << 20)	/* unfinished messages held */
 #define WS_SEND_QUEUE		(4u << 20)	/* queued bytes per connection */
 #define WS_MAX_CONNECTIONS	10000
 #define WS_HANDSHAKE_MS		10000
@@ -103,6 +105,7 @@ struct ws_http_req {
 	uint64_t         content_length;	/* 0 when absent */
 	int              keep_alive;
 	int              upgrade;	/* Upgrade lists "websocket" */
+	int              conn_upgrade;	/* a Connection line lists "upgrade" */
 };
 
 /*
@@ -123,6 +126,14 @@ const struct ws_slice *ws_http_header(const struct ws_http_req *req,
 
 /* 1 if the comma-separated value lists token (case-insensitive). */
 int	ws_http_has_token(struct ws_slice value, const char *token);
+
+/*
+ * Percent-decode in (RFC 3986 §2.1; plus: '+' is a space, as in a query)
+ * into out, NUL-terminated, writing at most cap bytes.  Returns the
+ * decoded length, which is >= cap when it did not fit (as snprintf does),
+ * or WS_ERROR for a malformed escape or an encoded NUL.
+ */
+long	ws_pct_decode(struct ws_slice in, int plus, char *out, size_t cap);
 
 /*
  * The value of query parameter name, percent-decoded into out (cap bytes,
@@ -229,6 +240,14 @@ struct ws_handlers {
 		    int opcode, const uint8_t *p, size_t n);
 	/* The connection is about to be freed: drop every reference. */
 	void	(*closed)(struct ws_conn *c, struct ws_app_conn *app);
+	/* The send queue drained after ws_want_writable(c): send more. */
+	void	(*writable)(struct ws_conn *c, struct ws_app_conn *app);
+	/*
+	 * An HTTP request head that is not an upgrade, before its body is
+	 * read: return 0 to go on, or respond (ws_http_respond) and return
+	 * -1; the body is then not read.  The place for credentials.
+	 */
+	int	(*head)(struct ws_conn *c, const struct ws_http_req *req);
 	/* A whole HTTP request that is not an upgrade; must respond. */
 	void	(*http)(struct ws_conn *c, const struct ws_http_req *req,
 		    const uint8_t *body, size_t blen);
@@ -238,6 +257,8 @@ struct ws_config {
 	size_t   max_header;
 	size_t   max_message;
 	size_t   max_body;
+	size_t   max_body_total;	/* bodies being received, in all */
+	size_t   assembly_total;	/* unfinished messages, in all */
 	size_t   send_queue;
 	unsigned max_connections;
 	unsigned handshake_ms;
@@ -296,6 +317,15 @@ uint64_t ws_now_ms(void);
  * limit.  Output is written once per loop turn.
  */
 int	ws_send(struct ws_conn *c, struct ws_buf *b);
+
+/*
+ * 1 if len more bytes may be queued on c by a sender that paces itself
+ * (a replay of history): while the queue is empty, or stays within half
+ * of --send-queue, leaving the other half to live traffic.  When it says
+ * 0, call ws_want_writable(c) and continue from handlers.writable.
+ */
+int	ws_has_room(const struct ws_conn *c, size_t len);
+void	ws_want_writable(struct ws_conn *c);
 
 /* Frame and queue one message for c alone. */
 int	ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n);

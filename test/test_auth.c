@@ -477,6 +477,18 @@ test_time(void)
 	check(c.exp == 0);
 	auth_claims_free(&c);
 
+	/* --token-require-exp: no exp is a bad claim; exp still counts. */
+	auth_require_exp(1);
+	check(sv(HS256, "{\"sub\":\"a\"}", NOW, &c) == AUTH_BAD_CLAIM);
+	check(c.sub == NULL && c.exp == 0);
+	check(sv0("{\"nbf\":0}", NOW) == AUTH_BAD_CLAIM);
+	snprintf(pay, sizeof(pay), "{\"exp\":%lld}", (long long)NOW);
+	check(sv0(pay, NOW) == AUTH_OK);
+	check(sv0(pay, NOW + AUTH_LEEWAY_S) == AUTH_EXPIRED);
+	check(sv0("{\"exp\":null}", NOW) == AUTH_BAD_CLAIM);
+	auth_require_exp(0);
+	check(sv0("{\"sub\":\"a\"}", NOW) == AUTH_OK);
+
 	/* The extremes do not overflow. */
 	check(sv0("{\"exp\":9223372036854775807}", INT64_MAX) == AUTH_OK);
 	check(sv0("{\"exp\":9223372036854775807}", INT64_MIN) == AUTH_OK);

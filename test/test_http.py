@@ -35,7 +35,7 @@ def read_responses(s, n):
 
 
 def post(group, body):
-    return (b"POST /api/groups/%s/events HTTP/1.1\r\nHost: x\r\n"
+    return (b"POST /api/groups/%s/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (group, len(body), body))
 
 
@@ -49,7 +49,7 @@ def test_body_then_pipelined():
         raw = post(b"g", big) + b"".join(post(b"g", b'{"type":"u%d"}' % i)
                                          for i in range(300))
         raw += b"GET /api/groups/g/events?since=1&limit=1000 HTTP/1.1\r\n"
-        raw += b"Host: x\r\n\r\n"
+        raw += b"Host: 127.0.0.1\r\n\r\n"
         c = socket.create_connection(("127.0.0.1", s.port), timeout=DEADLINE)
         c.sendall(raw)
         got = read_responses(c, 302)
@@ -87,7 +87,7 @@ def test_unread_answers():
     with Server("--send-queue", "64K") as s:
         c = socket.create_connection(("127.0.0.1", s.port), timeout=DEADLINE)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        req = b"GET /api/groups HTTP/1.1\r\nHost: x\r\n\r\n"
+        req = b"GET /api/groups HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         cut = False
         try:
             for _ in range(20000):

@@ -264,7 +264,7 @@ def ts_ok(ts):
 # ---- groups and routes ------------------------------------------------------
 
 def routes():
-    with Server("--tick", "3600") as srv:
+    with Server("--tick", "3600", "--session-ttl", "0") as srv:
         p = srv.port
         table = [("/ws/events", "events"), ("/ws/monitor", "monitor"),
                  ("/ws/chat/s1", "chat:s1"), ("/ws/agent/a7", "agent:a7"),
@@ -922,17 +922,17 @@ def http_errors():
         expect("POST /api/groups", hjson(srv, "POST", "/api/groups",
                                           {"type": "x"}), 405)
         st, h, body = raw_http(srv, (
-            "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Content-Length: 2048\r\n\r\n" % path).encode())
         expect("body over --max-body 1024", (st, _loads(body)), 413)
         body = json.dumps({"type": "x", "data": "y" * 1100}).encode()
         st, h, rb = raw_http(srv, (
-            "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
             % (path, len(body))).encode() + body)
         expect("body of %d bytes over --max-body" % len(body),
                (st, _loads(rb)), 413)
         st, h, body = raw_http(srv, (
-            "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
             "d\r\n{\"type\":\"x\"}\r\n0\r\n\r\n" % path).encode())
         expect("Transfer-Encoding: chunked", (st, _loads(body)), 501)

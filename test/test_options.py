@@ -46,8 +46,109 @@ def test_command_line():
         check("bad value %s: exit 2 with a reason" % bad, rc == 2 and
               err.startswith("wsd: "), (rc, err))
     rc, _, err = run([], env={"WSD_MAX_MESSAGE": "huge"})
-    check("bad WSD_ value: exit 2", rc == 2 and "max-message" in err,
+    check("bad WSD_ value: exit 2, the variable named whole", rc == 2 and
+          "WSD_MAX_MESSAGE" in err, (rc, err))
+    rc, _, err = run([], env={"WSD_TICK": "soon"})
+    check("bad WSD_TICK: named WSD_TICK, not 'WSD_ tick'", rc == 2 and
+          "WSD_TICK" in err and "WSD_ " not in err, (rc, err))
+    rc, out_h, _ = run(["-h"])
+    rc2, out_help, _ = run(["--help"])
+    check("-h is --help", rc == 0 and rc2 == 0 and out_h == out_help and
+          "--listen" in out_h, (rc, out_h[:80]))
+    check("--help lists --token-require-exp", "token-require-exp" in names)
+    check("--help gives the session-ttl default of 5",
+          re.search(r"--session-ttl .*\(5\)", out_help), out_help)
+
+
+def test_listen_values():
+    """--listen is HOST:PORT with a port of 0-65535, checked while the
+    options are read: a bad one exits 2 whatever else is given, never
+    starts on a wrapped port, and is not mistaken for protected mode."""
+    for bad in ("127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:abc",
+                "127.0.0.1:", "127.0.0.1:-1", "127.0.0.1:+80",
+                "127.0.0.1:000001", "nonsense"):
+        for extra in ([], ["--insecure"]):
+            rc, _, err = run(["--listen", bad] + extra)
+            check("--listen %s %s: exit 2, expected HOST:PORT" % (bad, extra),
+                  rc == 2 and "expected HOST:PORT" in err and
+                  "protected mode" not in err and "listening" not in err,
+                  (rc, err))
+    rc, _, err = run([], env={"WSD_LISTEN": "127.0.0.1:0,127.0.0.1:70000"})
+    check("WSD_LISTEN with port 70000: exit 2, the variable named",
+          rc == 2 and "WSD_LISTEN" in err and "expected HOST:PORT" in err,
           (rc, err))
+    # Port 65535 (N) passes the parser: the error is the later option's.
+    rc, _, err = run(["--listen", "127.0.0.1:65535", "--listen",
+                      "[::1]:65535", "--max-message", "lots"])
+    check("port 65535 is a port", rc == 2 and "max-message" in err and
+          "HOST:PORT" not in err, (rc, err))
+
+
+def test_protected_by_address():
+    """Protected mode looks at the addresses a listener resolves to, every
+    one of them, not at how the host is spelled."""
+    for extra in ([], ["--api-key", "k" * 32]):
+        rc, _, err = run(["--listen", "127.evil.example:0"] + extra)
+        check("127.evil.example %s (a name, not 127/8): exit 2" % extra,
+              rc == 2 and "127.evil.example" in err and
+              "listening" not in err, (rc, err))
+    # 127.0.0.1 spelled as one number, and a name for it: loopback.
+    for spelled in ("2130706433:0", "localhost:0"):
+        with Server("--listen", spelled) as s:
+            two = wait_for(lambda: len([x for x in s.log if re.search(
+                r"listening addr=127\.\d+\.\d+\.\d+:\d+", x)]) == 2)
+            check("--listen %s is loopback: starts, binds 127/8" % spelled,
+                  two, "".join(s.log))
+    rc, _, err = run(["--listen", "0.0.0.0:0", "--listen", "127.0.0.1:0"])
+    check("one listener beyond loopback is enough to refuse", rc == 2 and
+          "protected mode" in err and "0.0.0.0" in err, (rc, err))
+
+
+def _jwt(claims, secret):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64u(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    signing = b64u(b'{"alg":"HS256","typ":"JWT"}') + "." + \
+        b64u(json.dumps(claims).encode())
+    return signing + "." + b64u(hmac.new(secret.encode(), signing.encode(),
+                                         hashlib.sha256).digest())
+
+
+def test_token_require_exp():
+    """A token without exp never expires, unless --token-require-exp (or
+    WSD_TOKEN_REQUIRE_EXP) makes it invalid: 401 at the upgrade and for
+    the history API."""
+    secret = "t" * 32
+    noexp = _jwt({"sub": "a", "groups": ["events"]}, secret)
+    withexp = _jwt({"sub": "a", "groups": ["events"],
+                    "exp": int(time.time()) + 600}, secret)
+
+    def upgrade(s, tok):
+        c = s.ws("/ws/events?token=" + tok)
+        c.close()
+        return c.status
+
+    def history(s, tok):
+        return s.http("GET", "/api/groups/events/events",
+                      headers={"Authorization": "Bearer " + tok})[0]
+    with Server("--token-secret", secret) as s:
+        check("default: a token without exp is taken",
+              upgrade(s, noexp) == 101)
+    for how, args, env in (("--token-require-exp", ["--token-require-exp"],
+                            None),
+                           ("WSD_TOKEN_REQUIRE_EXP=1", [],
+                            {"WSD_TOKEN_REQUIRE_EXP": "1"})):
+        with Server("--token-secret", secret, *args, env=env) as s:
+            check("%s: no exp -> 401 at the upgrade" % how,
+                  upgrade(s, noexp) == 401)
+            check("%s: with exp -> 101" % how, upgrade(s, withexp) == 101)
+            check("%s: no exp -> 401 for the history API" % how,
+                  history(s, noexp) == 401)
+            check("%s: with exp -> 200 for the history API" % how,
+                  history(s, withexp) == 200)
 
 
 def test_secret_file_limit():
@@ -70,7 +171,7 @@ def test_secret_file_limit():
 
 def test_env_and_precedence():
     # WSD_MAX_HEADER applies; the flag wins over the variable.
-    big = "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % ("a" * 600)
+    big = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: %s\r\n\r\n" % ("a" * 600)
     with Server(env={"WSD_MAX_HEADER": "512"}) as s:
         st = http(s.port, None, None, raw=big.encode())[0]
         check("WSD_MAX_HEADER=512 applies", st == 431, st)
@@ -238,6 +339,9 @@ def _echo_ok(port):
 
 if __name__ == "__main__":
     test_command_line()
+    test_listen_values()
+    test_protected_by_address()
+    test_token_require_exp()
     test_secret_file_limit()
     test_env_and_precedence()
     test_logs()

@@ -37,7 +37,7 @@ def still_serving(srv, name):
 def slowloris():
     with Server("--echo", "--handshake-timeout", "1") as srv:
         c = WS(srv.port, connect_only=True)
-        c.send_raw(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        c.send_raw(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         check("slowloris: trickled head closed after the timeout",
               closed_by_server(c.sock, trickle=b"X-Slow-Header: abcdef\r\n"))
         check("slowloris: no response sent", c.buf == b"")
@@ -92,7 +92,7 @@ def disconnects():
         bystander = srv.ws("/echo")
         for how, close in (("FIN", WS.close), ("RST", rst_close)):
             c = WS(p, connect_only=True)
-            c.send_raw(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgr")
+            c.send_raw(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgr")
             close(c)
             c = srv.ws("/echo")
             c.send_raw(WS.frame(OP_TEXT, b"x" * 1000)[:50])

@@ -742,7 +742,7 @@ def limit_body():
         st, _, _ = http(srv.port, "POST", "/api/groups/b/events", body(n + 1))
         check("max-body: %d-byte body -> 413" % (n + 1), st == 413,
               "status %s" % st)
-        raw = (b"POST /api/groups/b/events HTTP/1.1\r\nHost: x\r\n"
+        raw = (b"POST /api/groups/b/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Length: 1000000000\r\n\r\n{")
         st, _, _ = http(srv.port, None, None, raw=raw)
         check("max-body: Content-Length 1e9 -> 413 before any body",
@@ -756,7 +756,7 @@ def limit_handshake():
               closed_by_server(c.sock))
         c.close()
         c = WS(srv.port, connect_only=True)
-        c.send_raw(b"GET /ws/events HTTP/1.1\r\nHost: x\r\n")
+        c.send_raw(b"GET /ws/events HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         check("handshake-timeout: half a head closed",
               closed_by_server(c.sock))
         c.close()

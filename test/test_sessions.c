@@ -1,11 +1,11 @@
 /*
  * test_sessions.c - the session diff on sets, through its pure function.
  *
- * The journal records every create and destroy between two ticks;
- * sess_diff() turns it into session_created then session_destroyed with
- * counts that add up.  These cases are the ones a snapshot diff gets
- * wrong: a session that came and went within a tick, and an id destroyed
- * and created again.
+ * The journal records every create, update and destroy between two
+ * ticks; sess_diff() turns it into session_created, session_updated, then
+ * session_destroyed with counts that add up.  These cases are the ones a
+ * snapshot diff gets wrong: a session that came and went within a tick,
+ * and an id destroyed and created again.
  */
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +32,7 @@ static void
 test_nothing(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	check(sess_diff(5, &j, ev) == 0);	/* no change, no event */
 }
@@ -41,12 +41,12 @@ static void
 test_appear(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	add(&j, 0, "s1");
 	add(&j, 0, "s2");
 	check(sess_diff(3, &j, ev) == 1);
-	check(ev[0].created == 1);
+	check(ev[0].change == SESS_CREATED);
 	check(ev[0].previous == 3 && ev[0].current == 5);
 	check(ev[0].ids->n == 2 && has(ev[0].ids, "s1") && has(ev[0].ids, "s2"));
 	sess_journal_clear(&j);
@@ -56,11 +56,11 @@ static void
 test_vanish(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	add(&j, 1, "s1");
 	check(sess_diff(3, &j, ev) == 1);
-	check(ev[0].created == 0);
+	check(ev[0].change == SESS_DESTROYED);
 	check(ev[0].previous == 3 && ev[0].current == 2);
 	check(ev[0].ids->n == 1 && has(ev[0].ids, "s1"));
 	sess_journal_clear(&j);
@@ -72,12 +72,12 @@ static void
 test_both_in_one_tick(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	add(&j, 0, "new");
 	add(&j, 1, "old");
 	check(sess_diff(4, &j, ev) == 2);
-	check(ev[0].created == 1 && ev[1].created == 0);
+	check(ev[0].change == SESS_CREATED && ev[1].change == SESS_DESTROYED);
 	check(ev[0].previous == 4 && ev[0].current == 5);
 	check(ev[1].previous == 5 && ev[1].current == 4);
 	check(has(ev[0].ids, "new") && !has(ev[0].ids, "old"));
@@ -90,7 +90,7 @@ static void
 test_came_and_went(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	add(&j, 0, "flash");
 	add(&j, 1, "flash");
@@ -106,16 +106,42 @@ static void
 test_recreated(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 
 	add(&j, 1, "s1");
 	add(&j, 0, "s1");
 	check(sess_diff(1, &j, ev) == 2);
-	check(ev[0].created && has(ev[0].ids, "s1"));
-	check(!ev[1].created && has(ev[1].ids, "s1"));
+	check(ev[0].change == SESS_CREATED && has(ev[0].ids, "s1"));
+	check(ev[1].change == SESS_DESTROYED && has(ev[1].ids, "s1"));
 	check(ev[0].previous == 1 && ev[0].current == 2);
 	check(ev[1].previous == 2 && ev[1].current == 1);
 	sess_journal_clear(&j);
+}
+
+/* A metadata change: between created and destroyed, counts unchanged. */
+static void
+test_updated(void)
+{
+	struct sess_journal j = { 0 };
+	struct sess_event ev[3];
+
+	add(&j, SESS_UPDATED, "u1");
+	check(sess_diff(2, &j, ev) == 1);
+	check(ev[0].change == SESS_UPDATED && has(ev[0].ids, "u1"));
+	check(ev[0].previous == 2 && ev[0].current == 2);
+	add(&j, SESS_DESTROYED, "old");
+	add(&j, SESS_CREATED, "new");
+	add(&j, SESS_UPDATED, "u2");
+	check(sess_diff(2, &j, ev) == 3);
+	check(ev[0].change == SESS_CREATED && ev[1].change == SESS_UPDATED &&
+	    ev[2].change == SESS_DESTROYED);
+	check(ev[0].previous == 2 && ev[0].current == 3);
+	check(ev[1].previous == 3 && ev[1].current == 3);
+	check(ev[2].previous == 3 && ev[2].current == 2);
+	check(ev[1].ids->n == 2 && has(ev[1].ids, "u1") &&
+	    has(ev[1].ids, "u2") && !has(ev[1].ids, "new"));
+	sess_journal_clear(&j);
+	check(j.updated.n == 0 && j.updated.ids == NULL);
 }
 
 /* 100,000 sessions: half destroyed, as many created, in one tick. */
@@ -123,7 +149,7 @@ static void
 test_large(void)
 {
 	struct sess_journal j = { 0 };
-	struct sess_event ev[2];
+	struct sess_event ev[3];
 	char id[32];
 	int ok = 1;
 
@@ -167,6 +193,7 @@ main(void)
 	test_both_in_one_tick();
 	test_came_and_went();
 	test_recreated();
+	test_updated();
 	test_large();
 	test_long_id();
 	return t_done();

@@ -5,8 +5,9 @@ Every server runs with --tick 0.2; waits are "until a message arrives or
 the deadline passes", never a fixed sleep.
 """
 import re
+import time
 
-from wsdtest import Server, check, done, http_json, DEADLINE
+from wsdtest import Server, check, done, http_json, wait_for, DEADLINE
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -60,7 +61,7 @@ def test_diff_events():
             d = ev[0]["data"]
             check("destroyed", ev[0]["event_type"] == "session_destroyed" and
                   d["sessions"] == ["s1"] and d["current_count"] == 0 and
-                  d["previous_count"] == 1 and d["delta"] == -1, ev[0])
+                  d["previous_count"] == 1 and d["delta"] == 1, ev[0])
             check("time_since_last_event is a number",
                   isinstance(d["time_since_last_event"], (int, float)) and
                   d["time_since_last_event"] >= 0, d)
@@ -88,7 +89,7 @@ def test_diff_events():
             sign = 1 if e["event_type"] == "session_created" else -1
             counts_ok &= d["previous_count"] == live
             counts_ok &= d["current_count"] == live + sign * n
-            counts_ok &= d["delta"] == sign * n
+            counts_ok &= d["delta"] == n        # a size; the sign is the type
             live = d["current_count"]
         check("burst: every id reported", complete(ev), ev)
         check("burst: counts add up event by event", counts_ok, ev)
@@ -165,7 +166,7 @@ def test_api():
 
 
 def test_connections():
-    with Server("--tick", "0.2") as s:
+    with Server("--tick", "0.2", "--session-ttl", "0") as s:
         mon = s.ws("/ws/monitor")
         a = s.ws("/ws/sessions/live1")
         b = s.ws("/ws/sessions/live1")
@@ -205,6 +206,180 @@ def test_connections():
               ev[0]["data"]["sessions"] == ["t1"], ev)
 
 
+def next_tick_events(mon):
+    """The session_events one tick publishes: everything up to the
+    realtime_update that ends the tick (it goes out after them)."""
+    seen = []
+    while True:
+        m = mon.recv_json()
+        if m["type"] == "realtime_update":
+            return seen
+        if m["type"] == "session_event":
+            seen.append(m)
+
+
+def test_put():
+    """PUT /api/sessions/ID: create (201) or replace the metadata (200);
+    a change shows as session_updated between created and destroyed."""
+    with Server("--tick", "1", "--max-sessions", "3",
+                "--max-metadata", "100") as s:
+        mon = s.ws("/ws/monitor")
+        st, body = http_json(s.port, "PUT", "/api/sessions/u1",
+                             {"metadata": {"v": 1}})
+        check("PUT new: 201 {id}", st == 201 and body == {"id": "u1"},
+              (st, body))
+        http_json(s.port, "POST", "/api/sessions", {"id": "d1"})
+        ev = session_events(mon, lambda g: {"u1", "d1"} <= {
+            i for e in g for i in e["data"]["sessions"]})
+        check("PUT new: reported as session_created",
+              all(e["event_type"] == "session_created" for e in ev), ev)
+        st, body = http_json(s.port, "PUT", "/api/sessions/u1",
+                             {"metadata": {"v": 1}})
+        check("PUT same metadata: 200", st == 200 and body == {"id": "u1"},
+              (st, body))
+        check("PUT same metadata: no session_event", quiet_ticks(mon, 2) == [])
+
+        # Right after a tick, a create, two changes of u1 and a destroy:
+        # one tick reports them in the order created, updated, destroyed.
+        mon.recv_until(lambda x: x["type"] == "realtime_update")
+        http_json(s.port, "POST", "/api/sessions", {"id": "c1"})
+        st1, _ = http_json(s.port, "PUT", "/api/sessions/u1",
+                           {"metadata": {"v": 2}})
+        st2, _ = http_json(s.port, "PUT", "/api/sessions/u1",
+                           {"metadata": {"v": 3}})
+        http_json(s.port, "DELETE", "/api/sessions/d1")
+        check("PUT changed metadata: 200", st1 == 200 and st2 == 200,
+              (st1, st2))
+        ev = next_tick_events(mon)
+        types = [e.get("event_type") for e in ev]
+        check("one tick: created, updated, destroyed", types ==
+              ["session_created", "session_updated", "session_destroyed"],
+              ev)
+        if len(ev) == 3:
+            u = ev[1]["data"]
+            check("session_updated data", u["current_count"] == 3 and
+                  u["previous_count"] == 3 and u["delta"] == 0 and
+                  u["sessions"] == ["u1"] and
+                  isinstance(u["time_since_last_event"], (int, float)), u)
+            c, d = ev[0]["data"], ev[2]["data"]
+            check("counts add up around session_updated",
+                  (c["previous_count"], c["current_count"], c["delta"]) ==
+                  (2, 3, 1) and
+                  (d["previous_count"], d["current_count"], d["delta"]) ==
+                  (3, 2, 1), ev)
+        st, body = http_json(s.port, "GET", "/api/sessions")
+        meta = {x["id"]: x["metadata"] for x in body["sessions"]}
+        check("PUT replaced the metadata", meta.get("u1") == {"v": 3}, body)
+
+        # The same limits and errors as POST.
+        st, _ = http_json(s.port, "PUT", "/api/sessions/m1",
+                          {"metadata": {"k": "x" * 120}})
+        check("PUT metadata over the limit: 413", st == 413, st)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/m1", "{not json")
+        check("PUT bad JSON: 400", st == 400, st)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/m1",
+                          {"metadata": [1]})
+        check("PUT metadata not an object: 400", st == 400, st)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/a%20b",
+                          {"metadata": {}})
+        check("PUT bad id: 400", st == 400, st)
+        st, _ = http_json(s.port, "POST", "/api/sessions", {"id": "u1"})
+        check("POST on an existing id: still 409", st == 409, st)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/m2", {})
+        check("PUT new, under --max-sessions: 201", st == 201, st)
+        st, body = http_json(s.port, "PUT", "/api/sessions/m3",
+                             {"metadata": {}})
+        check("PUT new at --max-sessions: 503", st == 503 and
+              body["error"] == "unavailable", (st, body))
+        st, _ = http_json(s.port, "PUT", "/api/sessions/u1",
+                          {"metadata": {"v": 4}})
+        check("PUT existing at --max-sessions: 200", st == 200, st)
+
+    with Server("--tick", "0.2", "--api-key", "K" * 32) as s:
+        st, _ = http_json(s.port, "PUT", "/api/sessions/k1", {})
+        check("PUT without the API key: 401", st == 401, st)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/k1", {},
+                          {"Authorization": "Bearer " + "K" * 32})
+        check("PUT with the API key: 201", st == 201, st)
+
+
+def test_put_adopts():
+    """A session made by a connection and then PUT by a backend lives on
+    as the backend's: it no longer ends with its last connection."""
+    with Server("--tick", "0.2", "--session-ttl", "0") as s:
+        mon = s.ws("/ws/monitor")
+        a = s.ws("/ws/sessions/tab")
+        session_events(mon, lambda g: len(g) >= 1)
+        st, _ = http_json(s.port, "PUT", "/api/sessions/tab",
+                          {"metadata": {"owner": "backend"}})
+        check("PUT on a connection's session: 200", st == 200, st)
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        check("its metadata change: session_updated", ev and
+              ev[0]["event_type"] == "session_updated", ev)
+        a.close()
+
+        def detached():
+            st, body = http_json(s.port, "GET", "/api/sessions")
+            return body["sessions"][0]["connections"] == 0
+        check("the connection left", wait_for(detached))
+        check("adopted: no session_destroyed when the last connection "
+              "leaves", quiet_ticks(mon, 5) == [])
+        st, body = http_json(s.port, "GET", "/api/sessions/count")
+        check("adopted: still counted", body == {"active_sessions": 1}, body)
+
+
+def test_reconnect_grace():
+    """A reload (close, then reconnect within --session-ttl) is not a new
+    session; a connection gone longer than the TTL ends it."""
+    ttl = 1.0
+    with Server("--tick", "0.1", "--session-ttl", str(ttl)) as s:
+        mon = s.ws("/ws/monitor")
+        a = s.ws("/ws/sessions/tab-1")
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        check("first connection creates tab-1", ev and
+              ev[0]["data"]["sessions"] == ["tab-1"], ev)
+
+        def conns():
+            st, body = http_json(s.port, "GET", "/api/sessions")
+            return body["sessions"][0]["connections"] if body["sessions"] \
+                else None
+        a.close()
+        check("reload: the old tab is gone", wait_for(lambda: conns() == 0))
+        b = s.ws("/ws/sessions/tab-1")
+        check("reload: the new tab joined", wait_for(lambda: conns() == 1))
+        # Ticks for twice the TTL: a phantom destroy/create would show.
+        seen, t0 = [], time.monotonic()
+        while time.monotonic() - t0 < 2 * ttl:
+            seen += quiet_ticks(mon, 1)
+        check("reload within the TTL: no session_event", seen == [], seen)
+
+        t_close = time.monotonic()
+        b.close()
+        ev = session_events(mon, lambda g: len(g) >= 1)
+        gone = time.monotonic() - t_close
+        check("gone longer than the TTL: destroyed", ev and
+              ev[0]["event_type"] == "session_destroyed" and
+              ev[0]["data"]["sessions"] == ["tab-1"], ev)
+        # The server's clock is read once per loop turn, in milliseconds.
+        check("not before the TTL ran out", gone >= ttl - 0.05, gone)
+
+    # The default TTL (5 s) covers a reload too.
+    with Server("--tick", "0.1") as s:
+        mon = s.ws("/ws/monitor")
+        a = s.ws("/ws/sessions/tab-2")
+        session_events(mon, lambda g: len(g) >= 1)
+        a.close()
+
+        def detached():
+            st, body = http_json(s.port, "GET", "/api/sessions")
+            return body["sessions"][0]["connections"] == 0
+        check("default TTL: the old tab is gone", wait_for(detached))
+        b = s.ws("/ws/sessions/tab-2")
+        check("default TTL: a reload makes no session_event",
+              quiet_ticks(mon, 10) == [])
+        b.close()
+
+
 def test_no_session_events():
     with Server("--tick", "0.2", "--no-session-events") as s:
         mon = s.ws("/ws/monitor")
@@ -224,5 +399,8 @@ if __name__ == "__main__":
     test_realtime_update()
     test_api()
     test_connections()
+    test_put()
+    test_put_adopts()
+    test_reconnect_grace()
     test_no_session_events()
     done()
