@@ -331,16 +331,18 @@ static void
 get_events(struct req *r, const char *name)
 {
 	struct json_buf jb = { 0 };
-	struct hub_group *g;
-	uint64_t since, limit;
-	int more = 0;
+	struct hub_pos since = { 0, "" };
+	char pos[64];
+	uint64_t limit;
+	long n;
 
 	if (!may_read(r, name))
 		return;
-
-	if (query_uint(r, "since", 0, UINT64_MAX, &since) == -1 ||
+	n = ws_query_param(r->h->query, "since", pos, sizeof pos);
+	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == WS_ERROR ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
-		error(r, 400, "bad_request", "since and limit are integers");
+		error(r, 400, "bad_request", "since is SEQ or EPOCH:SEQ, limit "
+		    "an integer");
 		return;
 	}
 	if (!hub_name_valid(name, strlen(name)) && strcmp(name, "*") != 0) {
@@ -348,14 +350,9 @@ get_events(struct req *r, const char *name)
 		    "[A-Za-z0-9._:-]");
 		return;
 	}
-	json_put_cstr(&jb, "{\"group\":");
-	json_put_str(&jb, name, strlen(name));
-	json_put_cstr(&jb, ",\"events\":");
-	if ((g = hub_group(name, strlen(name), 0)) != NULL)
-		hub_history_json(g, since, limit, &jb, &more);
-	else
-		json_put_cstr(&jb, "[]");
-	json_put_cstr(&jb, more ? ",\"more\":true}" : ",\"more\":false}");
+	json_put_raw(&jb, "{", 1);
+	hub_history_members(name, strlen(name), &since, limit, &jb);
+	json_put_raw(&jb, "}", 1);
 	respond_json(r, 200, &jb);
 }
 

@@ -20,6 +20,8 @@
  */
 #include <arpa/inet.h>
 
+#include <sys/random.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,7 @@ struct hub_group {
 	uint8_t		   on_turn;
 	uint8_t		   nlen;
 	char		   name[HUB_GROUP_MAX + 1];
+	char		   epoch[HUB_EPOCH_LEN + 1];	/* this stream's */
 };
 
 /*
@@ -84,7 +87,7 @@ struct ws_app_conn {
 	double		 bucket;	/*   refill, and publishes left */
 	/* From the upgrade, used by open(): */
 	struct hub_group *route;
-	uint64_t	 since;
+	struct hub_pos	 since;
 	uint8_t		 has_since;
 };
 
@@ -106,7 +109,6 @@ static size_t		  hist_total;	/* bytes in every group's history */
 static uint64_t		  start_ms;
 
 #define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
-#define HISTORY_LIMIT	1000	/* events in one get_history answer */
 
 /* ==== Group table ===================================================== */
 
@@ -263,6 +265,69 @@ evict_idle_group(const struct hub_group *keep)
 	return -1;
 }
 
+/*
+ * A new stream's identity: HUB_EPOCH_LEN hex digits from the kernel's
+ * generator.  Positions (epoch, seq) compare only within one epoch, so a
+ * group created again after eviction, or after a restart, is told apart
+ * from the stream a client last saw, though its seq starts again at 1.
+ */
+static void
+new_epoch(char out[HUB_EPOCH_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	static uint32_t fallback;
+	uint8_t r[HUB_EPOCH_LEN / 2];
+
+	if (getrandom(r, sizeof r, 0) != sizeof r) {
+		uint64_t t = ws_now_ms() * 2654435761u + ++fallback;
+
+		memcpy(r, &t, sizeof r < sizeof t ? sizeof r : sizeof t);
+	}
+	for (size_t i = 0; i < sizeof r; i++) {
+		out[2 * i] = hex[r[i] >> 4];
+		out[2 * i + 1] = hex[r[i] & 15];
+	}
+	out[HUB_EPOCH_LEN] = '\0';
+}
+
+int
+hub_parse_pos(const char *s, size_t n, struct hub_pos *pos)
+{
+	const char *colon = memchr(s, ':', n);
+	uint64_t v = 0;
+	size_t i = 0;
+
+	pos->epoch[0] = '\0';
+	if (colon != NULL) {
+		size_t el = colon - s;
+
+		if (el != HUB_EPOCH_LEN)
+			return -1;
+		for (; i < el; i++)
+			if (!((s[i] >= '0' && s[i] <= '9') ||
+			    (s[i] >= 'a' && s[i] <= 'f')))
+				return -1;
+		memcpy(pos->epoch, s, el);
+		pos->epoch[el] = '\0';
+		i++;
+	}
+	if (i == n)
+		return -1;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	pos->seq = v;
+	return 0;
+}
+
+const char *
+hub_group_epoch(const struct hub_group *g)
+{
+	return g->epoch;
+}
+
 struct hub_group *
 hub_group(const char *name, size_t n, int create)
 {
@@ -283,6 +348,7 @@ hub_group(const char *name, size_t n, int create)
 		return NULL;
 	memcpy(g->name, name, n);
 	g->nlen = n;
+	new_epoch(g->epoch);
 	*gp = g;
 	LIST_APPEND(all_first, all_last, g, all_prev, all_next);
 	LIST_APPEND(idle_first, idle_last, g, idle_prev, idle_next);
@@ -661,25 +727,47 @@ hub_turn(void)
 	}
 }
 
-void
-hub_history_json(const struct hub_group *g, uint64_t since, unsigned limit,
-    struct json_buf *out, int *more)
+/* ,"epoch":"E","seq":S: the position every answer about g carries. */
+static void
+put_position(struct json_buf *jb, const struct hub_group *g)
 {
-	uint64_t oldest = g->seq - g->hlen + 1, s = since + 1;
-	unsigned n = 0;
+	char tail[64];
 
-	if (s < oldest)
+	snprintf(tail, sizeof tail, ",\"epoch\":\"%s\",\"seq\":%llu", g->epoch,
+	    (unsigned long long)g->seq);
+	json_put_cstr(jb, tail);
+}
+
+void
+hub_history_members(const char *name, size_t n, const struct hub_pos *pos,
+    unsigned limit, struct json_buf *out)
+{
+	struct hub_group *g = hub_group(name, n, 0);
+	uint64_t s = 0, oldest;
+	unsigned k = 0;
+
+	json_put_cstr(out, "\"group\":");
+	json_put_str(out, name, n);
+	if (g == NULL) {
+		json_put_cstr(out, ",\"epoch\":null,\"seq\":0,\"events\":[],"
+		    "\"more\":false");
+		return;
+	}
+	put_position(out, g);
+	if (limit > HUB_HISTORY_PAGE)
+		limit = HUB_HISTORY_PAGE;
+	oldest = g->seq - g->hlen + 1;
+	if ((s = hub_since(g, pos) + 1) < oldest)
 		s = oldest;
-	json_put_raw(out, "[", 1);
-	for (; s <= g->seq && n < limit; s++, n++) {
+	json_put_cstr(out, ",\"events\":[");
+	for (; s <= g->seq && k < limit; s++, k++) {
 		struct ws_buf *b = hist_at(g, s);
 
-		if (n > 0)
+		if (k > 0)
 			json_put_raw(out, ",", 1);
 		json_put_raw(out, b->data + b->hlen, b->len - b->hlen);
 	}
-	json_put_raw(out, "]", 1);
-	*more = s <= g->seq;
+	json_put_cstr(out, s <= g->seq ? "],\"more\":true" : "],\"more\":false");
 }
 
 void
@@ -694,8 +782,8 @@ hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out)
 	for (unsigned n = 0; g != NULL && n < limit; g = g->all_next, n++) {
 		json_put_cstr(out, n > 0 ? ",{\"group\":" : "{\"group\":");
 		json_put_str(out, g->name, g->nlen);
-		snprintf(tail, sizeof tail, ",\"subscribers\":%u,\"seq\":%llu}",
-		    g->nsubs, (unsigned long long)g->seq);
+		put_position(out, g);
+		snprintf(tail, sizeof tail, ",\"subscribers\":%u}", g->nsubs);
 		json_put_cstr(out, tail);
 	}
 	snprintf(tail, sizeof tail, "],\"total\":%u}", ngroups);
@@ -742,6 +830,7 @@ send_error(struct ws_conn *c, enum hub_error e, const char *msg,
 	reply(c, &jb);
 }
 
+
 static void
 send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
 {
@@ -753,6 +842,7 @@ send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
 	json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
 	    "\"events after since are no longer kept\",\"group\":");
 	json_put_str(&jb, g->name, g->nlen);
+	put_position(&jb, g);
 	snprintf(tail, sizeof tail, ",\"oldest\":%llu",
 	    (unsigned long long)oldest);
 	json_put_cstr(&jb, tail);
@@ -797,21 +887,31 @@ replay_more(struct ws_app_conn *a)
 	}
 }
 
+uint64_t
+hub_since(const struct hub_group *g, const struct hub_pos *pos)
+{
+	if (pos->epoch[0] != '\0' && strcmp(pos->epoch, g->epoch) != 0)
+		return 0;
+	return pos->seq;
+}
+
 /*
- * Replay g's events after since to member a.  A since older than the
- * history (or newer than the group, as after a restart) gets history_gap
- * with the oldest kept seq; what is kept is replayed all the same, so the
- * client knows exactly which events it missed.
+ * Replay g's events after pos to member a.  A position from another
+ * epoch, older than the history, or newer than the stream (a bare seq
+ * after a restart) gets history_gap with the current epoch and the oldest
+ * kept seq; what is kept is replayed all the same, so the client knows
+ * exactly which events it missed.
  */
 static void
-replay(struct ws_app_conn *a, struct hub_group *g, uint64_t since)
+replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
 {
-	uint64_t oldest = g->seq - g->hlen + 1;
+	uint64_t oldest = g->seq - g->hlen + 1, since = pos->seq;
 	int i = sub_find(a, g);
 
 	if (i < 0)
 		return;
-	if (since + 1 < oldest || since > g->seq) {
+	if ((pos->epoch[0] != '\0' && strcmp(pos->epoch, g->epoch) != 0) ||
+	    since + 1 < oldest || since > g->seq) {
 		send_gap(a, g, oldest);
 		since = oldest - 1;
 	}
@@ -833,14 +933,11 @@ static void
 send_subscribed(struct ws_app_conn *a, struct hub_group *g)
 {
 	struct json_buf jb = { 0 };
-	char tail[40];
 
 	begin(&jb, "subscribed", NULL, 0);
 	json_put_cstr(&jb, ",\"group\":");
 	json_put_str(&jb, g->name, g->nlen);
-	snprintf(tail, sizeof tail, ",\"seq\":%llu",
-	    (unsigned long long)g->seq);
-	json_put_cstr(&jb, tail);
+	put_position(&jb, g);
 	reply(a->c, &jb);
 }
 
@@ -913,6 +1010,33 @@ msg_uint(struct msg *m, const char *key, uint64_t *out, uint64_t dflt)
 	return 0;
 }
 
+/*
+ * Optional position member: a non-negative integer (a bare seq) or a
+ * string "SEQ" / "EPOCH:SEQ".  Returns 1 when present, 0 when absent
+ * (seq 0), -1 (error sent) if malformed.
+ */
+static int
+msg_pos(struct msg *m, const char *key, struct hub_pos *pos)
+{
+	int i = json_find(&m->doc, 0, key);
+	char text[64];
+	long n;
+
+	pos->seq = 0;
+	pos->epoch[0] = '\0';
+	if (i < 0 || m->doc.tok[i].type == JSON_NULL)
+		return 0;
+	if (m->doc.tok[i].type == JSON_STRING) {
+		if ((n = json_tok_str(&m->doc, i, text, sizeof text)) < 0 ||
+		    hub_parse_pos(text, n, pos) == -1) {
+			fail(m, HUB_E_BAD_JSON, "since is SEQ or \"EPOCH:SEQ\"");
+			return -1;
+		}
+		return 1;
+	}
+	return msg_uint(m, key, &pos->seq, 0) == -1 ? -1 : 1;
+}
+
 /* ping and heartbeat: the answer type, the id, and the time. */
 static void
 answer_now(struct msg *m, const char *type)
@@ -977,11 +1101,11 @@ on_subscribe(struct msg *m)
 {
 	char name[HUB_GROUP_MAX + 1];
 	struct hub_group *g;
-	uint64_t since;
-	int has_since = json_find(&m->doc, 0, "since") >= 0, rc;
+	struct hub_pos since;
+	int has_since, rc;
 	long n;
 
-	if (msg_uint(m, "since", &since, 0) == -1 ||
+	if ((has_since = msg_pos(m, "since", &since)) == -1 ||
 	    (n = msg_group_name(m, "group", name)) == -1)
 		return;
 	if (n == 1 && name[0] == '*') {
@@ -1004,7 +1128,7 @@ on_subscribe(struct msg *m)
 	}
 	send_subscribed(m->a, g);
 	if (has_since)
-		replay(m->a, g, since);
+		replay(m->a, g, &since);
 }
 
 static void
@@ -1079,12 +1203,11 @@ on_get_history(struct msg *m)
 {
 	char name[HUB_GROUP_MAX + 1];
 	struct json_buf jb = { 0 };
-	struct hub_group *g;
-	uint64_t since, limit;
+	struct hub_pos since;
+	uint64_t limit;
 	long n;
-	int more;
 
-	if (msg_uint(m, "since", &since, 0) == -1 ||
+	if (msg_pos(m, "since", &since) == -1 ||
 	    msg_uint(m, "limit", &limit, 100) == -1 ||
 	    (n = msg_group_name(m, "group", name)) == -1)
 		return;
@@ -1094,19 +1217,9 @@ on_get_history(struct msg *m)
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}
-	g = hub_group(name, n, 0);
-	if (limit > HISTORY_LIMIT)
-		limit = HISTORY_LIMIT;
 	begin(&jb, "history", m->id, m->idlen);
-	put_member(&jb, ",\"group\":", m, "group");
-	json_put_cstr(&jb, ",\"events\":");
-	if (g != NULL)
-		hub_history_json(g, since, limit, &jb, &more);
-	else {
-		json_put_cstr(&jb, "[]");
-		more = 0;
-	}
-	json_put_cstr(&jb, more ? ",\"more\":true" : ",\"more\":false");
+	json_put_raw(&jb, ",", 1);
+	hub_history_members(name, n, &since, limit, &jb);
 	reply(m->c, &jb);
 }
 
@@ -1277,9 +1390,10 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 {
 	struct ws_slice path = req->path;
 	struct ws_app_conn *a;
-	char name[HUB_GROUP_MAX + 16];
+	char name[HUB_GROUP_MAX + 16], pos[64];
 	const char *slash;
 	size_t n;
+	long pl;
 	int status = 0;
 
 	if (!hub_host_ok(req) ||
@@ -1315,12 +1429,12 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return 503;
 	a->c = c;
-	switch (ws_query_uint(req->query, "since", 0, UINT64_MAX, &a->since)) {
-	case -1:
-		goto refuse_400;
-	case 1:
+	if ((pl = ws_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
+		if (hub_parse_pos(pos, pl, &a->since) == -1)
+			goto refuse_400;
 		a->has_since = 1;
-	}
+	} else if (pl == WS_ERROR)
+		goto refuse_400;
 	if (hub_cfg.token_secret != NULL) {
 		if ((status = check_token(req, &a->claims)) != 0)
 			goto refuse;
@@ -1361,8 +1475,9 @@ hub_open(struct ws_conn *c, struct ws_app_conn *a)
 		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
+	send_subscribed(a, a->route);
 	if (a->has_since)
-		replay(a, a->route, a->since);
+		replay(a, a->route, &a->since);
 }
 
 static void

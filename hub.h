@@ -26,6 +26,8 @@
 #define HUB_MAX_SESSIONS	100000
 #define HUB_MAX_METADATA	16384		/* bytes of session metadata */
 #define HUB_EVENT_MAX		128		/* bytes in an event type */
+#define HUB_EPOCH_LEN		8		/* hex digits of a stream's epoch */
+#define HUB_HISTORY_PAGE	1000		/* events in one history answer */
 
 struct hub_config {
 	unsigned history;
@@ -133,18 +135,43 @@ int	hub_client_publish(const char *group, size_t glen,
 	    const struct json_doc *doc, int type, int data,
 	    const struct auth_claims *claims, struct hub_result *r);
 
+/*
+ * A position in a group's stream: seq within epoch (epoch "" when the
+ * client gave a bare seq, which is taken to mean the current epoch).
+ */
+struct hub_pos {
+	uint64_t seq;
+	char	 epoch[HUB_EPOCH_LEN + 1];
+};
+
+/* Parse "SEQ" or "EPOCH:SEQ" from s[0..n).  0, or -1 if malformed. */
+int	hub_parse_pos(const char *s, size_t n, struct hub_pos *pos);
+
+/* g's epoch: HUB_EPOCH_LEN hex digits, chosen when its stream started. */
+const char *hub_group_epoch(const struct hub_group *g);
+
+/*
+ * Where a read of g's history from pos starts: after pos.seq in the same
+ * epoch (or a bare seq), from the stream's start in another.
+ */
+uint64_t hub_since(const struct hub_group *g, const struct hub_pos *pos);
+
 /* Number of subscribers of g. */
 unsigned hub_group_subscribers(const struct hub_group *g);
 
 /*
- * Append to out a JSON array of g's kept events with seq > since, at most
- * limit of them, oldest first; *more says whether more follow.
+ * The members of a history answer, over HTTP or WebSocket:
+ * "group":G,"epoch":E,"seq":S,"events":[...],"more":B with the kept events
+ * after pos (hub_since()), oldest first, at most limit of them (and never
+ * more than HUB_HISTORY_PAGE).  A group that does not exist has epoch
+ * null and no events.
  */
-void	hub_history_json(const struct hub_group *g, uint64_t since,
-	    unsigned limit, struct json_buf *out, int *more);
+void	hub_history_members(const char *name, size_t n,
+	    const struct hub_pos *pos, unsigned limit, struct json_buf *out);
 
 /*
- * Append {"groups":[{"group":G,"subscribers":N,"seq":S},...],"total":T}
+ * Append {"groups":[{"group":G,"epoch":E,"seq":S,"subscribers":N},...],
+ * "total":T}
  * for one page of the groups in creation order.
  */
 void	hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out);

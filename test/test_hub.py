@@ -610,7 +610,7 @@ def resume():
             m = rj(c)
             check("resume subscribe: subscribed {type, group, seq} first",
                   m.get("type") == "subscribed" and m.get("group") == "res" and
-                  set(m) == {"type", "group", "seq"} and
+                  set(m) == {"type", "group", "epoch", "seq"} and
                   isinstance(m.get("seq"), int) and m["seq"] >= last, repr(m))
             first = envelopes(c, 1, "res")[0]["seq"]
             check("resume subscribe: first event is SINCE+1 (missed %d)" % missed2,
@@ -1013,12 +1013,16 @@ def replies():
         publish(srv, "topic", "before", 2)
         c.send_json({"type": "subscribe", "group": "topic"})
         m = rj(c)
-        check("subscribed: exactly {type, group, seq=LAST}",
-              m == {"type": "subscribed", "group": "topic", "seq": 2}, repr(m))
+        check("subscribed: exactly {type, group, epoch, seq=LAST}",
+              set(m) == {"type", "group", "epoch", "seq"} and
+              re.fullmatch(r"[0-9a-f]{8}", m["epoch"]) is not None and
+              dict(m, epoch=0) == {"type": "subscribed", "group": "topic",
+                                   "epoch": 0, "seq": 2}, repr(m))
         c.send_json({"type": "subscribe", "group": "fresh"})
         m = rj(c)
         check("subscribed to a new group: seq 0",
-              m == {"type": "subscribed", "group": "fresh", "seq": 0}, repr(m))
+              dict(m, epoch=0) == {"type": "subscribed", "group": "fresh",
+                                   "epoch": 0, "seq": 0}, repr(m))
         publish(srv, "topic", "live", 3)
         m = rj(c)
         check("subscribe without since: live only, seq 3",
@@ -1143,7 +1147,8 @@ def same_turn():
                                           "group": "g"})))
         m = b.recv_json()
         check("same turn: publish then subscribe: subscribed at seq 2",
-              m == {"type": "subscribed", "group": "g", "seq": 2}, repr(m))
+              dict(m, epoch=0) == {"type": "subscribed", "group": "g",
+                                   "epoch": 0, "seq": 2}, repr(m))
         # publish then subscribe with since, one packet: replay, no dup.
         c = srv.ws("/ws/third")
         c.send_raw(WS.frame(OP_TEXT, json.dumps({

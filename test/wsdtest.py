@@ -179,6 +179,16 @@ class WS:
             ).digest()).decode()
             if self.resp_headers.get("sec-websocket-accept") != want:
                 raise RuntimeError("bad Sec-WebSocket-Accept")
+            # A hub route's first message is "subscribed" with the stream's
+            # position; kept here so tests read the events that follow.
+            route = path.split("?")[0]
+            self.subscribed = None
+            if route.startswith("/ws/") or route.startswith("/api/v1/ws/"):
+                m = json.loads(self.recv_message()[1])
+                if m.get("type") != "subscribed" or "epoch" not in m:
+                    raise RuntimeError("first message is not subscribed: %r"
+                                       % m)
+                self.subscribed = m
         else:
             n = int(self.resp_headers.get("content-length", "0"))
             self.body = self.read_exact(n)
