@@ -734,6 +734,48 @@ def cat10_limits(srv):
     expect_fail(c, 1002, "10: 64-bit length with the high bit set")
 
 
+# ---- strict order: replies before the close ---------------------------------
+
+def strict_order(srv):
+    """The Autobahn cases graded NON-STRICT when a failure drops the
+    replies already queued: the valid message and the bad frame arrive in
+    one packet, and the echo must still come before the close."""
+    hello = WS.frame(OP_TEXT, b"Hello, world!")
+    cases = [  # (Autobahn case, bytes after the valid message, close code)
+        ("3.2 RSV2 text", WS.frame(OP_TEXT, b"Hello", rsv=2), 1002),
+        ("3.3 RSV1+2 text", WS.frame(OP_TEXT, b"Hello", rsv=6), 1002),
+        ("4.1.3 opcode 5", WS.frame(5, b""), 1002),
+        ("4.1.4 opcode 6 with payload", WS.frame(6, b"reserved"), 1002),
+        ("4.2.3 opcode 13", WS.frame(13, b""), 1002),
+        ("4.2.4 opcode 14 with payload", WS.frame(14, b"reserved"), 1002),
+        ("5.15 continuation of nothing", WS.frame(OP_TEXT, b"frag1",
+         fin=False) + WS.frame(OP_CONT, b"frag2") +
+         WS.frame(OP_CONT, b"frag3", fin=False) + WS.frame(OP_CONT, b"x"),
+         1002),
+        ("7.1.6 message then close", WS.frame(OP_CLOSE, b"\x03\xe8"), 1000),
+    ]
+    for name, bad, code in cases:
+        c = srv.ws("/echo")
+        c.send_raw(hello + bad + WS.frame(OP_PING, b"after"))
+        seen, got = frames_until_close(c)
+        want = [(OP_TEXT, b"Hello, world!")]
+        if name.startswith("5.15"):
+            want.append((OP_TEXT, b"frag1frag2"))
+        check("strict %s: replies, then close %d" % (name, code),
+              seen == want and got == code, "%r %r" % (seen, got))
+        c.close()
+    # 7.1.6 at size: a 256 KiB message, then close, then ping.
+    c = srv.ws("/echo")
+    big = os.urandom(1 << 18)
+    c.send_raw(WS.frame(OP_BIN, big) + WS.frame(OP_CLOSE, b"\x03\xe8") +
+               WS.frame(OP_PING, b"after"))
+    seen, got = frames_until_close(c)
+    check("strict 7.1.6 256 KiB: the echo, then close 1000",
+          seen == [(OP_BIN, big)] and got == 1000,
+          "%d frames, close %r" % (len(seen), got))
+    c.close()
+
+
 def main():
     with Server("--echo") as srv:
         run(handshake, srv)
@@ -746,6 +788,7 @@ def main():
         run(cat7_close, srv)
         run(cat9_large, srv)
         run(cat10_limits, srv)
+        run(strict_order, srv)
         check("server still alive after the suite", srv.proc.poll() is None)
     done()
 
