@@ -38,6 +38,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <malloc.h>
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -150,6 +151,7 @@ static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
 static void			(*on_turn)(void);
 static uint8_t			 rbuf[READ_SIZE];
+static size_t			 freed;		/* bytes freed since a trim */
 
 static void	conn_input(struct ws_conn *, uint8_t *, size_t);
 static void	conn_fail(struct ws_conn *, unsigned);
@@ -238,8 +240,10 @@ ws_buf_ref(struct ws_buf *b)
 void
 ws_buf_unref(struct ws_buf *b)
 {
-	if (b != NULL && --b->refs == 0)
+	if (b != NULL && --b->refs == 0) {
+		freed += b->len;
 		free(b);
+	}
 }
 
 /* ==== HTTP request parser ============================================ */
@@ -1293,6 +1297,7 @@ msg_reserve(struct ws_in *in, size_t want)
 static void
 msg_free(struct ws_in *in)
 {
+	freed += in->mcap;
 	assembly_total -= in->mcap;
 	free(in->msg);
 	in->msg = NULL;
@@ -1368,6 +1373,7 @@ in_free(struct ws_in *in)
 {
 	if (in != NULL) {
 		msg_free(in);
+		freed += in->hcap;
 		free(in->head);
 		free(in);
 	}
@@ -2006,6 +2012,26 @@ ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
 
 /* ==== Timers: deadlines, heartbeat =================================== */
 
+/*
+ * After a burst of large frees (hostile clients holding bodies and
+ * unfinished messages, a history evicted) glibc keeps the freed pages: RSS
+ * stayed megabytes above its baseline and crept up round after round.
+ * Hand them back, at most once a sweep and only after TRIM_BYTES were
+ * freed, so the cost (a walk of the free lists) is paid rarely.
+ */
+#define TRIM_BYTES	(1u << 20)
+
+static void
+give_back(void)
+{
+	if (freed < TRIM_BYTES)
+		return;
+	freed = 0;
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
 /* Every connection's deadlines, checked a few times a second.  A sweep
  * over 10,000 connections touches 10,000 small structs: well under 1 ms. */
 static void
@@ -2014,6 +2040,7 @@ sweep(void *arg)
 	struct ws_conn *c, *next;
 
 	(void)arg;
+	give_back();
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
 		switch (c->state) {
