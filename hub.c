@@ -1285,7 +1285,7 @@ out:
 /* ==== Routes, rights and connection lifetime ========================= */
 
 static int
-origin_is(struct ws_slice o, const char *scheme, struct ws_slice host)
+origin_is(struct http_slice o, const char *scheme, struct http_slice host)
 {
 	size_t sl = strlen(scheme);
 
@@ -1294,9 +1294,9 @@ origin_is(struct ws_slice o, const char *scheme, struct ws_slice host)
 }
 
 int
-hub_host_ok(const struct ws_http_req *req)
+hub_host_ok(const struct http_req *req)
 {
-	const struct ws_slice *host = ws_http_header(req, "host");
+	const struct http_slice *host = http_header(req, "host");
 	char name[256];
 	struct in6_addr a;
 	size_t n;
@@ -1322,14 +1322,14 @@ hub_host_ok(const struct ws_http_req *req)
 }
 
 int
-hub_origin_ok(const struct ws_http_req *req, int credentials)
+hub_origin_ok(const struct http_req *req, int credentials)
 {
-	const struct ws_slice *o = ws_http_header(req, "origin"), *host;
+	const struct http_slice *o = http_header(req, "origin"), *host;
 
 	if (o == NULL)
 		return 1;
 	/* The page wsd serves itself is always welcome. */
-	host = ws_http_header(req, "host");
+	host = http_header(req, "host");
 	if (host != NULL && (origin_is(*o, "http://", *host) ||
 	    origin_is(*o, "https://", *host)))
 		return 1;
@@ -1351,12 +1351,12 @@ hub_origin_ok(const struct ws_http_req *req, int credentials)
  * with *claims filled, or 401.
  */
 static int
-check_token(const struct ws_http_req *req, struct auth_claims *claims)
+check_token(const struct http_req *req, struct auth_claims *claims)
 {
 	char tok[AUTH_MAX_TOKEN + 1];
-	struct ws_slice bearer = ws_http_bearer(req);
+	struct http_slice bearer = http_bearer(req);
 	const char *p = tok;
-	long n = ws_query_param(req->query, "token", tok, sizeof tok);
+	long n = http_query_param(req->query, "token", tok, sizeof tok);
 	int rc;
 
 	if (n < 0 && bearer.n > 0) {
@@ -1385,10 +1385,10 @@ check_token(const struct ws_http_req *req, struct auth_claims *claims)
  * Returns 0 or that HTTP status.
  */
 static int
-hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
+hub_upgrade(struct ws_conn *c, const struct http_req *req,
     struct ws_app_conn **out)
 {
-	struct ws_slice path = req->path;
+	struct http_slice path = req->path;
 	struct ws_app_conn *a;
 	char name[HUB_GROUP_MAX + 16], pos[64];
 	const char *slash;
@@ -1429,7 +1429,7 @@ hub_upgrade(struct ws_conn *c, const struct ws_http_req *req,
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return 503;
 	a->c = c;
-	if ((pl = ws_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
+	if ((pl = http_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
 		if (hub_parse_pos(pos, pl, &a->since) == -1)
 			goto refuse_400;
 		a->has_since = 1;
@@ -1519,8 +1519,8 @@ const struct ws_handlers hub_handlers = {
 	.message = hub_message,
 	.closed = hub_closed,
 	.writable = hub_writable,
-	.head = http_head,
-	.http = http_request,
+	.head = api_head,
+	.http = api_request,
 };
 
 int

@@ -241,7 +241,7 @@ int	sess_init(void);
  * anyway.  A request without Host (HTTP/1.0) is not a browser's and
  * passes.  1 if allowed.
  */
-int	hub_host_ok(const struct ws_http_req *req);
+int	hub_host_ok(const struct http_req *req);
 
 /*
  * Browsers from other origins.  A request without Origin is not from a
@@ -251,13 +251,13 @@ int	hub_host_ok(const struct ws_http_req *req);
  * cannot send (a token for upgrades, the API key for HTTP calls).
  * 1 if allowed.
  */
-int	hub_origin_ok(const struct ws_http_req *req, int credentials);
+int	hub_origin_ok(const struct http_req *req, int credentials);
 
-/* ---- HTTP API (http.c) ---------------------------------------------- */
+/* ---- HTTP API (api.c) ----------------------------------------------- */
 
 /* Credentials on the head, before the body is read: 0, or -1 (answered). */
-int	http_head(struct ws_conn *c, const struct ws_http_req *req);
-void	http_request(struct ws_conn *c, const struct ws_http_req *req,
+int	api_head(struct ws_conn *c, const struct http_req *req);
+void	api_request(struct ws_conn *c, const struct http_req *req,
 	    const uint8_t *body, size_t blen);
 
 #endif

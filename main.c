@@ -42,7 +42,7 @@ struct list {
 };
 
 static struct ws_config wscfg = {
-	.max_header = WS_MAX_HEADER,
+	.max_header = HTTP_MAX_HEADER,
 	.max_message = WS_MAX_MESSAGE,
 	.max_body = WS_MAX_BODY,
 	.max_body_total = WS_MAX_BODY_TOTAL,

@@ -1,20 +1,20 @@
 /*
- * ws.c - the epoll reactor, HTTP/1.1 request heads and RFC 6455.
+ * ws.c - the epoll reactor and connections: HTTP/1.1 requests and RFC
+ * 6455 WebSocket.
  *
  * One thread, one epoll instance.  Listeners, connections, timers
  * (timerfd) and signals (signalfd) are all fds in the same loop.  This
- * file reads in the order data flows: shared buffers, HTTP request parser,
- * handshake, UTF-8, frame decoder, then the connection: reading, message
- * assembly, the send queue, closing, and finally the loop itself.
+ * file reads in the order data flows: a connection's input (message
+ * assembly over frame.c's decoder), the send queue, closing, HTTP requests
+ * (over http_parse.c) and the upgrade, the connection's life, timers,
+ * listeners, and finally the loop itself.
  *
- * What it does not do: JSON, groups, sessions, routing beyond /echo.  The
- * layer above gets whole requests and whole messages through
- * struct ws_handlers and answers with ws_send(), ws_http_respond() and
- * ws_close().
+ * What it does not do: parse (frame.c and http_parse.c do, without I/O),
+ * JSON, groups, sessions, routing beyond /echo.  The layer above gets
+ * whole requests and whole messages through struct ws_handlers and
+ * answers with ws_send(), ws_http_respond() and ws_close().
  *
- * Parsers return n >= 0 (bytes consumed), WS_AGAIN (need more) or
- * WS_ERROR (with the HTTP status or close code in an out-parameter).
- * Other functions return 0 or -1.
+ * Functions return 0 or -1 unless they say otherwise.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -40,8 +40,6 @@
 #include <unistd.h>
 #include <malloc.h>
 
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "log.h"
@@ -162,672 +160,6 @@ static void	http_input(struct ws_conn *);
 static int	body_hold(struct ws_conn *, size_t);
 static void	send_close(struct ws_conn *, unsigned, const char *);
 static int	ep_mod(struct ws_conn *);
-
-/* ==== Shared buffers ================================================= */
-
-/* An uninitialised buffer of len bytes (an HTTP response). */
-static struct ws_buf *
-ws_buf_new(size_t len)
-{
-	struct ws_buf *b;
-
-	if (len > UINT32_MAX - sizeof *b)
-		return NULL;
-	if ((b = malloc(sizeof *b + len)) == NULL)
-		return NULL;
-	b->refs = 1;
-	b->len = len;
-	b->nframes = 1;
-	b->hlen = 0;
-	b->ctrl = 0;
-	b->http = 0;
-	return b;
-}
-
-/* RFC 6455 §5.2: a server frame is never masked; the length takes 7, 7+16
- * or 7+64 bits, the shortest that fits. */
-struct ws_buf *
-ws_buf_frame(int opcode, const void *payload, size_t len)
-{
-	size_t hlen = len < 126 ? 2 : len < 65536 ? 4 : 10;
-	struct ws_buf *b;
-
-	if (len > SIZE_MAX - hlen || (b = ws_buf_new(hlen + len)) == NULL)
-		return NULL;
-	b->data[0] = 0x80 | opcode;
-	if (len < 126)
-		b->data[1] = len;
-	else if (len < 65536) {
-		b->data[1] = 126;
-		b->data[2] = len >> 8;
-		b->data[3] = len;
-	} else {
-		b->data[1] = 127;
-		for (int i = 0; i < 8; i++)
-			b->data[2 + i] = (uint64_t)len >> (56 - 8 * i);
-	}
-	if (len > 0)
-		memcpy(b->data + hlen, payload, len);
-	b->hlen = hlen;
-	b->ctrl = opcode >= WS_OP_CLOSE;
-	return b;
-}
-
-struct ws_buf *
-ws_buf_batch(struct ws_buf *const *bufs, uint32_t n)
-{
-	size_t len = 0, off = 0;
-	struct ws_buf *b;
-
-	for (uint32_t i = 0; i < n; i++)
-		len += bufs[i]->len;
-	if ((b = ws_buf_new(len)) == NULL)
-		return NULL;
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(b->data + off, bufs[i]->data, bufs[i]->len);
-		off += bufs[i]->len;
-	}
-	b->nframes = n;
-	return b;
-}
-
-void
-ws_buf_ref(struct ws_buf *b)
-{
-	b->refs++;
-}
-
-void
-ws_buf_unref(struct ws_buf *b)
-{
-	if (b != NULL && --b->refs == 0) {
-		freed += b->len;
-		free(b);
-	}
-}
-
-/* ==== HTTP request parser ============================================ */
-
-/*
- * RFC 9112 request head: request-line CRLF *( field-line CRLF ) CRLF.
- * The whole head must be in buf; a caller that reads in pieces calls again
- * with the longer buffer (the search for the blank line is cheap next to
- * the read).  Field names are tokens; values are trimmed of spaces and tabs.
- */
-
-static int
-is_tchar(int ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9') || (ch != 0 && strchr("!#$%&'*+-.^_`|~",
-	    ch) != NULL);
-}
-
-static int
-slice_eq(struct ws_slice s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.n == n && strncasecmp(s.p, lit, n) == 0;
-}
-
-/* The end of the head (after CRLF CRLF), NULL if not there yet, or buf
- * itself at a bare LF, which RFC 9112 §2.2 lets a server refuse; refusing
- * it at once beats leaving the client to the handshake timeout. */
-static const uint8_t *
-find_head_end(const uint8_t *buf, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != '\n')
-			continue;
-		if (i == 0 || buf[i - 1] != '\r')
-			return buf;
-		if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
-			return buf + i + 1;
-	}
-	return NULL;
-}
-
-long
-ws_http_parse(const uint8_t *buf, size_t len, size_t max,
-    struct ws_http_req *req, int *status)
-{
-	const uint8_t *end, *p, *eol, *sp;
-	int have_cl = 0, have_host = 0;
-
-	memset(req, 0, sizeof *req);
-	if ((end = find_head_end(buf, len < max ? len : max)) == NULL) {
-		if (len >= max) {
-			*status = 431;
-			return WS_ERROR;
-		}
-		return WS_AGAIN;
-	}
-	if (end == buf)
-		goto bad;
-
-	/* request-line = method SP request-target SP HTTP-version */
-	p = buf;
-	eol = memchr(p, '\r', end - p);
-	if (eol[1] != '\n')
-		goto bad;
-	for (sp = p; sp < eol && is_tchar(*sp); sp++)
-		;
-	if (sp == p || sp == eol || *sp != ' ')
-		goto bad;
-	req->method = (struct ws_slice){ (const char *)p, sp - p };
-	p = sp + 1;
-	for (sp = p; sp < eol && *sp > ' ' && *sp < 0x7f; sp++)
-		;
-	if (sp == p || sp == eol || *sp != ' ' || *p != '/')
-		goto bad;
-	req->target = (struct ws_slice){ (const char *)p, sp - p };
-	p = sp + 1;
-	if (eol - p != 8 || memcmp(p, "HTTP/1.", 7) != 0) {
-		*status = eol - p == 8 && memcmp(p, "HTTP/", 5) == 0 ? 505 : 400;
-		return WS_ERROR;
-	}
-	if (p[7] < '0' || p[7] > '9')
-		goto bad;
-	req->minor = p[7] - '0';
-	req->keep_alive = req->minor >= 1;
-	req->path = req->target;
-	if ((sp = memchr(req->target.p, '?', req->target.n)) != NULL) {
-		req->path.n = (const char *)sp - req->target.p;
-		req->query = (struct ws_slice){ (const char *)sp + 1,
-		    req->target.n - req->path.n - 1 };
-	}
-
-	/* field-line = field-name ":" OWS field-value OWS */
-	for (p = eol + 2; p < end - 2; p = eol + 2) {
-		const uint8_t *v, *ve;
-		struct ws_header *h;
-
-		eol = memchr(p, '\r', end - p);
-		if (eol[1] != '\n')
-			goto bad;
-		if (*p == ' ' || *p == '\t')	/* obs-fold: RFC 9112 §5.2 */
-			goto bad;
-		if (req->nhdr == WS_MAX_HEADERS) {
-			*status = 431;
-			return WS_ERROR;
-		}
-		for (sp = p; sp < eol && is_tchar(*sp); sp++)
-			;
-		if (sp == p || sp == eol || *sp != ':')
-			goto bad;
-		for (v = sp + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
-			;
-		for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-			;
-		for (const uint8_t *q = v; q < ve; q++)
-			if ((*q < 0x20 && *q != '\t') || *q == 0x7f)
-				goto bad;
-		h = &req->hdr[req->nhdr++];
-		h->name = (struct ws_slice){ (const char *)p, sp - p };
-		h->value = (struct ws_slice){ (const char *)v, ve - v };
-
-		if (slice_eq(h->name, "content-length")) {
-			uint64_t n = 0;
-
-			if (h->value.n == 0 || h->value.n > 15)
-				goto bad;
-			for (size_t i = 0; i < h->value.n; i++) {
-				if (h->value.p[i] < '0' || h->value.p[i] > '9')
-					goto bad;
-				n = n * 10 + (h->value.p[i] - '0');
-			}
-			/* RFC 9112 §6.3: differing lengths are an attack. */
-			if (have_cl && n != req->content_length)
-				goto bad;
-			have_cl = 1;
-			req->content_length = n;
-		} else if (slice_eq(h->name, "transfer-encoding")) {
-			*status = 501;
-			return WS_ERROR;
-		} else if (slice_eq(h->name, "host"))
-			have_host++;
-		else if (slice_eq(h->name, "connection")) {
-			/* RFC 9110 §5.3: several lines are one list. */
-			if (ws_http_has_token(h->value, "close"))
-				req->keep_alive = 0;
-			else if (ws_http_has_token(h->value, "keep-alive"))
-				req->keep_alive = 1;
-			if (ws_http_has_token(h->value, "upgrade"))
-				req->conn_upgrade = 1;
-		} else if (slice_eq(h->name, "upgrade"))
-			req->upgrade = ws_http_has_token(h->value, "websocket");
-	}
-	/* RFC 9112 §3.2: HTTP/1.1 requires exactly one Host. */
-	if (have_host > 1 || (req->minor >= 1 && have_host == 0))
-		goto bad;
-	return end - buf;
-bad:
-	*status = 400;
-	return WS_ERROR;
-}
-
-const struct ws_slice *
-ws_http_header(const struct ws_http_req *req, const char *name)
-{
-	for (int i = 0; i < req->nhdr; i++)
-		if (slice_eq(req->hdr[i].name, name))
-			return &req->hdr[i].value;
-	return NULL;
-}
-
-int
-ws_http_has_token(struct ws_slice v, const char *token)
-{
-	size_t i = 0;
-
-	while (i < v.n) {
-		size_t s, e;
-
-		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' ||
-		    v.p[i] == ','))
-			i++;
-		s = i;
-		while (i < v.n && v.p[i] != ',')
-			i++;
-		for (e = i; e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t');
-		    e--)
-			;
-		if (slice_eq((struct ws_slice){ v.p + s, e - s }, token))
-			return 1;
-	}
-	return 0;
-}
-
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-long
-ws_pct_decode(struct ws_slice in, int plus, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	for (size_t k = 0; k < in.n; k++) {
-		int ch = (unsigned char)in.p[k];
-
-		if (ch == '%') {
-			int hi, lo;
-
-			/* RFC 3986 §2.1: exactly two hex digits follow. */
-			if (in.n - k < 3 || (hi = hexval(in.p[k + 1])) < 0 ||
-			    (lo = hexval(in.p[k + 2])) < 0)
-				return WS_ERROR;
-			ch = hi << 4 | lo;
-			k += 2;
-			if (ch == 0)
-				return WS_ERROR;
-		} else if (ch == '+' && plus)
-			ch = ' ';
-		if (o + 1 < cap)
-			out[o] = ch;
-		o++;
-	}
-	if (cap > 0)
-		out[o < cap ? o : cap - 1] = '\0';
-	return o;
-}
-
-long
-ws_query_param(struct ws_slice q, const char *name, char *out, size_t cap)
-{
-	size_t nlen = strlen(name), i = 0;
-
-	while (i < q.n) {
-		size_t s = i, e;
-		long n;
-
-		while (i < q.n && q.p[i] != '&')
-			i++;
-		e = i++;
-		if (e - s <= nlen || memcmp(q.p + s, name, nlen) != 0 ||
-		    q.p[s + nlen] != '=')
-			continue;
-		n = ws_pct_decode((struct ws_slice){ q.p + s + nlen + 1,
-		    e - s - nlen - 1 }, 1, out, cap);
-		if (n < 0 || (size_t)n >= cap)
-			return WS_ERROR;
-		return n;
-	}
-	return -1;
-}
-
-int
-ws_query_uint(struct ws_slice q, const char *name, uint64_t dflt,
-    uint64_t max, uint64_t *out)
-{
-	char buf[24], *end;
-	long n = ws_query_param(q, name, buf, sizeof buf);
-
-	*out = dflt;
-	if (n == -1)
-		return 0;
-	if (n < 0 || buf[0] < '0' || buf[0] > '9')
-		return -1;
-	*out = strtoull(buf, &end, 10);
-	if (*end != '\0')
-		return -1;
-	if (*out > max)
-		*out = max;
-	return 1;
-}
-
-struct ws_slice
-ws_http_bearer(const struct ws_http_req *req)
-{
-	const struct ws_slice *a = ws_http_header(req, "authorization");
-	struct ws_slice none = { NULL, 0 };
-
-	/* RFC 6750 §2.1: the scheme name is case-insensitive. */
-	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0)
-		return none;
-	return (struct ws_slice){ a->p + 7, a->n - 7 };
-}
-
-/* ==== Opening handshake (RFC 6455 §4.2) ============================== */
-
-void
-ws_accept_key(struct ws_slice key, char out[29])
-{
-	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-	uint8_t in[64 + sizeof guid], md[SHA_DIGEST_LENGTH];
-	size_t n = key.n < 64 ? key.n : 64;	/* a valid key has 24 */
-
-	memcpy(in, key.p, n);
-	memcpy(in + n, guid, sizeof guid - 1);
-	SHA1(in, n + sizeof guid - 1, md);
-	EVP_EncodeBlock((unsigned char *)out, md, sizeof md);
-}
-
-/* §4.2.1: the key is the base64 of 16 random bytes: exactly 24 characters,
- * 22 from the alphabet, then "==".  The last data character carries only
- * 2 bits, so its low 4 bits must be zero. */
-static int
-key_valid(const struct ws_slice *k)
-{
-	static const char b64[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const char *pos;
-
-	if (k == NULL || k->n != 24 || k->p[22] != '=' || k->p[23] != '=')
-		return 0;
-	for (int i = 0; i < 22; i++)
-		if (k->p[i] == '\0' || strchr(b64, k->p[i]) == NULL)
-			return 0;
-	pos = strchr(b64, k->p[21]);
-	return ((pos - b64) & 0xf) == 0;
-}
-
-/* ==== UTF-8 (RFC 3629) =============================================== */
-
-/*
- * The state packs the continuation bytes still expected (bits 16+) and the
- * range allowed for the next one (lo in bits 0-7, hi in 8-15).  The narrow
- * ranges after E0, ED, F0 and F4 are what exclude overlongs, surrogates
- * and code points above U+10FFFF, so a bad prefix fails at its first
- * impossible byte.
- */
-int
-ws_utf8_valid(uint32_t *state, const uint8_t *s, size_t n)
-{
-	uint32_t st = *state;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned b = s[i], need = st >> 16, lo, hi;
-
-		if (need == 0) {
-			if (b < 0x80)
-				continue;
-			lo = 0x80, hi = 0xbf;
-			if (b >= 0xc2 && b <= 0xdf)
-				need = 1;
-			else if (b >= 0xe0 && b <= 0xef) {
-				need = 2;
-				if (b == 0xe0)
-					lo = 0xa0;
-				else if (b == 0xed)
-					hi = 0x9f;
-			} else if (b >= 0xf0 && b <= 0xf4) {
-				need = 3;
-				if (b == 0xf0)
-					lo = 0x90;
-				else if (b == 0xf4)
-					hi = 0x8f;
-			} else
-				return -1;
-			st = need << 16 | hi << 8 | lo;
-			continue;
-		}
-		if (b < (st & 0xff) || b > ((st >> 8) & 0xff))
-			return -1;
-		need--;
-		st = need == 0 ? 0 : need << 16 | 0xbf << 8 | 0x80;
-	}
-	*state = st;
-	return 0;
-}
-
-/* §7.4.1 and §7.4.2: 1000-1003, 1007-1014 are defined for use in a close
- * frame (1004 reserved; 1005, 1006 and 1015 must never be sent);
- * 3000-4999 belong to libraries and applications. */
-int
-ws_close_code_valid(unsigned code)
-{
-	if (code >= 1000 && code <= 1003)
-		return 1;
-	if (code >= 1007 && code <= 1014)
-		return 1;
-	return code >= 3000 && code <= 4999;
-}
-
-/* ==== Frame decoder (RFC 6455 §5.2) ================================== */
-
-/*
- *   0                   1                   2                   3
- *   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
- *  +-+-+-+-+-------+-+-------------+-------------------------------+
- *  |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
- *  |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
- *  |N|V|V|V|       |S|             |   (if payload len==126/127)   |
- *  | |1|2|3|       |K|             |                               |
- *  +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
- *  |     Extended payload length continued, if payload len == 127  |
- *  + - - - - - - - - - - - - - - - +-------------------------------+
- *  |                               |Masking-key, if MASK set to 1  |
- *  +-------------------------------+-------------------------------+
- *  | Masking-key (continued)       |          Payload Data         |
- *  +-------------------------------- - - - - - - - - - - - - - - - +
- *
- * States follow the wire: HEAD (2 bytes), LEN (0, 2 or 8), MASK (4),
- * DATA (len bytes, handed out in chunks).  need counts the bytes still
- * missing for the current header state; they are gathered in hdr so a
- * header split anywhere, even byte by byte, decodes the same.
- */
-
-void
-ws_parser_init(struct ws_parser *p, uint64_t max_msg)
-{
-	memset(p, 0, sizeof *p);
-	p->state = WS_P_HEAD;
-	p->need = 2;
-	p->max_msg = max_msg;
-}
-
-/* The two fixed bytes are in: check every rule they decide. */
-static int
-frame_head(struct ws_parser *p, int *code)
-{
-	uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
-	unsigned len7 = b1 & 0x7f;
-
-	p->fin = b0 >> 7;
-	p->opcode = b0 & 0x0f;
-	*code = WS_CLOSE_PROTOCOL;
-	/* §5.2: RSV1-3 must be 0 unless an extension says otherwise; wsd
-	 * negotiates none. */
-	if (b0 & 0x70)
-		return -1;
-	/* §5.1: a client masks every frame it sends. */
-	if (!(b1 & 0x80))
-		return -1;
-	switch (p->opcode) {
-	case WS_OP_CONT:
-		/* §5.4: a continuation belongs to an open message. */
-		if (!p->in_msg)
-			return -1;
-		break;
-	case WS_OP_TEXT:
-	case WS_OP_BINARY:
-		/* §5.4: no new message inside a fragmented one. */
-		if (p->in_msg)
-			return -1;
-		break;
-	case WS_OP_CLOSE:
-	case WS_OP_PING:
-	case WS_OP_PONG:
-		/* §5.5: control frames carry at most 125 bytes and are
-		 * never fragmented. */
-		if (!p->fin || len7 > 125)
-			return -1;
-		break;
-	default:
-		/* §5.2: opcodes 3-7 and B-F are reserved. */
-		return -1;
-	}
-	p->len = len7;
-	p->need = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-	return 0;
-}
-
-/* The full length is known: check the 64-bit rule and the size limit. */
-static int
-frame_length(struct ws_parser *p, int *code)
-{
-	unsigned ext = p->have - 2;
-
-	if (ext == 2)
-		p->len = (uint64_t)p->hdr[2] << 8 | p->hdr[3];
-	else if (ext == 8) {
-		/* §5.2: the most significant bit must be 0. */
-		if (p->hdr[2] & 0x80) {
-			*code = WS_CLOSE_PROTOCOL;
-			return -1;
-		}
-		p->len = 0;
-		for (int i = 0; i < 8; i++)
-			p->len = p->len << 8 | p->hdr[2 + i];
-	}
-	if (p->opcode < WS_OP_CLOSE) {
-		if (p->opcode != WS_OP_CONT)
-			p->msg_len = 0;
-		/* Refuse before buffering a byte past the limit. */
-		if (p->len > p->max_msg - p->msg_len) {
-			*code = WS_CLOSE_TOO_BIG;
-			return -1;
-		}
-		p->msg_len += p->len;
-	}
-	return 0;
-}
-
-long
-ws_frame_parse(struct ws_parser *p, const uint8_t *buf, size_t len,
-    struct ws_chunk *c, int *code)
-{
-	size_t used = 0;
-
-	while (p->state != WS_P_DATA) {
-		size_t take = p->need;
-
-		if (take > len - used)
-			take = len - used;
-		memcpy(p->hdr + p->have, buf + used, take);
-		p->have += take;
-		p->need -= take;
-		used += take;
-		if (p->need > 0)
-			return WS_AGAIN;
-		switch (p->state) {
-		case WS_P_HEAD:
-			if (frame_head(p, code) == -1)
-				return WS_ERROR;
-			p->state = WS_P_LEN;
-			break;
-		case WS_P_LEN:
-			if (frame_length(p, code) == -1)
-				return WS_ERROR;
-			p->need = 4;
-			p->state = WS_P_MASK;
-			break;
-		case WS_P_MASK:
-			memcpy(p->mask, p->hdr + p->have - 4, 4);
-			p->left = p->len;
-			p->state = WS_P_DATA;
-			break;
-		}
-	}
-	if (p->left > 0 && used == len)
-		return WS_AGAIN;	/* all consumed into the header state */
-	/* Hand out a chunk (the header may have been completed just now). */
-	c->p = buf + used;
-	c->n = p->left < len - used ? p->left : len - used;
-	c->off = p->len - p->left;
-	c->opcode = p->opcode;
-	c->fin = p->fin;
-	c->first = c->off == 0;
-	p->left -= c->n;
-	c->end = p->left == 0;
-	used += c->n;
-	if (c->end) {
-		if (p->opcode < WS_OP_CLOSE) {
-			if (p->opcode != WS_OP_CONT)
-				p->msg_op = p->opcode;
-			p->in_msg = !p->fin;
-		}
-		p->state = WS_P_HEAD;
-		p->need = 2;
-		p->have = 0;
-	}
-	return used;
-}
-
-void
-ws_unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
-    uint64_t off)
-{
-	uint8_t m[4];
-	size_t i = 0;
-
-	for (int k = 0; k < 4; k++)
-		m[k] = mask[(off + k) & 3];
-	/* Eight bytes at a time; memcpy keeps it alignment-safe. */
-	if (n >= 8) {
-		uint64_t m8, v;
-
-		memcpy(&m8, m, 4);
-		memcpy((uint8_t *)&m8 + 4, m, 4);
-		for (; i + 8 <= n; i += 8) {
-			memcpy(&v, src + i, 8);
-			v ^= m8;
-			memcpy(dst + i, &v, 8);
-		}
-	}
-	for (; i < n; i++)
-		dst[i] = src[i] ^ m[i & 3];
-}
 
 /* ==== Send queue ===================================================== */
 
@@ -1528,41 +860,32 @@ handshake_fail(struct ws_conn *c, int status, enum ws_hs_fail why,
 	http_error(c, status, extra);
 }
 
-static int
-header_count(const struct ws_http_req *req, const char *name)
-{
-	int n = 0;
-
-	for (int i = 0; i < req->nhdr; i++)
-		n += slice_eq(req->hdr[i].name, name);
-	return n;
-}
 
 /*
  * RFC 6455 §4.2.1 and §4.2.2.  Returns 1 when the connection is now a
  * WebSocket, 0 when it was refused (a response is queued).
  */
 static int
-handshake(struct ws_conn *c, const struct ws_http_req *req)
+handshake(struct ws_conn *c, const struct http_req *req)
 {
-	const struct ws_slice *key, *ver, *proto;
+	const struct http_slice *key, *ver, *proto;
 	struct ws_app_conn *a = NULL;
 	char accept[29], resp[512];
 	const char *subproto = NULL;
 	struct ws_buf *b;
 	int n, status = 0;
 
-	key = ws_http_header(req, "sec-websocket-key");
-	ver = ws_http_header(req, "sec-websocket-version");
+	key = http_header(req, "sec-websocket-key");
+	ver = http_header(req, "sec-websocket-version");
 	/* §11.3.1: Sec-WebSocket-Key must not appear more than once. */
-	if (!slice_eq(req->method, "GET") || req->minor < 1 ||
-	    !req->conn_upgrade || !key_valid(key) ||
-	    header_count(req, "sec-websocket-key") > 1) {
+	if (!http_slice_eq(req->method, "GET") || req->minor < 1 ||
+	    !req->conn_upgrade || key == NULL || !ws_key_valid(key->p, key->n) ||
+	    http_header_count(req, "sec-websocket-key") > 1) {
 		handshake_fail(c, 400, WS_HS_BAD_REQUEST, NULL);
 		return 0;
 	}
 	/* §4.4: tell a client of another version which one we speak. */
-	if (ver == NULL || !slice_eq(*ver, "13")) {
+	if (ver == NULL || !http_slice_eq(*ver, "13")) {
 		handshake_fail(c, 426, WS_HS_VERSION,
 		    "Sec-WebSocket-Version: 13\r\n");
 		return 0;
@@ -1571,7 +894,7 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
 		handshake_fail(c, 503, WS_HS_LIMIT, NULL);
 		return 0;
 	}
-	if (cfg.echo && slice_eq(req->path, "/echo"))
+	if (cfg.echo && http_slice_eq(req->path, "/echo"))
 		c->echo = 1;
 	else if (app.upgrade == NULL)
 		status = 404;
@@ -1584,11 +907,11 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
 	}
 	/* A subprotocol is chosen only when configured and offered; an
 	 * extension (permessage-deflate) is declined by leaving it out. */
-	proto = ws_http_header(req, "sec-websocket-protocol");
+	proto = http_header(req, "sec-websocket-protocol");
 	if (cfg.subprotocol != NULL && proto != NULL &&
-	    ws_http_has_token(*proto, cfg.subprotocol))
+	    http_has_token(*proto, cfg.subprotocol))
 		subproto = cfg.subprotocol;
-	ws_accept_key(*key, accept);
+	ws_accept_key(key->p, key->n, accept);
 	n = snprintf(resp, sizeof resp, "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
@@ -1628,7 +951,7 @@ handshake(struct ws_conn *c, const struct ws_http_req *req)
  * Returns 1 to go on with the request, 0 when it was answered.
  */
 static int
-head_ok(struct ws_conn *c, const struct ws_http_req *req, int body_in)
+head_ok(struct ws_conn *c, const struct http_req *req, int body_in)
 {
 	c->keep_alive = req->keep_alive && body_in;
 	if (req->content_length > cfg.max_body)
@@ -1672,17 +995,17 @@ static void
 http_input(struct ws_conn *c)
 {
 	struct ws_in *in = c->in;
-	struct ws_http_req req;
+	struct http_req req;
 	size_t used = 0;
 
 	while (c->state == C_HTTP && used < in->hlen) {
 		int status;
-		long n = ws_http_parse(in->head + used, in->hlen - used,
+		long n = http_parse(in->head + used, in->hlen - used,
 		    cfg.max_header, &req, &status);
 
-		if (n == WS_AGAIN)
+		if (n == HTTP_AGAIN)
 			break;
-		if (n == WS_ERROR) {
+		if (n == HTTP_ERROR) {
 			ws_stats.handshake_fail[status == 431 ?
 			    WS_HS_TOO_LARGE : WS_HS_BAD_REQUEST]++;
 			http_error(c, status, NULL);
@@ -2024,6 +1347,7 @@ ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
 static void
 give_back(void)
 {
+	freed += ws_buf_freed();
 	if (freed < TRIM_BYTES)
 		return;
 	freed = 0;

@@ -7,7 +7,7 @@
  * JSON, groups or sessions: those live above it and are reached through
  * struct ws_handlers.
  *
- * Parsers (ws_http_parse, ws_frame_parse, ws_utf8_valid) are pure
+ * Parsers (http_parse, ws_frame_parse, ws_utf8_valid) are pure
  * functions over (buf, len) with one return convention:
  *
  *	n >= 0		n bytes consumed (and a result produced)
@@ -21,13 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define WS_AGAIN	(-1)
-#define WS_ERROR	(-2)
-
 /* Defaults of the limits in struct ws_config (each is also an option). */
-#define WS_MAX_HEADER		8192		/* request line + headers */
-#define WS_MAX_HEADERS		64		/* header lines */
-#define WS_MAX_MESSAGE		(1u << 20)	/* assembled message */
 #define WS_MAX_BODY		(1u << 20)	/* HTTP request body */
 #define WS_MAX_BODY_TOTAL	(64u << 20)	/* bodies being received */
 #define WS_ASSEMBLY_TOTAL	(64u << 20)	/* unfinished messages held */
@@ -39,187 +33,8 @@
 #define WS_CLOSE_MS		2000		/* wait for the peer after close */
 #define WS_DRAIN_MS		5000
 
-/* RFC 6455 §5.2 opcodes. */
-enum {
-	WS_OP_CONT = 0x0, WS_OP_TEXT = 0x1, WS_OP_BINARY = 0x2,
-	WS_OP_CLOSE = 0x8, WS_OP_PING = 0x9, WS_OP_PONG = 0xA
-};
-
-/* RFC 6455 §7.4.1 close codes wsd sends. */
-enum {
-	WS_CLOSE_NORMAL = 1000, WS_CLOSE_GOING_AWAY = 1001,
-	WS_CLOSE_PROTOCOL = 1002, WS_CLOSE_BAD_DATA = 1007,
-	WS_CLOSE_POLICY = 1008, WS_CLOSE_TOO_BIG = 1009,
-	WS_CLOSE_INTERNAL = 1011, WS_CLOSE_TRY_AGAIN = 1013
-};
-
-/* ---- Slices and shared buffers --------------------------------------- */
-
-/* A borrowed byte range; never NUL-terminated. */
-struct ws_slice {
-	const char *p;
-	size_t      n;
-};
-
-/*
- * A reference-counted, immutable output buffer: whole frames (or one whole
- * HTTP response).  An event is encoded once into a ws_buf and the same
- * buffer sits in every subscriber's queue; the last unref frees it.  For
- * one frame, hlen is the length of its header, so data + hlen is the
- * payload; a batch holds nframes frames back to back.
- */
-struct ws_buf {
-	uint32_t refs;
-	uint32_t len;
-	uint32_t nframes;	/* messages it carries, for the counters */
-	uint16_t hlen;
-	uint8_t  ctrl;		/* control frame: jumps the queue, not counted */
-	uint8_t  http;		/* HTTP response: never dropped nor overtaken */
-	uint8_t  data[];
-};
-
-/* A frame with the given payload (copied); NULL when out of memory. */
-struct ws_buf	*ws_buf_frame(int opcode, const void *payload, size_t len);
-
-/* The frames of bufs[0..n) back to back in one buffer; NULL: no memory. */
-struct ws_buf	*ws_buf_batch(struct ws_buf *const *bufs, uint32_t n);
-void		 ws_buf_ref(struct ws_buf *b);
-void		 ws_buf_unref(struct ws_buf *b);	/* accepts NULL */
-
-/* ---- HTTP request head ----------------------------------------------- */
-
-struct ws_header {
-	struct ws_slice name;
-	struct ws_slice value;		/* optional white space trimmed */
-};
-
-/* A parsed request head; every slice points into the caller's buffer. */
-struct ws_http_req {
-	struct ws_slice  method;
-	struct ws_slice  target;	/* as sent: path and query */
-	struct ws_slice  path;		/* target up to '?' */
-	struct ws_slice  query;		/* after '?', may be empty */
-	int              minor;		/* HTTP/1.minor */
-	int              nhdr;
-	struct ws_header hdr[WS_MAX_HEADERS];
-	uint64_t         content_length;	/* 0 when absent */
-	int              keep_alive;
-	int              upgrade;	/* Upgrade lists "websocket" */
-	int              conn_upgrade;	/* a Connection line lists "upgrade" */
-};
-
-/*
- * Parse one request head from buf[0..len).  Returns the head's length
- * (through the blank line) when complete, WS_AGAIN when the blank line has
- * not arrived and len < max, or WS_ERROR with *status set: 400 malformed,
- * 431 head over max bytes or over WS_MAX_HEADERS lines, 501 a
- * Transfer-Encoding (wsd takes Content-Length bodies only), 505 not
- * HTTP/1.x.  A bare LF (anywhere, even before the head is complete) and
- * obsolete line folding are refused with 400.
- */
-long	ws_http_parse(const uint8_t *buf, size_t len, size_t max,
-	    struct ws_http_req *req, int *status);
-
-/* The value of header name (case-insensitive), or NULL. */
-const struct ws_slice *ws_http_header(const struct ws_http_req *req,
-	    const char *name);
-
-/* 1 if the comma-separated value lists token (case-insensitive). */
-int	ws_http_has_token(struct ws_slice value, const char *token);
-
-/*
- * Percent-decode in (RFC 3986 §2.1; plus: '+' is a space, as in a query)
- * into out, NUL-terminated, writing at most cap bytes.  Returns the
- * decoded length, which is >= cap when it did not fit (as snprintf does),
- * or WS_ERROR for a malformed escape or an encoded NUL.
- */
-long	ws_pct_decode(struct ws_slice in, int plus, char *out, size_t cap);
-
-/*
- * The value of query parameter name, percent-decoded into out (cap bytes,
- * NUL-terminated).  Returns its length, -1 if absent, or WS_ERROR if
- * malformed or too long for out.
- */
-long	ws_query_param(struct ws_slice query, const char *name, char *out,
-	    size_t cap);
-
-/*
- * Query parameter name as an unsigned decimal into *out, clamped to max.
- * Returns 1 when present, 0 when absent (*out = dflt), -1 if malformed.
- */
-int	ws_query_uint(struct ws_slice query, const char *name, uint64_t dflt,
-	    uint64_t max, uint64_t *out);
-
-/* The credentials of "Authorization: Bearer X"; n is 0 when absent. */
-struct ws_slice ws_http_bearer(const struct ws_http_req *req);
-
-/* Sec-WebSocket-Accept for key (RFC 6455 §4.2.2): 28 chars + NUL. */
-void	ws_accept_key(struct ws_slice key, char out[29]);
-
-/* ---- Frame decoder --------------------------------------------------- */
-
-/*
- * The resumable frame decoder.  It checks every rule of RFC 6455 §5 that
- * can be checked from the frame headers, for a server: masking, RSV bits,
- * opcodes, control frame size and fragmentation, continuation order, and
- * the message size limit.  Payload bytes are handed out still masked, in
- * chunks, as they arrive; ws_unmask() undoes the mask.
- */
-enum ws_pstate { WS_P_HEAD, WS_P_LEN, WS_P_MASK, WS_P_DATA };
-
-struct ws_parser {
-	uint8_t  state;		/* enum ws_pstate */
-	uint8_t  need;		/* header bytes still needed in this state */
-	uint8_t  have;		/* header bytes collected in hdr */
-	uint8_t  fin;
-	uint8_t  opcode;
-	uint8_t  in_msg;	/* a fragmented data message is open */
-	uint8_t  msg_op;	/* its opcode, text or binary */
-	uint8_t  hdr[14];
-	uint8_t  mask[4];
-	uint64_t len;		/* this frame's payload length */
-	uint64_t left;		/* payload bytes of this frame still to come */
-	uint64_t msg_len;	/* payload bytes of the open message so far */
-	uint64_t max_msg;	/* limit on msg_len (close 1009) */
-};
-
-/* One run of payload bytes from one frame. */
-struct ws_chunk {
-	const uint8_t *p;	/* masked bytes in the caller's buffer */
-	size_t         n;
-	uint64_t       off;	/* offset of p in the frame's payload */
-	uint8_t        opcode;	/* the frame's; continuation stays 0 */
-	uint8_t        fin;
-	uint8_t        first;	/* first chunk of this frame */
-	uint8_t        end;	/* last chunk of this frame */
-};
-
-void	ws_parser_init(struct ws_parser *p, uint64_t max_msg);
-
-/*
- * Consume header bytes and at most one chunk of payload.  Returns bytes
- * consumed with *c filled (an empty frame gives one chunk with n = 0),
- * WS_AGAIN when all of len was consumed into the header state and no chunk
- * is ready, or WS_ERROR with *code = 1002 (protocol) or 1009 (too big).
- */
-long	ws_frame_parse(struct ws_parser *p, const uint8_t *buf, size_t len,
-	    struct ws_chunk *c, int *code);
-
-/* dst[i] = src[i] ^ mask[(off + i) % 4]; dst may equal src. */
-void	ws_unmask(uint8_t *dst, const uint8_t *src, size_t n,
-	    const uint8_t mask[4], uint64_t off);
-
-/*
- * Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF).  *state starts at 0 and carries a sequence
- * split across calls.  Returns 0 if s is a valid prefix so far, -1 as soon
- * as it cannot be; a message is complete and valid when the last call
- * returned 0 and *state is 0 again.
- */
-int	ws_utf8_valid(uint32_t *state, const uint8_t *s, size_t n);
-
-/* 1 if a close frame may carry code (RFC 6455 §7.4). */
-int	ws_close_code_valid(unsigned code);
+#include "frame.h"
+#include "http_parse.h"
 
 /* ---- Connections and the reactor ------------------------------------- */
 
@@ -232,7 +47,7 @@ struct ws_handlers {
 	 * accept or an HTTP status to refuse; the layer above may set
 	 * *app for the connection's lifetime.
 	 */
-	int	(*upgrade)(struct ws_conn *c, const struct ws_http_req *req,
+	int	(*upgrade)(struct ws_conn *c, const struct http_req *req,
 		    struct ws_app_conn **app);
 	void	(*open)(struct ws_conn *c, struct ws_app_conn *app);
 	/* A whole, valid data message; text is valid UTF-8. */
@@ -247,9 +62,9 @@ struct ws_handlers {
 	 * read: return 0 to go on, or respond (ws_http_respond) and return
 	 * -1; the body is then not read.  The place for credentials.
 	 */
-	int	(*head)(struct ws_conn *c, const struct ws_http_req *req);
+	int	(*head)(struct ws_conn *c, const struct http_req *req);
 	/* A whole HTTP request that is not an upgrade; must respond. */
-	void	(*http)(struct ws_conn *c, const struct ws_http_req *req,
+	void	(*http)(struct ws_conn *c, const struct http_req *req,
 		    const uint8_t *body, size_t blen);
 };
 

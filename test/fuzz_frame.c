@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws.h"
+#include "frame.h"
 
 #define need(c)	do { if (!(c)) abort(); } while (0)
 #define MAX_MSG	4096

@@ -2,21 +2,21 @@
  * fuzz_http.c - libFuzzer target for the HTTP request head parser.
  *
  * The input is parsed whole and then from every split a resumable reader
- * would see (each prefix must say WS_AGAIN or give the same answer as the
+ * would see (each prefix must say HTTP_AGAIN or give the same answer as the
  * whole); on success every slice must lie inside the input and the query
  * helpers must stay in bounds.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws.h"
+#include "http_parse.h"
 
 #define need(c)	do { if (!(c)) abort(); } while (0)
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static void
-inside(struct ws_slice s, const uint8_t *buf, size_t len)
+inside(struct http_slice s, const uint8_t *buf, size_t len)
 {
 	need(s.n == 0 || ((const uint8_t *)s.p >= buf &&
 	    (const uint8_t *)s.p + s.n <= buf + len));
@@ -25,13 +25,13 @@ inside(struct ws_slice s, const uint8_t *buf, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ws_http_req req;
+	struct http_req req;
 	char out[64];
 	int status = 0, st2;
-	long n = ws_http_parse(data, size, 1024, &req, &status);
+	long n = http_parse(data, size, 1024, &req, &status);
 
-	need(n == WS_AGAIN || n == WS_ERROR || (n > 0 && (size_t)n <= size));
-	if (n == WS_ERROR)
+	need(n == HTTP_AGAIN || n == HTTP_ERROR || (n > 0 && (size_t)n <= size));
+	if (n == HTTP_ERROR)
 		need(status >= 400 && status <= 505);
 	if (n > 0) {
 		inside(req.method, data, size);
@@ -40,16 +40,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int i = 0; i < req.nhdr; i++) {
 			inside(req.hdr[i].name, data, size);
 			inside(req.hdr[i].value, data, size);
-			ws_http_has_token(req.hdr[i].value, "upgrade");
+			http_has_token(req.hdr[i].value, "upgrade");
 		}
-		need(ws_query_param(req.query, "since", out, sizeof out) <
+		need(http_query_param(req.query, "since", out, sizeof out) <
 		    (long)sizeof out);
-		ws_http_header(&req, "sec-websocket-key");
+		http_header(&req, "sec-websocket-key");
 		/* A prefix shorter than the head is never complete. */
 		for (size_t k = 0; k < (size_t)n; k += 1 + k / 8) {
-			long m = ws_http_parse(data, k, 1024, &req, &st2);
+			long m = http_parse(data, k, 1024, &req, &st2);
 
-			need(m == WS_AGAIN || m == WS_ERROR);
+			need(m == HTTP_AGAIN || m == HTTP_ERROR);
 		}
 	}
 	return 0;

@@ -22,7 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ws.h"
+#include "frame.h"
+#include "http_parse.h"
 #include "t.h"
 
 #define ARENA	(256 * 1024)	/* bytes in front of the guard page */
@@ -97,8 +98,8 @@ static int	 utf8_split(const uint8_t *, size_t, size_t);
 static long	 utf8_fail_at(const uint8_t *, size_t);
 static int	 ref_utf8(const uint8_t *, size_t);
 static int	 ref_close_code(unsigned);
-static long	 http(const char *, size_t, struct ws_http_req *, int *);
-static int	 sl_is(struct ws_slice, const char *);
+static long	 http(const char *, size_t, struct http_req *, int *);
+static int	 sl_is(struct http_slice, const char *);
 static int	 has_token(const char *, const char *);
 static size_t	 make_head(char *, size_t);
 static int	 probe_guard_faults(void);
@@ -456,8 +457,7 @@ test_accept_key(void)
 
 	/* RFC 6455 §1.3 and §4.2.2. */
 	memset(out, 'x', sizeof out);
-	ws_accept_key((struct ws_slice){ (const char *)at_end(key, 24), 24 },
-	    out);
+	ws_accept_key((const char *)at_end(key, 24), 24, out);
 	check(memcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 29) == 0);
 }
 
@@ -1311,27 +1311,27 @@ test_close_codes(void)
 /* Parse the head s from the guard page; slices live until the next
  * at_end(). */
 static long
-http(const char *s, size_t max, struct ws_http_req *req, int *st)
+http(const char *s, size_t max, struct http_req *req, int *st)
 {
 	size_t n = strlen(s);
 
 	*st = 0;
-	return ws_http_parse(at_end(s, n), n, max, req, st);
+	return http_parse(at_end(s, n), n, max, req, st);
 }
 
 static int
-sl_is(struct ws_slice s, const char *lit)
+sl_is(struct http_slice s, const char *lit)
 {
 	return s.n == strlen(lit) && (s.n == 0 || memcmp(s.p, lit, s.n) == 0);
 }
 
-/* ws_http_has_token on a value that ends at the guard page. */
+/* http_has_token on a value that ends at the guard page. */
 static int
 has_token(const char *v, const char *tok)
 {
 	size_t n = strlen(v);
 
-	return ws_http_has_token((struct ws_slice){
+	return http_has_token((struct http_slice){
 	    (const char *)at_end(v, n), n }, tok);
 }
 
@@ -1363,8 +1363,8 @@ static const char upgrade_req[] =
 static void
 test_http_request(void)
 {
-	struct ws_http_req	 req, req2;
-	const struct ws_slice	*v;
+	struct http_req	 req, req2;
+	const struct http_slice	*v;
 	const uint8_t		*buf;
 	size_t			 n = sizeof upgrade_req - 1;
 	char			 acc[29], more[sizeof upgrade_req + 16];
@@ -1372,7 +1372,7 @@ test_http_request(void)
 	long			 r;
 
 	buf = at_end(upgrade_req, n);
-	r = ws_http_parse(buf, n, WS_MAX_HEADER, &req, &st);
+	r = http_parse(buf, n, HTTP_MAX_HEADER, &req, &st);
 	check(r == (long)n);
 	check(sl_is(req.method, "GET") && req.method.p == (const char *)buf);
 	check(sl_is(req.target, "/chat?room=a%20b&x=1"));
@@ -1388,34 +1388,34 @@ test_http_request(void)
 	check(sl_is(req.hdr[5].value, "chat, superchat"));
 
 	/* Header lookup is case-insensitive on the name, exact in length. */
-	v = ws_http_header(&req, "sec-websocket-key");
+	v = http_header(&req, "sec-websocket-key");
 	check(v != NULL && sl_is(*v, "dGhlIHNhbXBsZSBub25jZQ=="));
-	check(ws_http_header(&req, "SEC-WEBSOCKET-KEY") == v);
-	check(ws_http_header(&req, "Sec-WebSocket-Key") == v);
-	check(ws_http_header(&req, "Sec-WebSocket-Ke") == NULL);
-	check(ws_http_header(&req, "Sec-WebSocket-Keys") == NULL);
-	check(ws_http_header(&req, "Cookie") == NULL);
-	v = ws_http_header(&req, "connection");
-	check(v != NULL && ws_http_has_token(*v, "upgrade") &&
-	    ws_http_has_token(*v, "KEEP-ALIVE") &&
-	    !ws_http_has_token(*v, "close"));
-	v = ws_http_header(&req, "Sec-WebSocket-Key");
-	ws_accept_key(*v, acc);
+	check(http_header(&req, "SEC-WEBSOCKET-KEY") == v);
+	check(http_header(&req, "Sec-WebSocket-Key") == v);
+	check(http_header(&req, "Sec-WebSocket-Ke") == NULL);
+	check(http_header(&req, "Sec-WebSocket-Keys") == NULL);
+	check(http_header(&req, "Cookie") == NULL);
+	v = http_header(&req, "connection");
+	check(v != NULL && http_has_token(*v, "upgrade") &&
+	    http_has_token(*v, "KEEP-ALIVE") &&
+	    !http_has_token(*v, "close"));
+	v = http_header(&req, "Sec-WebSocket-Key");
+	ws_accept_key(v->p, v->n, acc);
 	check(strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
 
 	/* Every strict prefix, ending on the guard page: need more.  The
 	 * whole head gives the same result with max = its length. */
 	for (size_t k = 0; k < n; k++) {
-		if (ws_http_parse(at_end(upgrade_req, k), k, WS_MAX_HEADER,
+		if (http_parse(at_end(upgrade_req, k), k, HTTP_MAX_HEADER,
 		    &req2, &st2) != WS_AGAIN)
 			again++;
-		if (ws_http_parse(at_end(upgrade_req, k), k, n, &req2,
+		if (http_parse(at_end(upgrade_req, k), k, n, &req2,
 		    &st2) != WS_AGAIN)
 			again++;
 	}
 	check(again == 0);
 	buf = at_end(upgrade_req, n);
-	r = ws_http_parse(buf, n, n, &req2, &st2);
+	r = http_parse(buf, n, n, &req2, &st2);
 	check(r == (long)n && req2.nhdr == 7 && req2.upgrade &&
 	    sl_is(req2.query, "room=a%20b&x=1"));
 
@@ -1423,10 +1423,10 @@ test_http_request(void)
 	 * of it. */
 	memcpy(more, upgrade_req, n);
 	memcpy(more + n, "GET / HTTP/1.1\r\n", 16);
-	r = ws_http_parse(at_end(more, n + 16), n + 16, WS_MAX_HEADER, &req2,
+	r = http_parse(at_end(more, n + 16), n + 16, HTTP_MAX_HEADER, &req2,
 	    &st2);
 	check(r == (long)n);
-	r = ws_http_parse(at_end(more, n + 16), n + 16, n, &req2, &st2);
+	r = http_parse(at_end(more, n + 16), n + 16, n, &req2, &st2);
 	check(r == (long)n);
 
 	/* Path and query. */
@@ -1446,7 +1446,7 @@ test_http_request(void)
 static void
 test_http_tokens(void)
 {
-	struct ws_http_req	req;
+	struct http_req	req;
 	int			st;
 
 	/* Comma-separated token lists (RFC 9110 §5.6.1). */
@@ -1579,12 +1579,12 @@ test_http_errors(void)
 		{ "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x01" "b\r\n\r\n", 400 },
 		{ "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x7f\r\n\r\n", 400 },
 	};
-	struct ws_http_req	req;
+	struct http_req	req;
 	int			st, nbad = 0;
 	long			r;
 
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		r = http(bad[i].s, WS_MAX_HEADER, &req, &st);
+		r = http(bad[i].s, HTTP_MAX_HEADER, &req, &st);
 		if (r != WS_ERROR || st != bad[i].status) {
 			fprintf(stderr, "  http: case %zu gives %ld status %d, "
 			    "want %d\n", i, r, st, bad[i].status);
@@ -1608,17 +1608,17 @@ test_http_errors(void)
 		static const char lf[] = "GET / HTTP/1.1\nHost: h\n\n";
 		size_t n = sizeof lf - 1;
 
-		r = http(lf, WS_MAX_HEADER, &req, &st);
+		r = http(lf, HTTP_MAX_HEADER, &req, &st);
 		check(r == WS_AGAIN || (r == WS_ERROR && st == 400));
 		r = http(lf, n, &req, &st);
 		check(r == WS_ERROR && (st == 431 || st == 400));
-		r = http("GET / HTTP/1.1\r\nHost: h\n\n", WS_MAX_HEADER, &req,
+		r = http("GET / HTTP/1.1\r\nHost: h\n\n", HTTP_MAX_HEADER, &req,
 		    &st);
 		check(r == WS_AGAIN || (r == WS_ERROR && st == 400));
-		r = http("GET / HTTP/1.1\r\nHost: h\r\n\n", WS_MAX_HEADER, &req,
+		r = http("GET / HTTP/1.1\r\nHost: h\r\n\n", HTTP_MAX_HEADER, &req,
 		    &st);
 		check(r == WS_AGAIN || (r == WS_ERROR && st == 400));
-		r = http("GET / HTTP/1.1\r\nHost: h\n\r\n", WS_MAX_HEADER, &req,
+		r = http("GET / HTTP/1.1\r\nHost: h\n\r\n", HTTP_MAX_HEADER, &req,
 		    &st);
 		check(r == WS_AGAIN || (r == WS_ERROR && st == 400));
 	}
@@ -1627,27 +1627,27 @@ test_http_errors(void)
 static void
 test_http_limits(void)
 {
-	static char		head[WS_MAX_HEADER + 64];
-	struct ws_http_req	req;
+	static char		head[HTTP_MAX_HEADER + 64];
+	struct http_req	req;
 	int			st;
 	long			r;
 	size_t			max;
 
-	/* The default limit: a head of exactly WS_MAX_HEADER bytes parses,
+	/* The default limit: a head of exactly HTTP_MAX_HEADER bytes parses,
 	 * one byte more is 431, found as soon as max bytes are in. */
-	make_head(head, WS_MAX_HEADER);
-	r = http(head, WS_MAX_HEADER, &req, &st);
-	check(r == WS_MAX_HEADER && req.nhdr == 2 &&
-	    req.hdr[1].value.n == WS_MAX_HEADER - 36);
-	make_head(head, WS_MAX_HEADER + 1);
-	r = http(head, WS_MAX_HEADER, &req, &st);
+	make_head(head, HTTP_MAX_HEADER);
+	r = http(head, HTTP_MAX_HEADER, &req, &st);
+	check(r == HTTP_MAX_HEADER && req.nhdr == 2 &&
+	    req.hdr[1].value.n == HTTP_MAX_HEADER - 36);
+	make_head(head, HTTP_MAX_HEADER + 1);
+	r = http(head, HTTP_MAX_HEADER, &req, &st);
 	check(r == WS_ERROR && st == 431);
-	r = ws_http_parse(at_end(head, WS_MAX_HEADER), WS_MAX_HEADER,
-	    WS_MAX_HEADER, &req, &st);
+	r = http_parse(at_end(head, HTTP_MAX_HEADER), HTTP_MAX_HEADER,
+	    HTTP_MAX_HEADER, &req, &st);
 	check(r == WS_ERROR && st == 431);
 	st = 0;
-	r = ws_http_parse(at_end(head, WS_MAX_HEADER - 1), WS_MAX_HEADER - 1,
-	    WS_MAX_HEADER, &req, &st);
+	r = http_parse(at_end(head, HTTP_MAX_HEADER - 1), HTTP_MAX_HEADER - 1,
+	    HTTP_MAX_HEADER, &req, &st);
 	check(r == WS_AGAIN);
 
 	/* Other limits, at N and N + 1. */
@@ -1660,29 +1660,29 @@ test_http_limits(void)
 		check(r == WS_ERROR && st == 431);
 	}
 
-	/* WS_MAX_HEADERS lines parse, one more is 431. */
+	/* HTTP_MAX_HEADERS lines parse, one more is 431. */
 	{
 		char	*p = head;
 		int	 ok = 1;
 
 		p += sprintf(p, "GET / HTTP/1.1\r\nHost: h\r\n");
-		for (int i = 1; i < WS_MAX_HEADERS; i++)
+		for (int i = 1; i < HTTP_MAX_HEADERS; i++)
 			p += sprintf(p, "X-%02d: v%d\r\n", i, i);
 		strcpy(p, "\r\n");
-		r = http(head, WS_MAX_HEADER, &req, &st);
-		check(r == (long)strlen(head) && req.nhdr == WS_MAX_HEADERS);
-		for (int i = 1; i < WS_MAX_HEADERS; i++) {
+		r = http(head, HTTP_MAX_HEADER, &req, &st);
+		check(r == (long)strlen(head) && req.nhdr == HTTP_MAX_HEADERS);
+		for (int i = 1; i < HTTP_MAX_HEADERS; i++) {
 			char name[16], val[16];
 
 			snprintf(name, sizeof name, "x-%02d", i);
 			snprintf(val, sizeof val, "v%d", i);
-			if (ws_http_header(&req, name) == NULL ||
-			    !sl_is(*ws_http_header(&req, name), val))
+			if (http_header(&req, name) == NULL ||
+			    !sl_is(*http_header(&req, name), val))
 				ok = 0;
 		}
 		check(ok);
 		strcpy(p, "X-Last: v\r\n\r\n");
-		r = http(head, WS_MAX_HEADER, &req, &st);
+		r = http(head, HTTP_MAX_HEADER, &req, &st);
 		check(r == WS_ERROR && st == 431);
 	}
 }
@@ -1693,46 +1693,46 @@ test_query(void)
 	static const char	q[] = "room=a%20b&x=1&plus=a+b%2B&empty=&"
 	    "enc=%41%42%2f%2F%c3%A9&bad=%zz&short=%4&pct=%&flag&xroom=9&"
 	    "nul=%00&y=2";
-	struct ws_slice		s = { q, sizeof q - 1 };
+	struct http_slice		s = { q, sizeof q - 1 };
 	char			out[32];
 
-	check(ws_query_param(s, "room", out, sizeof out) == 3 &&
+	check(http_query_param(s, "room", out, sizeof out) == 3 &&
 	    strcmp(out, "a b") == 0);
-	check(ws_query_param(s, "x", out, sizeof out) == 1 &&
+	check(http_query_param(s, "x", out, sizeof out) == 1 &&
 	    strcmp(out, "1") == 0);
-	check(ws_query_param(s, "plus", out, sizeof out) == 4 &&
+	check(http_query_param(s, "plus", out, sizeof out) == 4 &&
 	    strcmp(out, "a b+") == 0);
-	check(ws_query_param(s, "empty", out, sizeof out) == 0 &&
+	check(http_query_param(s, "empty", out, sizeof out) == 0 &&
 	    out[0] == '\0');
-	check(ws_query_param(s, "enc", out, sizeof out) == 6 &&
+	check(http_query_param(s, "enc", out, sizeof out) == 6 &&
 	    memcmp(out, "AB//\xc3\xa9", 7) == 0);
-	check(ws_query_param(s, "y", out, sizeof out) == 1 &&
+	check(http_query_param(s, "y", out, sizeof out) == 1 &&
 	    strcmp(out, "2") == 0);
-	check(ws_query_param(s, "xroom", out, sizeof out) == 1 &&
+	check(http_query_param(s, "xroom", out, sizeof out) == 1 &&
 	    strcmp(out, "9") == 0);
 	/* Absent: not there, only a prefix or a suffix of a name, or a name
 	 * with no '='. */
-	check(ws_query_param(s, "missing", out, sizeof out) == -1);
-	check(ws_query_param(s, "roo", out, sizeof out) == -1);
-	check(ws_query_param(s, "oom", out, sizeof out) == -1);
-	check(ws_query_param(s, "flag", out, sizeof out) == -1);
-	check(ws_query_param((struct ws_slice){ NULL, 0 }, "x", out,
+	check(http_query_param(s, "missing", out, sizeof out) == -1);
+	check(http_query_param(s, "roo", out, sizeof out) == -1);
+	check(http_query_param(s, "oom", out, sizeof out) == -1);
+	check(http_query_param(s, "flag", out, sizeof out) == -1);
+	check(http_query_param((struct http_slice){ NULL, 0 }, "x", out,
 	    sizeof out) == -1);
-	check(ws_query_param((struct ws_slice){ "", 0 }, "x", out,
+	check(http_query_param((struct http_slice){ "", 0 }, "x", out,
 	    sizeof out) == -1);
 	/* Malformed percent escapes. */
-	check(ws_query_param(s, "bad", out, sizeof out) == WS_ERROR);
-	check(ws_query_param(s, "short", out, sizeof out) == WS_ERROR);
-	check(ws_query_param(s, "pct", out, sizeof out) == WS_ERROR);
+	check(http_query_param(s, "bad", out, sizeof out) == WS_ERROR);
+	check(http_query_param(s, "short", out, sizeof out) == WS_ERROR);
+	check(http_query_param(s, "pct", out, sizeof out) == WS_ERROR);
 	/* %00 cannot be carried in a NUL-terminated result. */
-	check(ws_query_param(s, "nul", out, sizeof out) == WS_ERROR);
+	check(http_query_param(s, "nul", out, sizeof out) == WS_ERROR);
 
 	/* Too long for out: the value and its NUL need len + 1 bytes. */
-	check(ws_query_param(s, "room", out, 4) == 3 &&
+	check(http_query_param(s, "room", out, 4) == 3 &&
 	    strcmp(out, "a b") == 0);
-	check(ws_query_param(s, "room", out, 3) == WS_ERROR);
-	check(ws_query_param(s, "room", out, 1) == WS_ERROR);
-	check(ws_query_param(s, "empty", out, 1) == 0 && out[0] == '\0');
+	check(http_query_param(s, "room", out, 3) == WS_ERROR);
+	check(http_query_param(s, "room", out, 1) == WS_ERROR);
+	check(http_query_param(s, "empty", out, 1) == 0 && out[0] == '\0');
 	{
 		char	long_q[600], big[512];
 		size_t	n = 0;
@@ -1740,9 +1740,9 @@ test_query(void)
 		n += sprintf(long_q, "k=");
 		memset(long_q + n, 'v', 512);
 		n += 512;
-		check(ws_query_param((struct ws_slice){ long_q, n }, "k", big,
+		check(http_query_param((struct http_slice){ long_q, n }, "k", big,
 		    sizeof big) == WS_ERROR);
-		check(ws_query_param((struct ws_slice){ long_q, n - 1 }, "k",
+		check(http_query_param((struct http_slice){ long_q, n - 1 }, "k",
 		    big, sizeof big) == 511 && strlen(big) == 511);
 	}
 }
@@ -1770,8 +1770,8 @@ test_guard_page(void)
 	size_t			 pg = (size_t)sysconf(_SC_PAGESIZE);
 	size_t			 n = sizeof upgrade_req - 1;
 	uint8_t			*m, *end;
-	struct ws_http_req	 req;
-	const struct ws_slice	*v;
+	struct http_req	 req;
+	const struct http_slice	*v;
 	int			 st, bad = 0;
 	char			 out[32];
 
@@ -1790,12 +1790,12 @@ test_guard_page(void)
 		long r;
 
 		memcpy(end - k, upgrade_req, k);
-		r = ws_http_parse(end - k, k, WS_MAX_HEADER, &req, &st);
+		r = http_parse(end - k, k, HTTP_MAX_HEADER, &req, &st);
 		if (r != (k == n ? (long)n : WS_AGAIN))
 			bad++;
 	}
 	check(bad == 0);
-	v = ws_http_header(&req, "SEC-WEBSOCKET-VERSION");
+	v = http_header(&req, "SEC-WEBSOCKET-VERSION");
 	check(v != NULL && sl_is(*v, "13"));
 	/* ... and with max = its length, every prefix then 431 past it. */
 	bad = 0;
@@ -1803,7 +1803,7 @@ test_guard_page(void)
 		long r;
 
 		memcpy(end - k, upgrade_req, k);
-		r = ws_http_parse(end - k, k, n - 1, &req, &st);
+		r = http_parse(end - k, k, n - 1, &req, &st);
 		if (r != (k < n - 1 ? WS_AGAIN : WS_ERROR))
 			bad++;
 	}
@@ -1811,24 +1811,24 @@ test_guard_page(void)
 
 	/* Values and keys that end at the guard. */
 	memcpy(end - 19, "keep-alive, Upgrade", 19);
-	check(ws_http_has_token((struct ws_slice){ (char *)end - 19, 19 },
+	check(http_has_token((struct http_slice){ (char *)end - 19, 19 },
 	    "upgrade"));
-	check(!ws_http_has_token((struct ws_slice){ (char *)end - 19, 19 },
+	check(!http_has_token((struct http_slice){ (char *)end - 19, 19 },
 	    "close"));
 	memcpy(end - 24, "dGhlIHNhbXBsZSBub25jZQ==", 24);
-	ws_accept_key((struct ws_slice){ (char *)end - 24, 24 }, out);
+	ws_accept_key((char *)end - 24, 24, out);
 	check(strcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
 	memcpy(end - 8, "a=1&b=%4", 8);
-	check(ws_query_param((struct ws_slice){ (char *)end - 8, 8 }, "b",
+	check(http_query_param((struct http_slice){ (char *)end - 8, 8 }, "b",
 	    out, sizeof out) == WS_ERROR);
 	memcpy(end - 7, "a=1&b=%", 7);
-	check(ws_query_param((struct ws_slice){ (char *)end - 7, 7 }, "b",
+	check(http_query_param((struct http_slice){ (char *)end - 7, 7 }, "b",
 	    out, sizeof out) == WS_ERROR);
 	memcpy(end - 5, "a=1&b", 5);
-	check(ws_query_param((struct ws_slice){ (char *)end - 5, 5 }, "b",
+	check(http_query_param((struct http_slice){ (char *)end - 5, 5 }, "b",
 	    out, sizeof out) == -1);
 	memcpy(end - 8, "a=1&b=%7", 8);
-	check(ws_query_param((struct ws_slice){ (char *)end - 8, 8 }, "a",
+	check(http_query_param((struct http_slice){ (char *)end - 8, 8 }, "a",
 	    out, sizeof out) == 1);
 
 	/* Frames: every prefix in one piece ending at the guard, and the
@@ -1880,7 +1880,7 @@ test_guard_page(void)
 static int
 probe_query_cap0(void)
 {
-	return ws_query_param((struct ws_slice){ "a=", 2 }, "a",
+	return http_query_param((struct http_slice){ "a=", 2 }, "a",
 	    (char *)arena_end, 0) == WS_ERROR;
 }
 

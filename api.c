@@ -1,5 +1,5 @@
 /*
- * http.c - the HTTP API: health, metrics, groups, events, sessions, and
+ * api.c - the HTTP API: health, metrics, groups, events, sessions, and
  * the dashboard page.
  *
  * ws.c hands over whole requests (head parsed, Content-Length body read);
@@ -27,7 +27,7 @@ extern const size_t dashboard_html_len;
 
 struct req {
 	struct ws_conn		 *c;
-	const struct ws_http_req *h;
+	const struct http_req *h;
 	const uint8_t		 *body;
 	size_t			  blen;
 	char			  seg[4][HUB_GROUP_MAX + 1];	/* path */
@@ -79,7 +79,7 @@ split_path(struct req *r)
 			break;		/* trailing slash */
 		if (r->nseg == 4)
 			return 404;
-		n = ws_pct_decode((struct ws_slice){ s, e - s }, 0,
+		n = http_pct_decode((struct http_slice){ s, e - s }, 0,
 		    r->seg[r->nseg], sizeof r->seg[0]);
 		if (n == WS_ERROR)
 			return 400;
@@ -110,7 +110,7 @@ static int
 query_uint(struct req *r, const char *name, uint64_t dflt, uint64_t max,
     uint64_t *out)
 {
-	return ws_query_uint(r->h->query, name, dflt, max, out) == -1 ? -1 : 0;
+	return http_query_uint(r->h->query, name, dflt, max, out) == -1 ? -1 : 0;
 }
 
 /* ---- The dashboard --------------------------------------------------- */
@@ -302,7 +302,7 @@ out:
 static int
 may_read(struct req *r, const char *name)
 {
-	struct ws_slice b = ws_http_bearer(r->h);
+	struct http_slice b = http_bearer(r->h);
 	struct auth_claims claims;
 	int ok;
 
@@ -338,7 +338,7 @@ get_events(struct req *r, const char *name)
 
 	if (!may_read(r, name))
 		return;
-	n = ws_query_param(r->h->query, "since", pos, sizeof pos);
+	n = http_query_param(r->h->query, "since", pos, sizeof pos);
 	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == WS_ERROR ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
 		error(r, 400, "bad_request", "since is SEQ or EPOCH:SEQ, limit "
@@ -518,7 +518,7 @@ get_sessions(struct req *r)
 static int
 allowed(struct req *r, int mutating)
 {
-	struct ws_slice b = ws_http_bearer(r->h);
+	struct http_slice b = http_bearer(r->h);
 
 	if (mutating && !hub_origin_ok(r->h, hub_cfg.api_key != NULL)) {
 		error(r, 403, "forbidden", "origin not allowed");
@@ -544,7 +544,7 @@ allowed(struct req *r, int mutating)
  * Origin and the API key.  Returns 0, or -1 when refused (answered).
  */
 int
-http_head(struct ws_conn *c, const struct ws_http_req *h)
+api_head(struct ws_conn *c, const struct http_req *h)
 {
 	struct req r = { .c = c, .h = h };
 
@@ -558,7 +558,7 @@ http_head(struct ws_conn *c, const struct ws_http_req *h)
 }
 
 void
-http_request(struct ws_conn *c, const struct ws_http_req *h,
+api_request(struct ws_conn *c, const struct http_req *h,
     const uint8_t *body, size_t blen)
 {
 	struct req r = { .c = c, .h = h, .body = body, .blen = blen };
