@@ -14,7 +14,8 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse ws log json hub api session_events dashboard auth tls
+LIB   = frame http_parse ws log json auth tls hub proto routes api \
+	session_events dashboard
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 

@@ -16,7 +16,10 @@
 #include <openssl/sha.h>
 
 #include "auth.h"
+#include "api.h"
 #include "hub.h"
+#include "routes.h"
+#include "session_events.h"
 #include "json.h"
 #include "ws.h"
 
@@ -48,12 +51,8 @@ respond_json(struct req *r, int status, struct json_buf *jb)
 static void
 error(struct req *r, int status, const char *code, const char *msg)
 {
-	char body[256];
-	int n = snprintf(body, sizeof body,
-	    "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
-
-	ws_http_respond(r->c, status, NULL, status == 405 ?
-	    "Allow: GET, POST, PUT, DELETE\r\n" : NULL, body, n);
+	ws_http_error(r->c, status, code, msg, status == 405 ?
+	    "Allow: GET, POST, PUT, DELETE\r\n" : NULL);
 }
 
 /*
@@ -170,7 +169,7 @@ get_health(struct req *r)
 	char body[256];
 	int n = snprintf(body, sizeof body, "{\"status\":\"ok\","
 	    "\"connections\":%llu,\"sessions\":%u,\"groups\":%u,"
-	    "\"uptime_s\":%llu}", (unsigned long long)ws_stats.websockets,
+	    "\"uptime_s\":%llu}", (unsigned long long)ws_stats_get()->websockets,
 	    sess_count(), hub_group_count(),
 	    (unsigned long long)hub_uptime_s());
 
@@ -201,9 +200,9 @@ get_metrics(struct req *r)
 
 	metric(&b, "wsd_connections", "gauge",
 	    "Open connections, HTTP and WebSocket.", NULL,
-	    ws_stats.connections);
+	    ws_stats_get()->connections);
 	metric(&b, "wsd_websockets", "gauge", "Open WebSocket connections.",
-	    NULL, ws_stats.websockets);
+	    NULL, ws_stats_get()->websockets);
 	metric(&b, "wsd_groups", "gauge", "Groups.", NULL, hub_group_count());
 	metric(&b, "wsd_history_bytes", "gauge",
 	    "Bytes of events kept for resume, all groups.", NULL,
@@ -211,36 +210,36 @@ get_metrics(struct req *r)
 	metric(&b, "wsd_sessions", "gauge", "Live sessions.", NULL,
 	    sess_count());
 	metric(&b, "wsd_connections_accepted_total", "counter",
-	    "Connections accepted.", NULL, ws_stats.accepted);
+	    "Connections accepted.", NULL, ws_stats_get()->accepted);
 	metric(&b, "wsd_http_requests_total", "counter",
-	    "HTTP requests answered.", NULL, ws_stats.http_requests);
+	    "HTTP requests answered.", NULL, ws_stats_get()->http_requests);
 	metric(&b, "wsd_messages_in_total", "counter",
-	    "WebSocket messages received.", NULL, ws_stats.messages_in);
+	    "WebSocket messages received.", NULL, ws_stats_get()->messages_in);
 	metric(&b, "wsd_messages_out_total", "counter",
 	    "WebSocket messages queued to clients.", NULL,
-	    ws_stats.messages_out);
+	    ws_stats_get()->messages_out);
 	metric(&b, "wsd_bytes_in_total", "counter", "Bytes read.", NULL,
-	    ws_stats.bytes_in);
+	    ws_stats_get()->bytes_in);
 	metric(&b, "wsd_bytes_out_total", "counter", "Bytes written.", NULL,
-	    ws_stats.bytes_out);
+	    ws_stats_get()->bytes_out);
 	metric(&b, "wsd_events_published_total", "counter",
-	    "Events published to groups.", NULL, hub_stats.events_published);
+	    "Events published to groups.", NULL, hub_stats_get()->events_published);
 	metric(&b, "wsd_slow_consumer_closes_total", "counter",
 	    "Connections closed with 1013 for a full send queue.", NULL,
-	    ws_stats.slow_closes);
+	    ws_stats_get()->slow_closes);
 	for (int i = 0; i < 6; i++) {
 		snprintf(label, sizeof label, "{reason=\"%s\"}",
 		    ws_hs_fail_names[i]);
 		metric(&b, "wsd_handshake_failures_total", "counter", i ? NULL :
 		    "Refused or failed requests and upgrades, by reason.",
-		    label, ws_stats.handshake_fail[i]);
+		    label, ws_stats_get()->handshake_fail[i]);
 	}
 	for (int i = 0; i < HUB_NERRORS; i++) {
 		snprintf(label, sizeof label, "{code=\"%s\"}",
 		    hub_error_names[i]);
 		metric(&b, "wsd_errors_total", "counter", i ? NULL :
 		    "Error messages sent to clients, by code.", label,
-		    hub_stats.errors[i]);
+		    hub_stats_get()->errors[i]);
 	}
 	metric(&b, "wsd_uptime_seconds", "gauge", "Seconds since start.", NULL,
 	    hub_uptime_s());
@@ -274,7 +273,7 @@ post_event(struct req *r, const char *name)
 	char num[64];
 	int n;
 
-	if (json_parse(&doc, r->body, r->blen, hub_cfg.json_depth,
+	if (json_parse(&doc, r->body, r->blen, hub_config()->json_depth,
 	    r->blen + 1) == -1 || doc.tok[0].type != JSON_OBJECT) {
 		error(r, 400, "bad_json", "body must be a JSON object");
 		goto out;
@@ -293,39 +292,6 @@ out:
 	json_doc_free(&doc);
 }
 
-/*
- * With tokens on, a group's history is no more public than its live
- * events: reading it takes the API key, or a JWT (as Bearer) that grants
- * the group ("*" needs a token granting every group).  1 if allowed; else
- * the 401 or 403 is sent.
- */
-static int
-may_read(struct req *r, const char *name)
-{
-	struct http_slice b = http_bearer(r->h);
-	struct auth_claims claims;
-	int ok;
-
-	if (hub_cfg.token_secret == NULL)
-		return 1;
-	if (b.n == 0) {
-		error(r, 401, "unauthorized", "this call needs a token");
-		return 0;
-	}
-	if (hub_cfg.api_key != NULL && auth_key_equal((const uint8_t *)b.p,
-	    b.n, hub_cfg.api_key, hub_cfg.api_key_len))
-		return 1;
-	if (auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len, b.p,
-	    b.n, time(NULL), &claims) != AUTH_OK) {
-		error(r, 401, "unauthorized", "this call needs a token");
-		return 0;
-	}
-	ok = hub_may_read(&claims, name, strlen(name));
-	auth_claims_free(&claims);
-	if (!ok)
-		error(r, 403, "forbidden", "the token does not grant this group");
-	return ok;
-}
 
 static void
 get_events(struct req *r, const char *name)
@@ -336,7 +302,7 @@ get_events(struct req *r, const char *name)
 	uint64_t limit;
 	long n;
 
-	if (!may_read(r, name))
+	if (!routes_may_read(r->c, r->h, name))
 		return;
 	n = http_query_param(r->h->query, "since", pos, sizeof pos);
 	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == WS_ERROR ||
@@ -364,7 +330,7 @@ get_groups(struct req *r)
 	struct json_buf jb = { 0 };
 	uint64_t offset, limit;
 
-	if (!may_read(r, "*"))
+	if (!routes_may_read(r->c, r->h, "*"))
 		return;
 	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
@@ -391,13 +357,13 @@ session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
 
 	*meta = NULL;
 	*mlen = 0;
-	if (r->blen > hub_cfg.max_metadata + 256) {
+	if (r->blen > hub_config()->max_metadata + 256) {
 		error(r, 413, "too_large", "metadata is too large");
 		return -1;
 	}
 	if (r->blen == 0)
 		return 0;
-	if (json_parse(doc, r->body, r->blen, hub_cfg.json_depth,
+	if (json_parse(doc, r->body, r->blen, hub_config()->json_depth,
 	    r->blen + 1) == -1 || doc->tok[0].type != JSON_OBJECT) {
 		error(r, 400, "bad_json", "body must be a JSON object");
 		return -1;
@@ -410,7 +376,7 @@ session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
 		return -1;
 	}
 	*meta = json_tok_json(doc, m, mlen);
-	if (*mlen > hub_cfg.max_metadata) {
+	if (*mlen > hub_config()->max_metadata) {
 		error(r, 413, "too_large", "metadata is too large");
 		return -1;
 	}
@@ -509,54 +475,6 @@ get_sessions(struct req *r)
 
 /* ---- The router ------------------------------------------------------ */
 
-/*
- * With --api-key, every call that changes something, and /metrics, needs
- * "Authorization: Bearer KEY" (compared in constant time).  A mutating
- * call from a browser page of another origin is refused like an upgrade
- * would be, since a form can POST across origins without asking.
- */
-static int
-allowed(struct req *r, int mutating)
-{
-	struct http_slice b = http_bearer(r->h);
-
-	if (mutating && !hub_origin_ok(r->h, hub_cfg.api_key != NULL)) {
-		error(r, 403, "forbidden", "origin not allowed");
-		return 0;
-	}
-	if (hub_cfg.api_key == NULL)
-		return 1;
-	if (!auth_key_equal((const uint8_t *)b.p, b.n, hub_cfg.api_key,
-	    hub_cfg.api_key_len)) {
-		char body[] = "{\"error\":\"unauthorized\","
-		    "\"message\":\"this call needs the API key\"}";
-
-		ws_http_respond(r->c, 401, NULL, "WWW-Authenticate: Bearer\r\n",
-		    body, sizeof body - 1);
-		return 0;
-	}
-	return 1;
-}
-
-/*
- * Who may call at all, decided on the head before any body is read: the
- * Host (DNS rebinding), then for every call that changes something the
- * Origin and the API key.  Returns 0, or -1 when refused (answered).
- */
-int
-api_head(struct ws_conn *c, const struct http_req *h)
-{
-	struct req r = { .c = c, .h = h };
-
-	if (!hub_host_ok(h)) {
-		error(&r, 403, "forbidden", "host not allowed");
-		return -1;
-	}
-	if (!method(&r, "GET") && !allowed(&r, 1))
-		return -1;
-	return 0;
-}
-
 void
 api_request(struct ws_conn *c, const struct http_req *h,
     const uint8_t *body, size_t blen)
@@ -583,7 +501,7 @@ api_request(struct ws_conn *c, const struct http_req *h,
 		if (is(&r, 0, "health"))
 			get_health(&r);
 		else if (is(&r, 0, "metrics")) {
-			if (allowed(&r, 0))
+			if (routes_api_key(c, h))
 				get_metrics(&r);
 		}
 		else if (is(&r, 0, "readyz") && ws_draining())

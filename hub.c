@@ -1,25 +1,21 @@
 /*
- * hub.c - groups, the event envelope, history and the client protocol.
+ * hub.c - groups, the event envelope, history, replay and delivery.
  *
- * A group is a name, a list of subscribers, the next seq and a ring of the
- * last events.  Every event passes through hub_publish(), which encodes it
- * once into a shared frame and keeps that frame in the history.  At the
- * end of the loop turn, the events a group got during the turn go to each
- * subscriber as one shared block (the frame itself when there is one), so
- * a burst costs a subscriber one queue entry, not one per event.  Before
- * anyone joins or leaves a group, its pending events go out to the members
- * of the moment: an event reaches exactly those subscribed when it was
- * published.  Replay for resume queues frames from the ring, and since the
- * loop is single-threaded, nothing can be published between the replay
- * and the subscription: no gap, no duplicate.
+ * A group is a name, a list of subscribers, the next seq, an epoch and a
+ * ring of the last events.  Every event passes through hub_publish(),
+ * which encodes it once into a shared frame and keeps that frame in the
+ * history.  At the end of the loop turn, the events a group got during
+ * the turn go to each subscriber as one shared block (the frame itself
+ * when there is one), so a burst costs a subscriber one queue entry, not
+ * one per event.  Before anyone joins or leaves a group, its pending
+ * events go out to the members of the moment: an event reaches exactly
+ * those subscribed when it was published.  A replay for resume is paced
+ * by the member's send queue and catches up from the history.
  *
- * This file also answers the JSON messages clients send (SPEC.md "Client
- * -> server messages") and maps WebSocket routes to groups.  It does no
- * I/O of its own: everything goes out through ws_send().  Functions
- * return 0 or -1 unless they say otherwise.
+ * It knows nothing of URLs, JSON messages or sessions: routes.c, proto.c
+ * and api.c call it.  It does no I/O of its own: everything goes out
+ * through ws_send().  Functions return 0 or -1 unless they say otherwise.
  */
-#include <arpa/inet.h>
-
 #include <sys/random.h>
 
 #include <stdio.h>
@@ -28,8 +24,6 @@
 
 #include <strings.h>
 #include <time.h>
-
-#include <openssl/crypto.h>
 
 #include "auth.h"
 #include "hub.h"
@@ -64,35 +58,8 @@ struct hub_group {
 	char		   epoch[HUB_EPOCH_LEN + 1];	/* this stream's */
 };
 
-/*
- * A connection's membership: the group, its index in g->subs, and while
- * a replay of history is under way, the next seq to replay (0: live).  A
- * replaying member is passed over by the live flush and catches up from
- * the history, paced by its send queue (replay_more()).
- */
-struct hub_sub {
-	struct hub_group *g;
-	uint32_t	  idx;
-	uint64_t	  replay;
-};
-
-struct ws_app_conn {
-	struct ws_conn	*c;
-	struct hub_sub	*subs;		/* owned array */
-	uint32_t	 nsubs, subcap;
-	uint32_t	 nreplay;	/* memberships still replaying */
-	struct sess	*session;	/* /ws/sessions/ID, else NULL */
-	struct auth_claims claims;	/* owned; zero without tokens */
-	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
-	double		 bucket;	/*   refill, and publishes left */
-	/* From the upgrade, used by open(): */
-	struct hub_group *route;
-	struct hub_pos	 since;
-	uint8_t		 has_since;
-};
-
-struct hub_config	 hub_cfg;
-struct hub_stats	 hub_stats;
+static struct hub_config hub_cfg;
+static struct hub_stats hub_stats;
 const char *const hub_error_names[HUB_NERRORS] = {
 	"bad_json", "unknown_type", "bad_group", "forbidden", "too_large",
 	"history_gap", "rate_limited", "unavailable"
@@ -240,8 +207,8 @@ group_free(struct hub_group *g)
 
 /* Free g if it holds nothing worth keeping: no subscribers, no history,
  * and not on this turn's list (hub_turn() frees it then). */
-static void
-group_release(struct hub_group *g)
+void
+hub_group_release(struct hub_group *g)
 {
 	if (g->nsubs == 0 && g->hlen == 0 && !g->on_turn && g != star)
 		group_free(g);
@@ -323,6 +290,13 @@ hub_parse_pos(const char *s, size_t n, struct hub_pos *pos)
 }
 
 const char *
+hub_group_name(const struct hub_group *g, size_t *n)
+{
+	*n = g->nlen;
+	return g->name;
+}
+
+const char *
 hub_group_epoch(const struct hub_group *g)
 {
 	return g->epoch;
@@ -356,6 +330,18 @@ hub_group(const char *name, size_t n, int create)
 	return g;
 }
 
+const struct hub_config *
+hub_config(void)
+{
+	return &hub_cfg;
+}
+
+const struct hub_stats *
+hub_stats_get(void)
+{
+	return &hub_stats;
+}
+
 unsigned
 hub_group_count(void)
 {
@@ -376,8 +362,8 @@ hub_group_subscribers(const struct hub_group *g)
 
 /* ==== Membership ====================================================== */
 
-static int
-sub_find(const struct ws_app_conn *a, const struct hub_group *g)
+int
+hub_sub_find(const struct ws_app_conn *a, const struct hub_group *g)
 {
 	for (int i = 0; i < (int)a->nsubs; i++)
 		if (a->subs[i].g == g)
@@ -389,19 +375,18 @@ sub_find(const struct ws_app_conn *a, const struct hub_group *g)
 static int
 member_live(const struct ws_app_conn *a, const struct hub_group *g)
 {
-	return a->nreplay == 0 || a->subs[sub_find(a, g)].replay == 0;
+	return a->nreplay == 0 || a->subs[hub_sub_find(a, g)].replay == 0;
 }
 
 static void	group_flush(struct hub_group *);
 
-/* Returns 0, 1 when already a member, or -1 (limit or memory). */
-static int
-subscribe(struct ws_app_conn *a, struct hub_group *g)
+int
+hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
 {
 	struct hub_sub *as;
 	struct ws_app_conn **gs;
 
-	if (sub_find(a, g) >= 0)
+	if (hub_sub_find(a, g) >= 0)
 		return 1;
 	if (a->nsubs >= hub_cfg.max_conn_groups)
 		return -1;
@@ -426,8 +411,8 @@ subscribe(struct ws_app_conn *a, struct hub_group *g)
 
 /* Remove membership i of a.  Both arrays lose an entry by moving their
  * last one into the hole; order among subscribers does not matter. */
-static void
-unsubscribe(struct ws_app_conn *a, int i)
+void
+hub_unsubscribe(struct ws_app_conn *a, int i)
 {
 	struct hub_group *g = a->subs[i].g;
 	uint32_t idx;
@@ -441,7 +426,7 @@ unsubscribe(struct ws_app_conn *a, int i)
 
 	g->subs[idx] = moved;
 	if (moved != a)
-		moved->subs[sub_find(moved, g)].idx = idx;
+		moved->subs[hub_sub_find(moved, g)].idx = idx;
 	a->subs[i] = a->subs[--a->nsubs];
 	if (g->nsubs == 0) {
 		/* An idle group gives back its list (a peak of 10,000
@@ -453,14 +438,14 @@ unsubscribe(struct ws_app_conn *a, int i)
 		if (g != star)
 			LIST_APPEND(idle_first, idle_last, g, idle_prev,
 			    idle_next);
-		group_release(g);
+		hub_group_release(g);
 	}
 }
 
 /* ==== Envelope and history ============================================ */
 
-static void
-put_timestamp(struct json_buf *b)
+void
+hub_put_timestamp(struct json_buf *b)
 {
 	char ts[32];
 
@@ -571,7 +556,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	snprintf(seq, sizeof seq, ",\"seq\":%llu,\"timestamp\":",
 	    (unsigned long long)g->seq + 1);
 	json_put_cstr(&jb, seq);
-	put_timestamp(&jb);
+	hub_put_timestamp(&jb);
 	json_put_cstr(&jb, ",\"data\":");
 	if (dlen == 0)
 		json_put_cstr(&jb, "null");
@@ -655,7 +640,7 @@ hub_client_publish(const char *group, size_t glen,
 	r->why = "out of memory";
 	if ((r->seq = hub_publish(g, name, n, NULL, d, dlen,
 	    &r->delivered)) == 0) {
-		group_release(g);
+		hub_group_release(g);
 		return -1;
 	}
 	return 0;
@@ -723,7 +708,7 @@ hub_turn(void)
 		turn_list = g->turn_next;
 		g->on_turn = 0;
 		group_flush(g);
-		group_release(g);
+		hub_group_release(g);
 	}
 }
 
@@ -793,8 +778,8 @@ hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out)
 /* ==== Replies to the client =========================================== */
 
 /* {"type":T ... } to c alone; fields are raw members with commas. */
-static void
-reply(struct ws_conn *c, struct json_buf *jb)
+void
+hub_reply(struct ws_conn *c, struct json_buf *jb)
 {
 	json_put_raw(jb, "}", 1);
 	if (!jb->oom)
@@ -802,8 +787,8 @@ reply(struct ws_conn *c, struct json_buf *jb)
 	json_buf_free(jb);
 }
 
-static void
-begin(struct json_buf *jb, const char *type, const uint8_t *id, size_t idlen)
+void
+hub_begin(struct json_buf *jb, const char *type, const uint8_t *id, size_t idlen)
 {
 	json_put_cstr(jb, "{\"type\":\"");
 	json_put_cstr(jb, type);
@@ -815,19 +800,19 @@ begin(struct json_buf *jb, const char *type, const uint8_t *id, size_t idlen)
 }
 
 /* An error answer; the message is our own fixed text, never input. */
-static void
-send_error(struct ws_conn *c, enum hub_error e, const char *msg,
+void
+hub_send_error(struct ws_conn *c, enum hub_error e, const char *msg,
     const uint8_t *id, size_t idlen)
 {
 	struct json_buf jb = { 0 };
 
 	hub_stats.errors[e]++;
-	begin(&jb, "error", id, idlen);
+	hub_begin(&jb, "error", id, idlen);
 	json_put_cstr(&jb, ",\"code\":\"");
 	json_put_cstr(&jb, hub_error_names[e]);
 	json_put_cstr(&jb, "\",\"message\":");
 	json_put_str(&jb, msg, strlen(msg));
-	reply(c, &jb);
+	hub_reply(c, &jb);
 }
 
 
@@ -838,7 +823,7 @@ send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
 	char tail[64];
 
 	hub_stats.errors[HUB_E_HISTORY_GAP]++;
-	begin(&jb, "error", NULL, 0);
+	hub_begin(&jb, "error", NULL, 0);
 	json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
 	    "\"events after since are no longer kept\",\"group\":");
 	json_put_str(&jb, g->name, g->nlen);
@@ -846,7 +831,7 @@ send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
 	snprintf(tail, sizeof tail, ",\"oldest\":%llu",
 	    (unsigned long long)oldest);
 	json_put_cstr(&jb, tail);
-	reply(a->c, &jb);
+	hub_reply(a->c, &jb);
 }
 
 /*
@@ -902,11 +887,11 @@ hub_since(const struct hub_group *g, const struct hub_pos *pos)
  * kept seq; what is kept is replayed all the same, so the client knows
  * exactly which events it missed.
  */
-static void
-replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
+void
+hub_replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
 {
 	uint64_t oldest = g->seq - g->hlen + 1, since = pos->seq;
-	int i = sub_find(a, g);
+	int i = hub_sub_find(a, g);
 
 	if (i < 0)
 		return;
@@ -921,7 +906,7 @@ replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
 	replay_more(a);
 }
 
-static void
+void
 hub_writable(struct ws_conn *c, struct ws_app_conn *a)
 {
 	(void)c;
@@ -929,599 +914,17 @@ hub_writable(struct ws_conn *c, struct ws_app_conn *a)
 		replay_more(a);
 }
 
-static void
-send_subscribed(struct ws_app_conn *a, struct hub_group *g)
+void
+hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g)
 {
 	struct json_buf jb = { 0 };
 
-	begin(&jb, "subscribed", NULL, 0);
+	hub_begin(&jb, "subscribed", NULL, 0);
 	json_put_cstr(&jb, ",\"group\":");
 	json_put_str(&jb, g->name, g->nlen);
 	put_position(&jb, g);
-	reply(a->c, &jb);
+	hub_reply(a->c, &jb);
 }
-
-/* ==== Client messages ================================================= */
-
-/* One decoded message and the pieces every handler needs. */
-struct msg {
-	struct ws_conn	   *c;
-	struct ws_app_conn *a;
-	struct json_doc	    doc;
-	const uint8_t	   *id;		/* raw JSON of "id", or NULL */
-	size_t		    idlen;
-};
-
-/* Member key of the message, as sent (it was validated by the caller). */
-static void
-put_member(struct json_buf *jb, const char *prefix, struct msg *m,
-    const char *key)
-{
-	int i = json_find(&m->doc, 0, key);
-	size_t n;
-	const uint8_t *p = json_tok_json(&m->doc, i, &n);
-
-	json_put_cstr(jb, prefix);
-	json_put_raw(jb, p, n);
-}
-
-static void
-fail(struct msg *m, enum hub_error e, const char *text)
-{
-	send_error(m->c, e, text, m->id, m->idlen);
-}
-
-/*
- * The group name in member key, into name (not NUL-terminated).  Returns
- * its length, or -1 with bad_group sent when it is missing or malformed
- * ("*" passes: only publish accepts it).
- */
-static long
-msg_group_name(struct msg *m, const char *key, char name[HUB_GROUP_MAX + 1])
-{
-	int i = json_find(&m->doc, 0, key);
-	long n;
-
-	if (i < 0 || m->doc.tok[i].type != JSON_STRING ||
-	    (n = json_tok_str(&m->doc, i, name, HUB_GROUP_MAX + 1)) < 0 ||
-	    (!hub_name_valid(name, n) && !(n == 1 && name[0] == '*'))) {
-		fail(m, HUB_E_BAD_GROUP, "group must be 1-64 bytes of "
-		    "[A-Za-z0-9._:-]");
-		return -1;
-	}
-	return n;
-}
-
-/* Optional non-negative integer member; -1 (error sent) if malformed. */
-static int
-msg_uint(struct msg *m, const char *key, uint64_t *out, uint64_t dflt)
-{
-	int i = json_find(&m->doc, 0, key);
-	int64_t v;
-
-	*out = dflt;
-	if (i < 0 || m->doc.tok[i].type == JSON_NULL)
-		return 0;
-	if (json_tok_int(&m->doc, i, &v) == -1 || v < 0) {
-		fail(m, HUB_E_BAD_JSON, "expected a non-negative integer");
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-/*
- * Optional position member: a non-negative integer (a bare seq) or a
- * string "SEQ" / "EPOCH:SEQ".  Returns 1 when present, 0 when absent
- * (seq 0), -1 (error sent) if malformed.
- */
-static int
-msg_pos(struct msg *m, const char *key, struct hub_pos *pos)
-{
-	int i = json_find(&m->doc, 0, key);
-	char text[64];
-	long n;
-
-	pos->seq = 0;
-	pos->epoch[0] = '\0';
-	if (i < 0 || m->doc.tok[i].type == JSON_NULL)
-		return 0;
-	if (m->doc.tok[i].type == JSON_STRING) {
-		if ((n = json_tok_str(&m->doc, i, text, sizeof text)) < 0 ||
-		    hub_parse_pos(text, n, pos) == -1) {
-			fail(m, HUB_E_BAD_JSON, "since is SEQ or \"EPOCH:SEQ\"");
-			return -1;
-		}
-		return 1;
-	}
-	return msg_uint(m, key, &pos->seq, 0) == -1 ? -1 : 1;
-}
-
-/* ping and heartbeat: the answer type, the id, and the time. */
-static void
-answer_now(struct msg *m, const char *type)
-{
-	struct json_buf jb = { 0 };
-
-	begin(&jb, type, m->id, m->idlen);
-	json_put_cstr(&jb, ",\"timestamp\":");
-	put_timestamp(&jb);
-	reply(m->c, &jb);
-}
-
-static void
-on_ping(struct msg *m)
-{
-	answer_now(m, "pong");
-}
-
-static void
-on_heartbeat(struct msg *m)
-{
-	answer_now(m, "heartbeat_ack");
-}
-
-static void
-on_get_status(struct msg *m)
-{
-	struct json_buf jb = { 0 };
-	char num[96];
-
-	begin(&jb, "status", m->id, m->idlen);
-	snprintf(num, sizeof num, ",\"data\":{\"connection_id\":%llu,"
-	    "\"groups\":[", (unsigned long long)ws_conn_id(m->c));
-	json_put_cstr(&jb, num);
-	for (uint32_t i = 0; i < m->a->nsubs; i++) {
-		if (i > 0)
-			json_put_raw(&jb, ",", 1);
-		json_put_str(&jb, m->a->subs[i].g->name, m->a->subs[i].g->nlen);
-	}
-	json_put_cstr(&jb, "],\"session_id\":");
-	if (m->a->session != NULL) {
-		const char *sid = sess_id(m->a->session);
-
-		json_put_str(&jb, sid, strlen(sid));
-	} else
-		json_put_cstr(&jb, "null");
-	snprintf(num, sizeof num, ",\"connections\":%llu,\"sessions\":%u}",
-	    (unsigned long long)ws_stats.websockets, sess_count());
-	json_put_cstr(&jb, num);
-	reply(m->c, &jb);
-}
-
-/* The token's claims, or NULL when tokens are off. */
-static const struct auth_claims *
-claims_of(const struct ws_app_conn *a)
-{
-	return hub_cfg.token_secret != NULL ? &a->claims : NULL;
-}
-
-static void
-on_subscribe(struct msg *m)
-{
-	char name[HUB_GROUP_MAX + 1];
-	struct hub_group *g;
-	struct hub_pos since;
-	int has_since, rc;
-	long n;
-
-	if ((has_since = msg_pos(m, "since", &since)) == -1 ||
-	    (n = msg_group_name(m, "group", name)) == -1)
-		return;
-	if (n == 1 && name[0] == '*') {
-		fail(m, HUB_E_BAD_GROUP, "every connection receives \"*\"");
-		return;
-	}
-	/* Rights first: a refused subscribe creates no group. */
-	if (!hub_may_read(claims_of(m->a), name, n)) {
-		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
-		return;
-	}
-	if ((g = hub_group(name, n, 1)) == NULL) {
-		fail(m, HUB_E_TOO_LARGE, "too many groups");
-		return;
-	}
-	if ((rc = subscribe(m->a, g)) == -1) {
-		fail(m, HUB_E_TOO_LARGE, "too many groups on this connection");
-		group_release(g);
-		return;
-	}
-	send_subscribed(m->a, g);
-	if (has_since)
-		replay(m->a, g, &since);
-}
-
-static void
-on_unsubscribe(struct msg *m)
-{
-	char name[HUB_GROUP_MAX + 1];
-	struct json_buf jb = { 0 };
-	struct hub_group *g;
-	long n;
-	int i;
-
-	if ((n = msg_group_name(m, "group", name)) == -1)
-		return;
-	if ((g = hub_group(name, n, 0)) != NULL && (i = sub_find(m->a, g)) >= 0)
-		unsubscribe(m->a, i);
-	begin(&jb, "unsubscribed", m->id, m->idlen);
-	put_member(&jb, ",\"group\":", m, "group");
-	reply(m->c, &jb);
-}
-
-/* A token bucket holding one second's worth of --publish-rate. */
-static int
-rate_ok(struct ws_app_conn *a)
-{
-	uint64_t now = ws_now_ms();
-
-	if (hub_cfg.publish_rate == 0)
-		return 1;
-	a->bucket += (now - a->bucket_ms) * hub_cfg.publish_rate / 1000.0;
-	if (a->bucket > hub_cfg.publish_rate)
-		a->bucket = hub_cfg.publish_rate;
-	a->bucket_ms = now;
-	if (a->bucket < 1)
-		return 0;
-	a->bucket--;
-	return 1;
-}
-
-static void
-on_publish(struct msg *m)
-{
-	char name[HUB_GROUP_MAX + 1];
-	struct hub_result r;
-	long n;
-
-	if (!rate_ok(m->a)) {
-		fail(m, HUB_E_RATE_LIMITED, "publish rate limit reached");
-		return;
-	}
-	if ((n = msg_group_name(m, "group", name)) == -1)
-		return;
-	if (hub_client_publish(name, n, &m->doc, json_find(&m->doc, 0,
-	    "event"), json_find(&m->doc, 0, "data"), claims_of(m->a),
-	    &r) == -1) {
-		fail(m, r.err, r.why);
-		return;
-	}
-	if (m->id != NULL) {
-		struct json_buf jb = { 0 };
-		char tail[64];
-
-		begin(&jb, "published", m->id, m->idlen);
-		snprintf(tail, sizeof tail, ",\"seq\":%llu,\"delivered\":%u",
-		    (unsigned long long)r.seq, r.delivered);
-		json_put_cstr(&jb, tail);
-		reply(m->c, &jb);
-	}
-}
-
-static void
-on_get_history(struct msg *m)
-{
-	char name[HUB_GROUP_MAX + 1];
-	struct json_buf jb = { 0 };
-	struct hub_pos since;
-	uint64_t limit;
-	long n;
-
-	if (msg_pos(m, "since", &since) == -1 ||
-	    msg_uint(m, "limit", &limit, 100) == -1 ||
-	    (n = msg_group_name(m, "group", name)) == -1)
-		return;
-	/* The same answer whether or not the group exists: a token may not
-	 * learn the names of groups it does not grant. */
-	if (!hub_may_read(claims_of(m->a), name, n)) {
-		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
-		return;
-	}
-	begin(&jb, "history", m->id, m->idlen);
-	json_put_raw(&jb, ",", 1);
-	hub_history_members(name, n, &since, limit, &jb);
-	reply(m->c, &jb);
-}
-
-static const struct {
-	const char *type;
-	void (*fn)(struct msg *);
-} handlers[] = {
-	{ "ping", on_ping },
-	{ "heartbeat", on_heartbeat },
-	{ "get_status", on_get_status },
-	{ "subscribe", on_subscribe },
-	{ "unsubscribe", on_unsubscribe },
-	{ "publish", on_publish },
-	{ "get_history", on_get_history },
-};
-
-static void
-hub_message(struct ws_conn *c, struct ws_app_conn *a, int opcode,
-    const uint8_t *p, size_t n)
-{
-	struct msg m = { .c = c, .a = a };
-	int t, id;
-
-	if (opcode != WS_OP_TEXT) {
-		send_error(c, HUB_E_BAD_JSON, "messages are JSON text frames",
-		    NULL, 0);
-		return;
-	}
-	/* A token needs at least one byte of input, so n + 1 bounds them. */
-	if (json_parse(&m.doc, p, n, hub_cfg.json_depth, n + 1) == -1) {
-		char text[96];
-
-		snprintf(text, sizeof text, "invalid JSON at byte %zu: %s",
-		    m.doc.err_offset, m.doc.err);
-		send_error(c, HUB_E_BAD_JSON, text, NULL, 0);
-		goto out;
-	}
-	if (m.doc.tok[0].type != JSON_OBJECT) {
-		send_error(c, HUB_E_BAD_JSON, "a message is a JSON object",
-		    NULL, 0);
-		goto out;
-	}
-	if ((id = json_find(&m.doc, 0, "id")) >= 0) {
-		m.id = json_tok_json(&m.doc, id, &m.idlen);
-		if (m.idlen > MAX_ID_JSON) {
-			m.id = NULL;
-			send_error(c, HUB_E_TOO_LARGE, "id is too long", NULL, 0);
-			goto out;
-		}
-	}
-	t = json_find(&m.doc, 0, "type");
-	for (size_t i = 0; t >= 0 && i < sizeof handlers / sizeof handlers[0];
-	    i++)
-		if (json_tok_eq(&m.doc, t, handlers[i].type)) {
-			handlers[i].fn(&m);
-			goto out;
-		}
-	fail(&m, HUB_E_UNKNOWN_TYPE, "unknown message type");
-out:
-	json_doc_free(&m.doc);
-}
-
-/* ==== Routes, rights and connection lifetime ========================= */
-
-static int
-origin_is(struct http_slice o, const char *scheme, struct http_slice host)
-{
-	size_t sl = strlen(scheme);
-
-	return o.n == sl + host.n && strncasecmp(o.p, scheme, sl) == 0 &&
-	    strncasecmp(o.p + sl, host.p, host.n) == 0;
-}
-
-int
-hub_host_ok(const struct http_req *req)
-{
-	const struct http_slice *host = http_header(req, "host");
-	char name[256];
-	struct in6_addr a;
-	size_t n;
-
-	if (host == NULL || hub_cfg.token_secret != NULL ||
-	    hub_cfg.api_key != NULL)
-		return 1;
-	if (host->n > 0 && host->p[0] == '[')
-		return memchr(host->p, ']', host->n) != NULL;	/* IPv6 */
-	for (n = 0; n < host->n && host->p[n] != ':'; n++)
-		;
-	if (n == 0 || n >= sizeof name)
-		return 0;
-	memcpy(name, host->p, n);
-	name[n] = '\0';
-	if (strcasecmp(name, "localhost") == 0 ||
-	    inet_pton(AF_INET, name, &a) == 1)
-		return 1;
-	for (int i = 0; i < hub_cfg.nallow_host; i++)
-		if (strcasecmp(name, hub_cfg.allow_host[i]) == 0)
-			return 1;
-	return 0;
-}
-
-int
-hub_origin_ok(const struct http_req *req, int credentials)
-{
-	const struct http_slice *o = http_header(req, "origin"), *host;
-
-	if (o == NULL)
-		return 1;
-	/* The page wsd serves itself is always welcome. */
-	host = http_header(req, "host");
-	if (host != NULL && (origin_is(*o, "http://", *host) ||
-	    origin_is(*o, "https://", *host)))
-		return 1;
-	if (hub_cfg.nallow_origin > 0) {
-		for (int i = 0; i < hub_cfg.nallow_origin; i++)
-			if (strlen(hub_cfg.allow_origin[i]) == o->n &&
-			    memcmp(hub_cfg.allow_origin[i], o->p, o->n) == 0)
-				return 1;
-		return 0;
-	}
-	/* Another page driving a visitor's browser (CSWSH, or a form POST)
-	 * is harmless only where the request needs credentials that page
-	 * cannot send. */
-	return credentials;
-}
-
-/*
- * The token from ?token= or "Authorization: Bearer", verified.  Returns 0
- * with *claims filled, or 401.
- */
-static int
-check_token(const struct http_req *req, struct auth_claims *claims)
-{
-	char tok[AUTH_MAX_TOKEN + 1];
-	struct http_slice bearer = http_bearer(req);
-	const char *p = tok;
-	long n = http_query_param(req->query, "token", tok, sizeof tok);
-	int rc;
-
-	if (n < 0 && bearer.n > 0) {
-		p = bearer.p;
-		n = bearer.n;
-	}
-	if (n < 0) {
-		log_msg(LOG_INFO, "upgrade refused: no token");
-		return 401;
-	}
-	rc = auth_verify(hub_cfg.token_secret, hub_cfg.token_secret_len, p, n,
-	    time(NULL), claims);
-	OPENSSL_cleanse(tok, sizeof tok);
-	if (rc != AUTH_OK) {
-		log_msg(LOG_INFO, "upgrade refused: %s", auth_strerror(rc));
-		return 401;
-	}
-	return 0;
-}
-
-/*
- * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
- * (creating session ID); /api/v1/ws/... is the same.  Refusals, in order:
- * 403 for a foreign Origin, 400 for a bad name or since, 401 for a missing
- * or bad token, 403 for a group the token does not grant, 503 at a limit.
- * Returns 0 or that HTTP status.
- */
-static int
-hub_upgrade(struct ws_conn *c, const struct http_req *req,
-    struct ws_app_conn **out)
-{
-	struct http_slice path = req->path;
-	struct ws_app_conn *a;
-	char name[HUB_GROUP_MAX + 16], pos[64];
-	const char *slash;
-	size_t n;
-	long pl;
-	int status = 0;
-
-	if (!hub_host_ok(req) ||
-	    !hub_origin_ok(req, hub_cfg.token_secret != NULL))
-		return 403;
-	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
-		path.p += 7;
-		path.n -= 7;
-	}
-	if (path.n < 5 || memcmp(path.p, "/ws/", 4) != 0)
-		return 404;
-	path.p += 4;
-	path.n -= 4;
-	if (path.n > HUB_GROUP_MAX + 8)
-		return 400;
-	slash = memchr(path.p, '/', path.n);
-	if (slash == NULL) {
-		memcpy(name, path.p, path.n);
-		n = path.n;
-	} else {
-		int kind = slash - path.p, id = path.n - kind - 1;
-		int sess = kind == 8 && memcmp(path.p, "sessions", 8) == 0;
-
-		if (memchr(slash + 1, '/', id) != NULL)
-			return 404;
-		if (kind == 0 || id == 0)
-			return 400;
-		n = snprintf(name, sizeof name, "%.*s:%.*s",
-		    sess ? 7 : kind, sess ? "session" : path.p, id, slash + 1);
-	}
-	if (n > HUB_GROUP_MAX || !hub_name_valid(name, n))
-		return 400;
-	if ((a = calloc(1, sizeof *a)) == NULL)
-		return 503;
-	a->c = c;
-	if ((pl = http_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
-		if (hub_parse_pos(pos, pl, &a->since) == -1)
-			goto refuse_400;
-		a->has_since = 1;
-	} else if (pl == WS_ERROR)
-		goto refuse_400;
-	if (hub_cfg.token_secret != NULL) {
-		if ((status = check_token(req, &a->claims)) != 0)
-			goto refuse;
-		if (!auth_may_join(&a->claims, name, n)) {
-			status = 403;
-			goto refuse;
-		}
-	}
-	/* The session first: creating it may run the session tick, which
-	 * may make room among idle groups, and the route group, idle until
-	 * open() joins it, must not be the room made. */
-	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
-	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL)
-		goto refuse;
-	if ((a->route = hub_group(name, n, 1)) == NULL) {
-		status = 503;
-		goto refuse;
-	}
-	a->bucket = hub_cfg.publish_rate;
-	a->bucket_ms = ws_now_ms();
-	*out = a;
-	return 0;
-refuse_400:
-	status = 400;
-refuse:
-	if (a->session != NULL)
-		sess_detach(a->session);
-	auth_claims_free(&a->claims);
-	free(a);
-	return status;
-}
-
-static void
-hub_open(struct ws_conn *c, struct ws_app_conn *a)
-{
-	(void)c;
-	if (subscribe(a, a->route) == -1) {
-		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
-		return;
-	}
-	send_subscribed(a, a->route);
-	if (a->has_since)
-		replay(a, a->route, &a->since);
-}
-
-static void
-hub_closed(struct ws_conn *c, struct ws_app_conn *a)
-{
-	(void)c;
-	while (a->nsubs > 0)
-		unsubscribe(a, a->nsubs - 1);
-	if (a->session != NULL)
-		sess_detach(a->session);
-	auth_claims_free(&a->claims);
-	free(a->subs);
-	free(a);
-}
-
-/* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection
- * whose token has run out is closed with 1008.  The leeway is taken from
- * now, never added to exp, which may be as large as INT64_MAX. */
-static void
-expire_one(struct ws_conn *c, struct ws_app_conn *a, void *now)
-{
-	if (a != NULL && a->claims.exp != 0 &&
-	    *(int64_t *)now - AUTH_LEEWAY_S >= a->claims.exp)
-		ws_close(c, WS_CLOSE_POLICY, "token expired");
-}
-
-static void
-expire_tokens(void *arg)
-{
-	int64_t now = time(NULL);
-
-	(void)arg;
-	ws_foreach(expire_one, &now);
-}
-
-const struct ws_handlers hub_handlers = {
-	.upgrade = hub_upgrade,
-	.open = hub_open,
-	.message = hub_message,
-	.closed = hub_closed,
-	.writable = hub_writable,
-	.head = api_head,
-	.http = api_request,
-};
 
 int
 hub_init(const struct hub_config *cfg)
@@ -1536,9 +939,6 @@ hub_init(const struct hub_config *cfg)
 	}
 	star->name[0] = '*';
 	star->nlen = 1;
-	if (hub_cfg.token_secret != NULL &&
-	    ws_timer(1000, expire_tokens, NULL) == -1)
-		return -1;
 	ws_on_turn(hub_turn);
-	return sess_init();
+	return 0;
 }

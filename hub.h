@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "ws.h"
 
 /* Defaults (each is also an option). */
@@ -53,11 +54,12 @@ struct hub_config {
 	unsigned publish_rate;		/* messages/s per connection; 0: off */
 };
 
-extern const struct ws_handlers hub_handlers;
-extern struct hub_config hub_cfg;
 
-/* 0, or -1 (logged).  Also starts the session tick. */
+/* 0, or -1 (logged).  Registers the end-of-turn flush with ws.c. */
 int	hub_init(const struct hub_config *cfg);
+
+/* The configuration hub_init() was given, for the layers above. */
+const struct hub_config *hub_config(void);
 
 /* ---- Groups (hub.c) -------------------------------------------------- */
 
@@ -147,6 +149,15 @@ struct hub_pos {
 /* Parse "SEQ" or "EPOCH:SEQ" from s[0..n).  0, or -1 if malformed. */
 int	hub_parse_pos(const char *s, size_t n, struct hub_pos *pos);
 
+/* g's name (not NUL-terminated: *n bytes). */
+const char *hub_group_name(const struct hub_group *g, size_t *n);
+
+/* Free g if it holds nothing worth keeping (no members, no history). */
+void	hub_group_release(struct hub_group *g);
+
+/* Append the current time as a JSON string (ISO 8601, UTC, ms). */
+void	hub_put_timestamp(struct json_buf *b);
+
 /* g's epoch: HUB_EPOCH_LEN hex digits, chosen when its stream started. */
 const char *hub_group_epoch(const struct hub_group *g);
 
@@ -186,78 +197,92 @@ enum hub_error {
 	HUB_E_UNAVAILABLE, HUB_NERRORS
 };
 
-/* Counters for /metrics. */
+/* Counters for /metrics, read with hub_stats_get(). */
 struct hub_stats {
 	uint64_t events_published;
 	uint64_t errors[HUB_NERRORS];	/* by enum hub_error */
 };
 
 
-extern struct hub_stats hub_stats;
 extern const char *const hub_error_names[HUB_NERRORS];
 
-/* ---- Sessions (session_events.c) ------------------------------------ */
+const struct hub_stats *hub_stats_get(void);
 
-struct sess;
 
-/*
- * Session ids use the group alphabet, 1-64 bytes; id NULL makes a random
- * one.  sess_create() returns the session, or NULL with *status 409
- * (exists), 503 (--max-sessions reached) or 500.  by_conn marks a session
- * made by a connection to /ws/sessions/ID: it ends --session-ttl after its
- * last connection leaves.
- */
-struct sess *sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
-	    int by_conn, int *status);
-/*
- * Create-or-update (PUT): *status 201 when created, 200 when its metadata
- * was replaced; NULL with 503 or 500 as above.  An existing session is no
- * longer by_conn afterwards, and a metadata change shows in the next
- * tick's session_updated.
- */
-struct sess *sess_put(const char *id, size_t n, const uint8_t *meta,
-	    size_t mlen, int *status);
-int	sess_delete(const char *id, size_t n);	/* 0, or -1: unknown */
-
-/* A connection joins session id (created if absent); NULL: refused. */
-struct sess *sess_attach(const char *id, size_t n, int *status);
-void	sess_detach(struct sess *s);
-const char *sess_id(const struct sess *s);
-
-unsigned sess_count(void);
-
-/* Append {"sessions":[...],"total":N} for one page in creation order. */
-void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
-
-/* Start the tick: session diff, expiry and realtime_update.  0 or -1. */
-int	sess_init(void);
+/* ---- Connections above the reactor ---------------------------------- */
 
 /*
- * DNS rebinding: a page of attacker.example whose name is made to resolve
- * to 127.0.0.1 reaches wsd as its own origin, Host and Origin both naming
- * attacker.example.  So without secrets (no token secret, no API key),
- * wsd answers only requests whose Host is an IP literal, localhost, or a
- * name given with --allow-host; with secrets every request needs them
- * anyway.  A request without Host (HTTP/1.0) is not a browser's and
- * passes.  1 if allowed.
+ * A connection's membership: the group, its index in g->subs, and while
+ * a replay of history is under way, the next seq to replay (0: live).  A
+ * replaying member is passed over by the live flush and catches up from
+ * the history, paced by its send queue (replay_more()).
  */
-int	hub_host_ok(const struct http_req *req);
+struct hub_sub {
+	struct hub_group *g;
+	uint32_t	  idx;
+	uint64_t	  replay;
+};
 
 /*
- * Browsers from other origins.  A request without Origin is not from a
- * browser and passes, and so does the same origin (http(s)://Host).  With
- * --allow-origin, another Origin must be listed; without it, it passes
- * only when credentials says the request needs credentials a foreign page
- * cannot send (a token for upgrades, the API key for HTTP calls).
- * 1 if allowed.
+ * A hub connection: the state of one WebSocket above ws.c, created by
+ * routes_upgrade() and freed by routes_closed().  Owners of the fields:
+ * the membership (subs, nsubs, subcap, nreplay) is hub.c's; session is
+ * session_events.c's, attached and detached by routes.c; claims and the
+ * upgrade's route and since are routes.c's; the rate bucket is proto.c's.
  */
-int	hub_origin_ok(const struct http_req *req, int credentials);
+struct ws_app_conn {
+	struct ws_conn	*c;
+	struct hub_sub	*subs;		/* owned array */
+	uint32_t	 nsubs, subcap;
+	uint32_t	 nreplay;	/* memberships still replaying */
+	struct sess	*session;	/* /ws/sessions/ID, else NULL */
+	struct auth_claims claims;	/* owned; zero without tokens */
+	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
+	double		 bucket;	/*   refill, and publishes left */
+	/* From the upgrade, used by open(): */
+	struct hub_group *route;
+	struct hub_pos	 since;
+	uint8_t		 has_since;
+};
 
-/* ---- HTTP API (api.c) ----------------------------------------------- */
 
-/* Credentials on the head, before the body is read: 0, or -1 (answered). */
-int	api_head(struct ws_conn *c, const struct http_req *req);
-void	api_request(struct ws_conn *c, const struct http_req *req,
-	    const uint8_t *body, size_t blen);
+/* Member a of group named by g; its index in a->subs, or -1. */
+int	hub_sub_find(const struct ws_app_conn *a, const struct hub_group *g);
+
+/*
+ * Join g.  Its pending events go out first: an event reaches exactly the
+ * members of the moment it was published.  Returns 0, 1 when already a
+ * member, or -1 (--max-conn-groups, or out of memory).
+ */
+int	hub_subscribe(struct ws_app_conn *a, struct hub_group *g);
+
+/* Leave membership i of a; a group left idle may be freed. */
+void	hub_unsubscribe(struct ws_app_conn *a, int i);
+
+/*
+ * Replay g's events after pos to member a, paced by its send queue.  A
+ * position from another epoch, older than the history, or newer than the
+ * stream gets history_gap (with the current epoch and the oldest kept
+ * seq) first; what is kept is replayed all the same.
+ */
+void	hub_replay(struct ws_app_conn *a, struct hub_group *g,
+	    const struct hub_pos *pos);
+
+/* handlers.writable: a replay goes on once the queue has drained. */
+void	hub_writable(struct ws_conn *c, struct ws_app_conn *a);
+
+/* {"type":"subscribed","group":G,"epoch":E,"seq":S} to a. */
+void	hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g);
+
+/* ---- Answers to one client ------------------------------------------ */
+
+/* Start {"type":"TYPE" (and ,"id":ID when id is not NULL) in jb. */
+void	hub_begin(struct json_buf *jb, const char *type, const uint8_t *id,
+	    size_t idlen);
+/* Close jb's object and send it to c alone; frees jb. */
+void	hub_reply(struct ws_conn *c, struct json_buf *jb);
+/* {"type":"error","code":C,"message":M} (M a fixed text) and count it. */
+void	hub_send_error(struct ws_conn *c, enum hub_error e, const char *msg,
+	    const uint8_t *id, size_t idlen);
 
 #endif

@@ -19,7 +19,11 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "api.h"
 #include "hub.h"
+#include "proto.h"
+#include "routes.h"
+#include "session_events.h"
 #include "log.h"
 #include "tls.h"
 #include "ws.h"
@@ -535,6 +539,21 @@ check_options(void)
 	return 0;
 }
 
+/*
+ * The layers above the reactor, as ws.c's handlers: routes.c decides who
+ * may connect and call, proto.c answers a client's messages, hub.c goes
+ * on with paced replays, api.c answers HTTP calls.
+ */
+static const struct ws_handlers handlers = {
+	.upgrade = routes_upgrade,
+	.open = routes_open,
+	.message = proto_message,
+	.closed = routes_closed,
+	.writable = hub_writable,
+	.head = routes_head,
+	.http = api_request,
+};
+
 static void
 on_hup(void)
 {
@@ -583,7 +602,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "wsd: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
-	if (ws_init(&wscfg, &hub_handlers) == -1 || hub_init(&hubcfg) == -1 ||
+	if (ws_init(&wscfg, &handlers) == -1 || hub_init(&hubcfg) == -1 ||
+	    routes_init() == -1 || sess_init() == -1 ||
 	    (tls_cert != NULL && tls_init(tls_cert, tls_key) == -1))
 		return 1;
 	for (int i = 0; i < listen_on.n; i++)

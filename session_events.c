@@ -173,9 +173,9 @@ static void
 note(enum sess_change change, const char *id, size_t n)
 {
 	if (jrnl.created.n + jrnl.destroyed.n + jrnl.updated.n >=
-	    2 * hub_cfg.max_sessions + 2)
+	    2 * hub_config()->max_sessions + 2)
 		tick(NULL);
-	if (hub_cfg.session_events &&
+	if (hub_config()->session_events &&
 	    sess_journal_add(&jrnl, change, id, n) == -1)
 		log_msg(LOG_ERROR, "session journal: out of memory");
 }
@@ -243,7 +243,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 		id = rid;
 		n = 16;
 	}
-	if (count >= hub_cfg.max_sessions) {
+	if (count >= hub_config()->max_sessions) {
 		*status = 503;
 		return NULL;
 	}
@@ -344,7 +344,7 @@ sess_detach(struct sess *s)
 		return;
 	}
 	s->empty_since = ws_now_ms();
-	if (s->by_conn && hub_cfg.session_ttl_ms == 0)
+	if (s->by_conn && hub_config()->session_ttl_ms == 0)
 		destroy(s);
 	else if (s->by_conn)
 		idle_add(s);
@@ -495,10 +495,10 @@ realtime_update(void)
 	n = snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%u,"
 	    "\"sessions\":{\"active_count\":%u,\"total_count\":%llu},"
 	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu}",
-	    (unsigned long long)ws_stats.websockets, hub_group_count(), count,
+	    (unsigned long long)ws_stats_get()->websockets, hub_group_count(), count,
 	    (unsigned long long)total,
-	    (unsigned long long)ws_stats.messages_in,
-	    (unsigned long long)ws_stats.messages_out,
+	    (unsigned long long)ws_stats_get()->messages_in,
+	    (unsigned long long)ws_stats_get()->messages_out,
 	    (unsigned long long)hub_uptime_s());
 	hub_publish(mon, "realtime_update", 15, NULL, (uint8_t *)data, n, NULL);
 }
@@ -511,7 +511,7 @@ expire(void)
 
 	/* destroy() takes s off the idle list, so the head moves on. */
 	while ((s = idle_first) != NULL &&
-	    now - s->empty_since >= hub_cfg.session_ttl_ms)
+	    now - s->empty_since >= hub_config()->session_ttl_ms)
 		destroy(s);
 }
 
@@ -531,11 +531,11 @@ tick(void *arg)
 	uint32_t created, destroyed;
 
 	/* Expiry looks at the idle list's head only, and only with a TTL. */
-	if (arg != NULL && hub_cfg.session_ttl_ms > 0)
+	if (arg != NULL && hub_config()->session_ttl_ms > 0)
 		expire();
 	created = jrnl.created.n;
 	destroyed = jrnl.destroyed.n;
-	if (hub_cfg.session_events)
+	if (hub_config()->session_events)
 		publish_diff();
 	if (arg != NULL)
 		realtime_update();
@@ -554,5 +554,5 @@ sess_init(void)
 	tcap = 1024;
 	if ((table = calloc(tcap, sizeof *table)) == NULL)
 		return -1;
-	return ws_timer(hub_cfg.tick_ms, tick, &armed);
+	return ws_timer(hub_config()->tick_ms, tick, &armed);
 }

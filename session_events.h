@@ -11,6 +11,45 @@
 
 #include "hub.h"
 
+struct json_buf;
+
+/* ---- The registry ----------------------------------------------------- */
+
+struct sess;
+
+/*
+ * Session ids use the group alphabet, 1-64 bytes; id NULL makes a random
+ * one.  sess_create() returns the session, or NULL with *status 409
+ * (exists), 503 (--max-sessions reached) or 500.  by_conn marks a session
+ * made by a connection to /ws/sessions/ID: it ends --session-ttl after its
+ * last connection leaves.
+ */
+struct sess *sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
+	    int by_conn, int *status);
+/*
+ * Create-or-update (PUT): *status 201 when created, 200 when its metadata
+ * was replaced; NULL with 503 or 500 as above.  An existing session is no
+ * longer by_conn afterwards, and a metadata change shows in the next
+ * tick's session_updated.
+ */
+struct sess *sess_put(const char *id, size_t n, const uint8_t *meta,
+	    size_t mlen, int *status);
+int	sess_delete(const char *id, size_t n);	/* 0, or -1: unknown */
+
+/* A connection joins session id (created if absent); NULL: refused. */
+struct sess *sess_attach(const char *id, size_t n, int *status);
+void	sess_detach(struct sess *s);
+const char *sess_id(const struct sess *s);
+
+unsigned sess_count(void);
+
+/* Append {"sessions":[...],"total":N} for one page in creation order. */
+void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
+
+/* Start the tick: session diff, expiry and realtime_update.  0 or -1. */
+int	sess_init(void);
+
+
 /* What happened to a session between two ticks. */
 enum sess_change {
 	SESS_CREATED,

@@ -129,7 +129,7 @@ struct ws_conn {
 #define MAX_EVENTS	256
 #define MAX_IOV		64
 
-struct ws_stats ws_stats;
+static struct ws_stats ws_stats;
 const char *const ws_hs_fail_names[6] = {
 	"bad_request", "version", "too_large", "timeout", "refused", "limit"
 };
@@ -825,13 +825,23 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 		c->state = C_CLOSING;
 }
 
-/* A fixed-text JSON error for failures found before any handler ran. */
+void
+ws_http_error(struct ws_conn *c, int status, const char *code,
+    const char *message, const char *headers)
+{
+	char body[256];
+	int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":"
+	    "\"%s\"}", code, message);
+
+	ws_http_respond(c, status, "application/json", headers, body, n);
+}
+
+/* A fixed-text JSON error for failures found before any handler ran; the
+ * connection closes after it. */
 static void
 http_error(struct ws_conn *c, int status, const char *extra)
 {
-	char body[160];
 	const char *code;
-	int n;
 
 	switch (status) {
 	case 400: code = "bad_request"; break;
@@ -844,10 +854,8 @@ http_error(struct ws_conn *c, int status, const char *extra)
 	case 503: code = "unavailable"; break;
 	default:  code = "error"; break;
 	}
-	n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}",
-	    code, ws_status_text(status));
 	c->keep_alive = 0;
-	ws_http_respond(c, status, "application/json", extra, body, n);
+	ws_http_error(c, status, code, ws_status_text(status), extra);
 }
 
 static void
@@ -1316,6 +1324,12 @@ conn_event(struct ws_conn *c, uint32_t events)
 	if (!c->dead && ((events & EPOLLOUT) || (c->ssl != NULL &&
 	    c->tls_retry > 0)))
 		conn_flush(c);
+}
+
+const struct ws_stats *
+ws_stats_get(void)
+{
+	return &ws_stats;
 }
 
 uint64_t

@@ -101,7 +101,7 @@ enum ws_hs_fail {
 	WS_HS_REFUSED, WS_HS_LIMIT
 };
 
-extern struct ws_stats ws_stats;
+const struct ws_stats *ws_stats_get(void);
 extern const char *const ws_hs_fail_names[6];
 
 /*
@@ -162,6 +162,13 @@ void	ws_on_turn(void (*fn)(void));
  */
 void	ws_http_respond(struct ws_conn *c, int status, const char *type,
 	    const char *headers, const void *body, size_t len);
+
+/*
+ * An error answer {"error":code,"message":message}: both fixed texts
+ * (never request input), headers as for ws_http_respond().
+ */
+void	ws_http_error(struct ws_conn *c, int status, const char *code,
+	    const char *message, const char *headers);
 
 /* The connection's number, unique for the life of the process. */
 uint64_t ws_conn_id(const struct ws_conn *c);

@@ -1,0 +1,344 @@
+/*
+ * routes.c - who may call what: the WebSocket routes and their upgrade,
+ * the policy for every request (Host, Origin, API key, token), and the
+ * life of a hub connection (open, close, token expiry).
+ *
+ * /ws/NAME, /ws/KIND/ID and /ws/sessions/ID (and /api/v1/ws/...) map to a
+ * group here; every HTTP request's head passes routes_head() before its
+ * body is read, and the API (api.c) asks routes_may_read() and
+ * routes_api_key() for the calls that need them.  Refusals are JSON
+ * errors with fixed texts.  No I/O of its own.
+ */
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "hub.h"
+#include "log.h"
+#include "routes.h"
+#include "session_events.h"
+#include "ws.h"
+
+static const struct hub_config *cfg;
+
+/* ==== Host and Origin ================================================== */
+
+static int
+origin_is(struct http_slice o, const char *scheme, struct http_slice host)
+{
+	size_t sl = strlen(scheme);
+
+	return o.n == sl + host.n && strncasecmp(o.p, scheme, sl) == 0 &&
+	    strncasecmp(o.p + sl, host.p, host.n) == 0;
+}
+
+int
+routes_host_ok(const struct http_req *req)
+{
+	const struct http_slice *host = http_header(req, "host");
+	char name[256];
+	struct in6_addr a;
+	size_t n;
+
+	if (host == NULL || cfg->token_secret != NULL ||
+	    cfg->api_key != NULL)
+		return 1;
+	if (host->n > 0 && host->p[0] == '[')
+		return memchr(host->p, ']', host->n) != NULL;	/* IPv6 */
+	for (n = 0; n < host->n && host->p[n] != ':'; n++)
+		;
+	if (n == 0 || n >= sizeof name)
+		return 0;
+	memcpy(name, host->p, n);
+	name[n] = '\0';
+	if (strcasecmp(name, "localhost") == 0 ||
+	    inet_pton(AF_INET, name, &a) == 1)
+		return 1;
+	for (int i = 0; i < cfg->nallow_host; i++)
+		if (strcasecmp(name, cfg->allow_host[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+origin_ok(const struct http_req *req, int credentials)
+{
+	const struct http_slice *o = http_header(req, "origin"), *host;
+
+	if (o == NULL)
+		return 1;
+	/* The page wsd serves itself is always welcome. */
+	host = http_header(req, "host");
+	if (host != NULL && (origin_is(*o, "http://", *host) ||
+	    origin_is(*o, "https://", *host)))
+		return 1;
+	if (cfg->nallow_origin > 0) {
+		for (int i = 0; i < cfg->nallow_origin; i++)
+			if (strlen(cfg->allow_origin[i]) == o->n &&
+			    memcmp(cfg->allow_origin[i], o->p, o->n) == 0)
+				return 1;
+		return 0;
+	}
+	/* Another page driving a visitor's browser (CSWSH, or a form POST)
+	 * is harmless only where the request needs credentials that page
+	 * cannot send. */
+	return credentials;
+}
+
+/*
+ * The token from ?token= or "Authorization: Bearer", verified.  Returns 0
+ * with *claims filled, or 401.
+ */
+static int
+check_token(const struct http_req *req, struct auth_claims *claims)
+{
+	char tok[AUTH_MAX_TOKEN + 1];
+	struct http_slice bearer = http_bearer(req);
+	const char *p = tok;
+	long n = http_query_param(req->query, "token", tok, sizeof tok);
+	int rc;
+
+	if (n < 0 && bearer.n > 0) {
+		p = bearer.p;
+		n = bearer.n;
+	}
+	if (n < 0) {
+		log_msg(LOG_INFO, "upgrade refused: no token");
+		return 401;
+	}
+	rc = auth_verify(cfg->token_secret, cfg->token_secret_len, p, n,
+	    time(NULL), claims);
+	OPENSSL_cleanse(tok, sizeof tok);
+	if (rc != AUTH_OK) {
+		log_msg(LOG_INFO, "upgrade refused: %s", auth_strerror(rc));
+		return 401;
+	}
+	return 0;
+}
+
+/*
+ * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
+ * (creating session ID); /api/v1/ws/... is the same.  Refusals, in order:
+ * 403 for a foreign Origin, 400 for a bad name or since, 401 for a missing
+ * or bad token, 403 for a group the token does not grant, 503 at a limit.
+ * Returns 0 or that HTTP status.
+ */
+int
+routes_upgrade(struct ws_conn *c, const struct http_req *req,
+    struct ws_app_conn **out)
+{
+	struct http_slice path = req->path;
+	struct ws_app_conn *a;
+	char name[HUB_GROUP_MAX + 16], pos[64];
+	const char *slash;
+	size_t n;
+	long pl;
+	int status = 0;
+
+	if (!routes_host_ok(req) ||
+	    !origin_ok(req, cfg->token_secret != NULL))
+		return 403;
+	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
+		path.p += 7;
+		path.n -= 7;
+	}
+	if (path.n < 5 || memcmp(path.p, "/ws/", 4) != 0)
+		return 404;
+	path.p += 4;
+	path.n -= 4;
+	if (path.n > HUB_GROUP_MAX + 8)
+		return 400;
+	slash = memchr(path.p, '/', path.n);
+	if (slash == NULL) {
+		memcpy(name, path.p, path.n);
+		n = path.n;
+	} else {
+		int kind = slash - path.p, id = path.n - kind - 1;
+		int sess = kind == 8 && memcmp(path.p, "sessions", 8) == 0;
+
+		if (memchr(slash + 1, '/', id) != NULL)
+			return 404;
+		if (kind == 0 || id == 0)
+			return 400;
+		n = snprintf(name, sizeof name, "%.*s:%.*s",
+		    sess ? 7 : kind, sess ? "session" : path.p, id, slash + 1);
+	}
+	if (n > HUB_GROUP_MAX || !hub_name_valid(name, n))
+		return 400;
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return 503;
+	a->c = c;
+	if ((pl = http_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
+		if (hub_parse_pos(pos, pl, &a->since) == -1)
+			goto refuse_400;
+		a->has_since = 1;
+	} else if (pl == WS_ERROR)
+		goto refuse_400;
+	if (cfg->token_secret != NULL) {
+		if ((status = check_token(req, &a->claims)) != 0)
+			goto refuse;
+		if (!auth_may_join(&a->claims, name, n)) {
+			status = 403;
+			goto refuse;
+		}
+	}
+	/* The session first: creating it may run the session tick, which
+	 * may make room among idle groups, and the route group, idle until
+	 * open() joins it, must not be the room made. */
+	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
+	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL)
+		goto refuse;
+	if ((a->route = hub_group(name, n, 1)) == NULL) {
+		status = 503;
+		goto refuse;
+	}
+	a->bucket = cfg->publish_rate;
+	a->bucket_ms = ws_now_ms();
+	*out = a;
+	return 0;
+refuse_400:
+	status = 400;
+refuse:
+	if (a->session != NULL)
+		sess_detach(a->session);
+	auth_claims_free(&a->claims);
+	free(a);
+	return status;
+}
+
+void
+routes_open(struct ws_conn *c, struct ws_app_conn *a)
+{
+	(void)c;
+	if (hub_subscribe(a, a->route) == -1) {
+		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	hub_send_subscribed(a, a->route);
+	if (a->has_since)
+		hub_replay(a, a->route, &a->since);
+}
+
+void
+routes_closed(struct ws_conn *c, struct ws_app_conn *a)
+{
+	(void)c;
+	while (a->nsubs > 0)
+		hub_unsubscribe(a, a->nsubs - 1);
+	if (a->session != NULL)
+		sess_detach(a->session);
+	auth_claims_free(&a->claims);
+	free(a->subs);
+	free(a);
+}
+
+/* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection
+ * whose token has run out is closed with 1008.  The leeway is taken from
+ * now, never added to exp, which may be as large as INT64_MAX. */
+static void
+expire_one(struct ws_conn *c, struct ws_app_conn *a, void *now)
+{
+	if (a != NULL && a->claims.exp != 0 &&
+	    *(int64_t *)now - AUTH_LEEWAY_S >= a->claims.exp)
+		ws_close(c, WS_CLOSE_POLICY, "token expired");
+}
+
+static void
+expire_tokens(void *arg)
+{
+	int64_t now = time(NULL);
+
+	(void)arg;
+	ws_foreach(expire_one, &now);
+}
+
+/* ==== HTTP calls: who may call ========================================= */
+
+/*
+ * --api-key as "Authorization: Bearer KEY", compared in constant time.
+ * 1 if it is not required or given; else 401 is answered.
+ */
+int
+routes_api_key(struct ws_conn *c, const struct http_req *req)
+{
+	struct http_slice b = http_bearer(req);
+
+	if (cfg->api_key == NULL || auth_key_equal((const uint8_t *)b.p, b.n,
+	    cfg->api_key, cfg->api_key_len))
+		return 1;
+	ws_http_error(c, 401, "unauthorized", "this call needs the API key",
+	    "WWW-Authenticate: Bearer\r\n");
+	return 0;
+}
+
+/*
+ * Who may call at all, decided on the head before any body is read: the
+ * Host (DNS rebinding); then, for every call that changes something, the
+ * Origin (a form on another origin can POST without asking, so it is
+ * refused as an upgrade would be) and the API key.
+ */
+int
+routes_head(struct ws_conn *c, const struct http_req *req)
+{
+	if (!routes_host_ok(req)) {
+		ws_http_error(c, 403, "forbidden", "host not allowed", NULL);
+		return -1;
+	}
+	if (http_slice_eq(req->method, "GET"))
+		return 0;
+	if (!origin_ok(req, cfg->api_key != NULL)) {
+		ws_http_error(c, 403, "forbidden", "origin not allowed", NULL);
+		return -1;
+	}
+	return routes_api_key(c, req) ? 0 : -1;
+}
+
+/*
+ * With tokens on, a group's history is no more public than its live
+ * events: reading it takes the API key, or a JWT (as Bearer) that grants
+ * the group ("*" needs a token granting every group).  1 if allowed;
+ * else the 401 or 403 is answered.
+ */
+int
+routes_may_read(struct ws_conn *c, const struct http_req *req,
+    const char *name)
+{
+	struct http_slice b = http_bearer(req);
+	struct auth_claims claims;
+	int ok;
+
+	if (cfg->token_secret == NULL)
+		return 1;
+	if (b.n > 0 && cfg->api_key != NULL && auth_key_equal(
+	    (const uint8_t *)b.p, b.n, cfg->api_key, cfg->api_key_len))
+		return 1;
+	if (b.n == 0 || auth_verify(cfg->token_secret, cfg->token_secret_len,
+	    b.p, b.n, time(NULL), &claims) != AUTH_OK) {
+		ws_http_error(c, 401, "unauthorized", "this call needs a token",
+		    NULL);
+		return 0;
+	}
+	ok = hub_may_read(&claims, name, strlen(name));
+	auth_claims_free(&claims);
+	if (!ok)
+		ws_http_error(c, 403, "forbidden", "the token does not grant "
+		    "this group", NULL);
+	return ok;
+}
+
+int
+routes_init(void)
+{
+	cfg = hub_config();
+	if (cfg->token_secret != NULL &&
+	    ws_timer(1000, expire_tokens, NULL) == -1)
+		return -1;
+	return 0;
+}
