@@ -458,14 +458,18 @@ hub_put_timestamp(struct json_buf *b)
 /*
  * Keep b in g's history, within the group's bounds (--history,
  * --history-bytes) and the bound on all history (--history-total): past
- * that, idle groups least recently used go first, then g's own oldest events, and
- * if nothing is left to give, b is simply not kept (it was still sent).
+ * that, idle groups least recently used go first, then g's own oldest
+ * events.  The history is always the last hlen events, ending at g->seq
+ * (positions are computed from that), so an event that cannot be kept
+ * (larger than the bounds, or no memory) empties it: a resume from before
+ * it then gets history_gap, never the wrong events.
  */
 static void
 hist_append(struct hub_group *g, struct ws_buf *b)
 {
-	if (hub_cfg.history == 0 || b->len > hub_cfg.history_bytes)
-		return;
+	if (hub_cfg.history == 0 || b->len > hub_cfg.history_bytes ||
+	    b->len > hub_cfg.history_total)
+		goto not_kept;
 	while (g->hlen > 0 && (g->hlen >= hub_cfg.history ||
 	    g->hbytes + b->len > hub_cfg.history_bytes))
 		hist_drop_oldest(g);
@@ -473,7 +477,7 @@ hist_append(struct hub_group *g, struct ws_buf *b)
 		if (evict_idle_group(g) == 0)
 			continue;
 		if (g->hlen == 0)
-			return;
+			goto not_kept;
 		hist_drop_oldest(g);
 	}
 	if (g->hlen == g->hcap) {
@@ -481,7 +485,7 @@ hist_append(struct hub_group *g, struct ws_buf *b)
 		struct ws_buf **nh = malloc(ncap * sizeof *nh);
 
 		if (nh == NULL)
-			return;		/* history is best effort */
+			goto not_kept;
 		for (uint32_t i = 0; i < g->hlen; i++)
 			nh[i] = g->hist[(g->hhead + i) & (g->hcap - 1)];
 		free(g->hist);
@@ -494,6 +498,10 @@ hist_append(struct hub_group *g, struct ws_buf *b)
 	g->hlen++;
 	g->hbytes += b->len;
 	hist_total += b->len;
+	return;
+not_kept:
+	while (g->hlen > 0)
+		hist_drop_oldest(g);
 }
 
 size_t
@@ -723,29 +731,52 @@ put_position(struct json_buf *jb, const struct hub_group *g)
 	json_put_cstr(jb, tail);
 }
 
+/*
+ * 1 if the events after pos are all still kept: the same epoch (or a bare
+ * seq), not older than the history, not newer than the stream.
+ */
+static int
+pos_kept(const struct hub_group *g, const struct hub_pos *pos)
+{
+	uint64_t oldest = g->seq - g->hlen + 1;
+
+	return (pos->epoch[0] == '\0' || strcmp(pos->epoch, g->epoch) == 0) &&
+	    pos->seq + 1 >= oldest && pos->seq <= g->seq;
+}
+
 void
 hub_history_members(const char *name, size_t n, const struct hub_pos *pos,
     unsigned limit, struct json_buf *out)
 {
 	struct hub_group *g = hub_group(name, n, 0);
-	uint64_t s = 0, oldest;
+	uint64_t s, oldest;
 	unsigned k = 0;
+	char tail[64];
 
 	json_put_cstr(out, "\"group\":");
 	json_put_str(out, name, n);
 	if (g == NULL) {
-		json_put_cstr(out, ",\"epoch\":null,\"seq\":0,\"events\":[],"
-		    "\"more\":false");
+		json_put_cstr(out, ",\"epoch\":null,\"seq\":0,\"oldest\":1,"
+		    "\"events\":[],\"more\":false");
 		return;
 	}
 	put_position(out, g);
 	if (limit > HUB_HISTORY_PAGE)
 		limit = HUB_HISTORY_PAGE;
+	/* A position that cannot be honoured (another epoch, older than
+	 * the history, newer than the stream) reads from the oldest kept
+	 * event, and says so, as a replay would with history_gap. */
 	oldest = g->seq - g->hlen + 1;
-	if ((s = hub_since(g, pos) + 1) < oldest)
-		s = oldest;
+	s = pos->seq;
+	snprintf(tail, sizeof tail, ",\"oldest\":%llu",
+	    (unsigned long long)oldest);
+	json_put_cstr(out, tail);
+	if (!pos_kept(g, pos)) {
+		json_put_cstr(out, ",\"gap\":true");
+		s = oldest - 1;
+	}
 	json_put_cstr(out, ",\"events\":[");
-	for (; s <= g->seq && k < limit; s++, k++) {
+	for (s++; s <= g->seq && k < limit; s++, k++) {
 		struct ws_buf *b = hist_at(g, s);
 
 		if (k > 0)
@@ -758,11 +789,19 @@ hub_history_members(const char *name, size_t n, const struct hub_pos *pos,
 void
 hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out)
 {
-	struct hub_group *g = all_first;
+	struct hub_group *g = NULL;
 	char tail[64];
 
-	for (unsigned i = 0; g != NULL && i < offset; i++)
-		g = g->all_next;
+	/* From the nearer end: no page costs more than half the groups. */
+	if (offset < ngroups / 2) {
+		g = all_first;
+		for (unsigned i = 0; i < offset; i++)
+			g = g->all_next;
+	} else if (offset < ngroups) {
+		g = all_last;
+		for (unsigned i = ngroups - 1; i > offset; i--)
+			g = g->all_prev;
+	}
 	json_put_cstr(out, "{\"groups\":[");
 	for (unsigned n = 0; g != NULL && n < limit; g = g->all_next, n++) {
 		json_put_cstr(out, n > 0 ? ",{\"group\":" : "{\"group\":");
@@ -872,13 +911,6 @@ replay_more(struct ws_app_conn *a)
 	}
 }
 
-uint64_t
-hub_since(const struct hub_group *g, const struct hub_pos *pos)
-{
-	if (pos->epoch[0] != '\0' && strcmp(pos->epoch, g->epoch) != 0)
-		return 0;
-	return pos->seq;
-}
 
 /*
  * Replay g's events after pos to member a.  A position from another
@@ -895,8 +927,7 @@ hub_replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos
 
 	if (i < 0)
 		return;
-	if ((pos->epoch[0] != '\0' && strcmp(pos->epoch, g->epoch) != 0) ||
-	    since + 1 < oldest || since > g->seq) {
+	if (!pos_kept(g, pos)) {
 		send_gap(a, g, oldest);
 		since = oldest - 1;
 	}

@@ -161,21 +161,17 @@ void	hub_put_timestamp(struct json_buf *b);
 /* g's epoch: HUB_EPOCH_LEN hex digits, chosen when its stream started. */
 const char *hub_group_epoch(const struct hub_group *g);
 
-/*
- * Where a read of g's history from pos starts: after pos.seq in the same
- * epoch (or a bare seq), from the stream's start in another.
- */
-uint64_t hub_since(const struct hub_group *g, const struct hub_pos *pos);
-
 /* Number of subscribers of g. */
 unsigned hub_group_subscribers(const struct hub_group *g);
 
 /*
  * The members of a history answer, over HTTP or WebSocket:
- * "group":G,"epoch":E,"seq":S,"events":[...],"more":B with the kept events
- * after pos (hub_since()), oldest first, at most limit of them (and never
- * more than HUB_HISTORY_PAGE).  A group that does not exist has epoch
- * null and no events.
+ * "group":G,"epoch":E,"seq":S,"oldest":O,"events":[...],"more":B with the
+ * kept events after pos, oldest first, at most limit of them (and never
+ * more than HUB_HISTORY_PAGE).  A position whose events are not all kept
+ * (another epoch, older than the history, newer than the stream) adds
+ * "gap":true and reads from the oldest kept event.  A group that does not
+ * exist has epoch null and no events.
  */
 void	hub_history_members(const char *name, size_t n,
 	    const struct hub_pos *pos, unsigned limit, struct json_buf *out);

@@ -405,12 +405,20 @@ sess_count(void)
 void
 sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
 {
-	struct sess *s = first;
+	struct sess *s = NULL;
 	char num[64];
 	unsigned n = 0;
 
-	for (unsigned i = 0; s != NULL && i < offset; i++)
-		s = s->next;
+	/* From the nearer end: no page costs more than half the sessions. */
+	if (offset < count / 2) {
+		s = first;
+		for (unsigned i = 0; i < offset; i++)
+			s = s->next;
+	} else if (offset < count) {
+		s = last;
+		for (unsigned i = count - 1; i > offset; i--)
+			s = s->prev;
+	}
 	json_put_cstr(out, "{\"sessions\":[");
 	for (; s != NULL && n < limit; s = s->next, n++) {
 		json_put_cstr(out, n ? ",{\"id\":" : "{\"id\":");

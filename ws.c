@@ -105,6 +105,7 @@ struct ws_conn {
 	uint8_t		 rd_eof;	/* peer's FIN: write what is queued, close */
 	uint8_t		 want_room;	/* call handlers.writable once drained */
 	uint8_t		 head_ok;	/* HTTP: this request's head passed */
+	uint8_t		 later;		/* on the input list */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
@@ -118,6 +119,7 @@ struct ws_conn {
 	struct ws_conn	*prev, *next;	/* every connection */
 	struct ws_conn	*flush_next;	/* flush list, while dirty */
 	struct ws_conn	*reap_next;	/* reap list, once dead */
+	struct ws_conn	*later_next;	/* input list, while input_later */
 	uint64_t	 id;
 	uint64_t	 last_rx;	/* ms: last bytes from the peer */
 	uint64_t	 deadline;	/* ms: handshake, close or linger limit */
@@ -125,6 +127,7 @@ struct ws_conn {
 };
 
 #define WS_MAX_CTRL	16	/* control frames queued at once */
+#define HTTP_PER_TURN	32	/* requests answered per connection per turn */
 #define READ_SIZE	65536
 #define MAX_EVENTS	256
 #define MAX_IOV		64
@@ -144,6 +147,7 @@ static struct src		 sigsrc = { -1, SRC_SIGNAL };
 static struct ws_conn		*conns;		/* every connection */
 static struct ws_conn		*flush_list;
 static struct ws_conn		*reap_list;
+static struct ws_conn		*later_list;	/* requests left for next turn */
 static uint64_t			 now_ms;
 static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
@@ -158,6 +162,7 @@ static void	conn_mark_dirty(struct ws_conn *);
 static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
 static int	body_hold(struct ws_conn *, size_t);
+static void	input_later(struct ws_conn *);
 static void	send_close(struct ws_conn *, unsigned, const char *);
 static int	ep_mod(struct ws_conn *);
 
@@ -1005,6 +1010,7 @@ http_input(struct ws_conn *c)
 	struct ws_in *in = c->in;
 	struct http_req req;
 	size_t used = 0;
+	int budget = HTTP_PER_TURN;
 
 	while (c->state == C_HTTP && used < in->hlen) {
 		int status;
@@ -1034,9 +1040,21 @@ http_input(struct ws_conn *c)
 			}
 			break;
 		}
-		if (!c->head_ok && !head_ok(c, &req,
-		    in->hlen - used - n >= req.content_length))
+		if (budget-- == 0) {
+			/* Fair to the others: the rest waits a turn. */
+			input_later(c);
 			break;
+		}
+		if (!c->head_ok && !head_ok(c, &req,
+		    in->hlen - used - n >= req.content_length)) {
+			/* Refused and answered.  A body that has arrived is
+			 * skipped and the next request read; one still
+			 * coming is not read: the connection closes. */
+			if (c->state != C_HTTP)
+				break;
+			used += n + req.content_length;
+			continue;
+		}
 		if (in->hlen - used - n < req.content_length) {
 			/* The body is still coming: hold room for it. */
 			if (body_hold(c, req.content_length) == -1)
@@ -1201,19 +1219,21 @@ conn_kill(struct ws_conn *c)
 /*
  * Free the dead.  Telling the layer above may queue output on others (a
  * group's pending events go out before a member leaves), and in a rare
- * failure even kill one of those: a connection still on the flush list is
- * left for the next pass, so no list ever holds a freed pointer.
+ * failure even kill one of those: a connection still on the flush list or
+ * the input list is left for the next pass, so no list ever holds a freed
+ * pointer.
  */
-static void
+static int
 reap(void)
 {
 	struct ws_conn *later = NULL;
+	int n = 0;
 
 	while (reap_list != NULL) {
 		struct ws_conn *c = reap_list;
 
 		reap_list = c->reap_next;
-		if (c->dirty) {
+		if (c->dirty || c->later) {
 			c->reap_next = later;
 			later = c;
 			continue;
@@ -1221,8 +1241,10 @@ reap(void)
 		if (c->app != NULL && app.closed != NULL)
 			app.closed(c, c->app);
 		free(c);
+		n++;
 	}
 	reap_list = later;
+	return n;
 }
 
 /* One read of at most cap bytes: n > 0, 0 at the end, -1 with errno
@@ -1260,9 +1282,12 @@ conn_read(struct ws_conn *c)
 	if (c->state == C_HTTP && http_room(c) < cap)
 		cap = http_room(c);
 	if (cap == 0) {
-		/* Cannot happen: a whole request always fits and is answered
-		 * before more is read.  Refuse rather than spin. */
-		conn_kill(c);
+		/* The buffer is full of requests left for the next turn
+		 * (input_later): read again once they are answered.
+		 * Otherwise it cannot happen: a whole request always fits
+		 * and is answered before more is read.  Refuse, not spin. */
+		if (!c->later)
+			conn_kill(c);
 		return;
 	}
 	n = conn_recv(c, cap);
@@ -1701,6 +1726,36 @@ signal_event(void (*on_hup)(void))
 	}
 }
 
+/*
+ * A connection that pipelined more requests than HTTP_PER_TURN: the rest
+ * are answered in the next turns, so one client cannot hold the loop.
+ */
+static void
+input_later(struct ws_conn *c)
+{
+	if (!c->later) {
+		c->later = 1;
+		c->later_next = later_list;
+		later_list = c;
+	}
+}
+
+static void
+input_all(void)
+{
+	struct ws_conn *list = later_list;
+
+	later_list = NULL;
+	while (list != NULL) {
+		struct ws_conn *c = list;
+
+		list = c->later_next;
+		c->later = 0;
+		if (!c->dead && c->state == C_HTTP && c->in != NULL)
+			http_input(c);
+	}
+}
+
 static void
 flush_all(void)
 {
@@ -1721,7 +1776,7 @@ ws_run(void (*on_hup)(void))
 	struct epoll_event events[MAX_EVENTS];
 
 	for (;;) {
-		int n, timeout = drain_until ? 50 : -1;
+		int n, timeout = later_list ? 0 : drain_until ? 50 : -1;
 
 		if (drain_until != 0 && (conns == NULL || now_ms >= drain_until))
 			break;
@@ -1731,6 +1786,7 @@ ws_run(void (*on_hup)(void))
 			log_msg(LOG_ERROR, "epoll_wait: %s", strerror(errno));
 			return 1;
 		}
+		input_all();
 		for (int i = 0; i < n; i++) {
 			struct src *s = events[i].data.ptr;
 
@@ -1750,17 +1806,18 @@ ws_run(void (*on_hup)(void))
 			}
 		}
 		/* Reaping may queue output (see reap()): go round until
-		 * nothing is left to write or to free this turn. */
+		 * nothing is left to write or to free this turn (one left
+		 * on the input list is freed next turn). */
 		do {
 			if (on_turn != NULL)
 				on_turn();
 			flush_all();
-			reap();
-		} while (flush_list != NULL || reap_list != NULL);
+		} while (reap() > 0 || flush_list != NULL);
 	}
 	while (conns != NULL)
 		conn_kill(conns);
 	do {
+		input_all();
 		flush_all();
 		reap();
 	} while (reap_list != NULL);

@@ -1119,6 +1119,156 @@ def t14_rss_rounds():
               "rounds %r KiB" % after)
 
 
+# ---- 15-19. found by the second attack run -----------------------------------
+
+# Guards: an event too large for the history must not shift every kept
+# position by one (a resume got event 1 again and never event 4).
+def t15_unkept_event():
+    with start("--history-bytes", "4K", "--no-session-events") as srv:
+        ok = publish_many(srv, "g", [{"type": "small", "data": i}
+                                     for i in (1, 2, 3)])
+        ok = publish_many(srv, "g", [{"type": "big", "data": "x" * 5000}]) \
+            and ok
+        check("15: 3 small and 1 big event published", ok)
+        c = srv.ws("/ws/g?since=1")
+        m = c.recv_json()
+        epoch = m.get("epoch", "")
+        check("15: resume from before the unkept event -> history_gap",
+              m.get("code") == "history_gap" and m.get("oldest") == 5 and
+              m.get("seq") == 4, repr(m))
+        c.send_json({"type": "ping", "id": "after"})
+        m = c.recv_json()
+        check("15: ... then nothing replayed (no wrong event)",
+              m.get("type") == "pong", repr(m))
+        st, h = http_json(srv.port, "GET", "/api/groups/g/events?since=1")
+        check("15: HTTP history: gap, no events, oldest 5",
+              st == 200 and h.get("gap") is True and h.get("events") == [] and
+              h.get("oldest") == 5, repr(h)[:300])
+        ok = publish_many(srv, "g", [{"type": "small", "data": 5}])
+        c.close()
+        c = srv.ws("/ws/g?since=%s:4" % epoch)
+        m = c.recv_json()
+        check("15: the next kept event is replayed with its own seq",
+              m.get("seq") == 5 and m.get("data") == 5, repr(m))
+        c.close()
+
+
+# Guards: a request refused on its head whose body arrived whole must be
+# consumed: the requests pipelined behind it are answered, not the refusal
+# again and again.
+def t16_refused_then_next():
+    with start("--api-key", API_KEY, "--no-session-events") as srv:
+        res = pipeline(srv.port, [request("POST", "/api/groups/x/events",
+                                          {"type": "e"})] +
+                       [request("GET", "/health")] * 3, batch=4)
+        check("16: 401 then the three GETs answered 200",
+              [st for st, _ in res] == [401, 200, 200, 200], res)
+    with start("--no-session-events") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port),
+                                     timeout=DEADLINE)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+                  b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        rd = Responses(s)
+        got = []
+        try:
+            for _ in range(2):
+                got.append(rd.read()[0])
+        except (OSError, Closed):
+            pass
+        s.close()
+        check("16: 403 for the foreign Host, then 200 for the next",
+              got == [403, 200], got)
+
+
+# Guards: an unauthenticated request refused on its head is not read on:
+# wsd holds no body for it (RSS rose to 209 MB with 200 of them).
+def t17_refused_holds_nothing():
+    # A long handshake timeout: the close must come from the refusal.
+    with start("--api-key", API_KEY, "--handshake-timeout", "60",
+               "--no-session-events") as srv:
+        socks = []
+        for i in range(40):
+            s = socket.create_connection(("127.0.0.1", srv.port),
+                                         timeout=DEADLINE)
+            s.sendall(request("POST", "/api/groups/x/events", {"type": "e"}) +
+                      b"POST /api/groups/x/events HTTP/1.1\r\nHost: "
+                      b"127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+            socks.append(s)
+        for s in socks:
+            try:
+                s.sendall(b"x" * 900000)
+            except OSError:
+                pass
+        answered = 0
+        for s in socks:
+            rd = Responses(s)
+            try:
+                for _ in range(2):
+                    st, _, _ = rd.read()
+                    answered += st == 401
+            except (OSError, Closed):
+                pass
+        check("17: both unauthenticated requests refused 401 on each "
+              "connection", answered == 80, answered)
+        closed = sum(1 for s in socks if closed_by_server(s))
+        check("17: ... and the connection closed", closed == 40, closed)
+        if not os.environ.get("WSD_SAN"):
+            check("17: nothing held: RSS below 24 MiB",
+                  srv.rss_kib() < 24 * 1024, srv.rss_kib())
+        for s in socks:
+            s.close()
+
+
+# Guards: paging from the far end or past the end is cheap and right (the
+# walk starts from the nearer end; an offset past the total is empty).
+def t18_paging_ends():
+    with start("--no-session-events") as srv:
+        names = ["p%d" % i for i in range(300)]
+        ok = all(st == 202 for st, _ in pipeline(srv.port, [
+            request("POST", "/api/groups/%s/events" % n, {"type": "e"})
+            for n in names]))
+        check("18: 300 groups", ok)
+        for off, want in ((0, names[:3]), (298, names[298:]),
+                          (299, names[299:]), (150, names[150:153]),
+                          (300, []), (4000000000, [])):
+            st, b = http_json(srv.port, "GET",
+                              "/api/groups?offset=%d&limit=3" % off)
+            got = [g.get("group") for g in b.get("groups", [])] \
+                if st == 200 else None
+            check("18: groups offset %d" % off, got == want and
+                  b.get("total") == 300, repr(got))
+        for i in range(200):
+            http_json(srv.port, "POST", "/api/sessions", {"id": "s%d" % i})
+        for off, want in ((199, ["s199"]), (100, ["s100"]), (200, [])):
+            st, b = http_json(srv.port, "GET",
+                              "/api/sessions?offset=%d&limit=1" % off)
+            got = [x.get("id") for x in b.get("sessions", [])] \
+                if st == 200 else None
+            check("18: sessions offset %d" % off, got == want, repr(got))
+        # More pipelined requests than one turn answers: all answered.
+        res = pipeline(srv.port, [request("GET", "/api/groups?offset=299&"
+                                          "limit=1")] * 200, batch=200)
+        check("18: 200 pipelined pages all answered",
+              len(res) == 200 and all(st == 200 for st, _ in res), len(res))
+
+
+# Guards: over HTTP, a bare since newer than the stream (as after a
+# restart) is not answered with a silent empty page.
+def t19_http_since_ahead():
+    with start("--no-session-events") as srv:
+        publish_many(srv, "g", [{"type": "e", "data": i} for i in range(5)])
+        st, h = http_json(srv.port, "GET", "/api/groups/g/events?since=9")
+        check("19: since past the stream -> gap, the stream from oldest",
+              st == 200 and h.get("gap") is True and h.get("oldest") == 1 and
+              [e.get("seq") for e in h.get("events", [])] == [1, 2, 3, 4, 5],
+              repr(h)[:300])
+        st, h = http_json(srv.port, "GET", "/api/groups/g/events?since=2")
+        check("19: since in range: no gap member",
+              st == 200 and "gap" not in h and
+              [e.get("seq") for e in h.get("events", [])] == [3, 4, 5],
+              repr(h)[:300])
+
+
 def main():
     """Every topic, or those whose name contains an argument (t5_, churn)."""
     started = time.monotonic()
@@ -1126,7 +1276,9 @@ def main():
                   t4_rebinding, t5_credentials_first, t6_handshake_order,
                   t7_groups_pages, t8_percent, t9_exp_max, t10_half_close,
                   t11_publish_validation, t12_small, t13_wire_order,
-                  t14_rss_rounds):
+                  t14_rss_rounds, t15_unkept_event, t16_refused_then_next,
+                  t17_refused_holds_nothing, t18_paging_ends,
+                  t19_http_since_ahead):
         if sys.argv[1:] and not any(a in topic.__name__ for a in sys.argv[1:]):
             continue
         t0 = time.monotonic()
