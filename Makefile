@@ -4,6 +4,7 @@
 #   make test       every test, last line "N passed, M failed"
 #   make san        the same suite against an ASan+UBSan build
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
+#   make sim        the whole daemon on a simulated kernel, SEEDS seeds
 #   make bench      the benchmark table (see bench/README)
 
 CC      ?= cc
@@ -70,7 +71,7 @@ san:
 # libFuzzer targets: each runs FUZZ_SECONDS on a copy of its seed corpus
 # (test/corpus/NAME), so new inputs do not pile up in the tree.
 FUZZ_SECONDS ?= 60
-FUZZ = http frame json token
+FUZZ = http frame json token conn
 FUZZFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -I.
 fuzz:
 	mkdir -p build/fuzz
@@ -78,6 +79,10 @@ fuzz:
 	clang $(FUZZFLAGS) -o build/fuzz/frame test/fuzz_frame.c frame.c $(LDLIBS)
 	clang $(FUZZFLAGS) -o build/fuzz/json test/fuzz_json.c json.c
 	clang $(FUZZFLAGS) -o build/fuzz/token test/fuzz_token.c auth.c json.c $(LDLIBS)
+	$(MAKE) -s B=build/fuzz build/fuzz/dashboard.c
+	clang $(FUZZFLAGS) $(SIMLDFLAGS) -o build/fuzz/conn test/fuzz_conn.c \
+	    test/simkern.c $(patsubst %,%.c,$(filter-out dashboard,$(LIB))) \
+	    build/fuzz/dashboard.c -lpthread $(LDLIBS)
 	for t in $(FUZZ); do \
 		rm -rf build/fuzz/corpus-$$t && cp -r test/corpus/$$t build/fuzz/corpus-$$t && \
 		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
@@ -95,7 +100,7 @@ include bench/bench.mk
 # The whole daemon on a simulated kernel (test/sim.c, test/simkern.c):
 # the calls in SIMWRAP are linked to __wrap_NAME, so no real socket is
 # opened and a seed replays exactly.  SEEDS seeds under ASan+UBSan, two at
-# a time; SEED=S runs that one seed.
+# a time; SEED=S runs that one seed.  A failing seed prints its repro.
 SEEDS ?= 50
 SIMWRAP = socket bind listen accept accept4 getsockname setsockopt \
 	shutdown read write writev close open epoll_create1 epoll_ctl \
@@ -109,7 +114,7 @@ sim:
 	$(MAKE) -s B=build/sim CFLAGS="$(SAN)" LDFLAGS="$(SAN)" build/sim/sim
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
-	    build/sim/sim $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
+	    build/sim/sim $(SIMFLAGS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
 .PHONY: sim
 
 # ==== Packaging: install, uninstall, the notify unit test ==============

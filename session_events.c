@@ -166,15 +166,25 @@ grow(void)
 	tcap = ncap;
 }
 
-/* The journal is bounded too: at its limit, the tick runs early. */
+/* The tick, which the journal runs early when it is full. */
 static void	tick(void *);
 
+/*
+ * The journal is bounded too: at its limit the tick runs early.  Called
+ * before a change touches the count, so the tick's counts and its
+ * journal describe the same moment.
+ */
 static void
-note(enum sess_change change, const char *id, size_t n)
+journal_room(void)
 {
 	if (jrnl.created.n + jrnl.destroyed.n + jrnl.updated.n >=
 	    2 * hub_config()->max_sessions + 2)
 		tick(NULL);
+}
+
+static void
+note(enum sess_change change, const char *id, size_t n)
+{
 	if (hub_config()->session_events &&
 	    sess_journal_add(&jrnl, change, id, n) == -1)
 		log_msg(LOG_ERROR, "session journal: out of memory");
@@ -271,6 +281,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	else
 		first = s;
 	last = s;
+	journal_room();
 	count++;
 	total++;
 	note(SESS_CREATED, id, n);
@@ -297,6 +308,7 @@ destroy(struct sess *s)
 		s->next->prev = s->prev;
 	else
 		last = s->prev;
+	journal_room();
 	count--;
 	idle_del(s);
 	note(SESS_DESTROYED, s->id, s->idlen);
@@ -380,6 +392,7 @@ sess_put(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 			s->meta = memcpy(copy, meta, mlen);
 		s->mlen = mlen;
 		if (s->updated_tick != tick_no) {
+			journal_room();
 			note(SESS_UPDATED, s->id, s->idlen);
 			s->updated_tick = tick_no;
 		}

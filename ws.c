@@ -679,10 +679,12 @@ chunk(struct ws_conn *c, struct ws_in *in, const struct ws_chunk *ch,
 		conn_fail(c, code);
 		return;
 	}
-	ws_unmask(in->msg + in->mlen, p, ch->n, in->p.mask, ch->off);
+	/* An empty fragment has nothing to unmask (and no buffer yet). */
+	if (ch->n > 0)
+		ws_unmask(in->msg + in->mlen, p, ch->n, in->p.mask, ch->off);
 	/* §8.1: fail as soon as a text prefix cannot be UTF-8, without
 	 * waiting for the rest of the message. */
-	if (op == WS_OP_TEXT &&
+	if (op == WS_OP_TEXT && ch->n > 0 &&
 	    ws_utf8_valid(&in->utf8, in->msg + in->mlen, ch->n) == -1) {
 		conn_fail(c, WS_CLOSE_BAD_DATA);
 		return;
@@ -1693,6 +1695,9 @@ ws_shutdown(void)
 	drain_until = now_ms + cfg.drain_ms + 1;
 	log_msg(LOG_INFO, "shutting down connections=%llu",
 	    (unsigned long long)ws_stats.connections);
+	/* Events accepted this turn go out ahead of the 1001. */
+	if (on_turn != NULL)
+		on_turn();
 	while (listeners != NULL) {
 		struct listener *l = listeners;
 

@@ -104,8 +104,21 @@ void	sim_close(int h);	/* FIN, and it reads no more */
 void	sim_reset(int h);	/* RST: everything in flight is lost */
 void	sim_set_win(int h, size_t win);
 
+/* The driver will not use h again; the kernel may, once closed. */
+void	sim_release(int h);
+
 /* Server-side connections open now (accepted, fd not closed). */
 unsigned sim_open_conns(void);
+
+struct ws_config;
+struct hub_config;
+
+/*
+ * Start wsd as main.c does, logging at level into SIM_LOG and listening
+ * on 127.0.0.1:8000; then the caller runs ws_run().  0, or -1.
+ */
+int	sim_start(const struct ws_config *wcfg, const struct hub_config *hcfg,
+	    const char *level);
 
 /* Free every connection and fd; only after the daemon has stopped. */
 void	sim_free(void);

@@ -12,7 +12,8 @@
  * once), partial connects, or anything the daemon does not call.
  *
  * Every choice it makes comes from its own seeded generator, so a run is
- * a function of its seed and of what the driver does.
+ * a function of its seed and of what the driver does.  Last, sim_start()
+ * starts wsd the way main.c does, for both drivers (sim.c, fuzz_conn.c).
  */
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -25,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,7 +36,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
+#include "hub.h"
+#include "log.h"
+#include "proto.h"
+#include "routes.h"
+#include "session_events.h"
 #include "sim.h"
+#include "ws.h"
 
 #define EPOCH_MS	1767225600000ull	/* 2026-01-01: the wall clock */
 #define START_MS	1000000			/* the monotonic clock at start */
@@ -95,6 +104,7 @@ struct ksock {
 	int		 listener;	/* fd it waits on until accepted */
 	uint8_t		 rst_read;	/* ECONNRESET was read once */
 	uint8_t		 rst_write;
+	uint8_t		 released;	/* the driver is done with the handle */
 };
 
 struct sfd {
@@ -309,11 +319,27 @@ sim_signal(int signo)
 
 /* ==== Connections ======================================================= */
 
+/* A released handle whose server side is gone too may be used again. */
+static int
+sock_reuse(void)
+{
+	for (int i = 0; i < nsock; i++) {
+		struct ksock *s = &socks[i];
+
+		if (s->released && (s->pub.srv_closed || s->pub.refused)) {
+			kb_free(&s->c2s);
+			kb_free(&s->s2c);
+			return i;
+		}
+	}
+	return -1;
+}
+
 int
 sim_connect(size_t win)
 {
 	struct ksock *s;
-	int l = -1;
+	int l = -1, h;
 
 	for (int i = 0; i < nfd; i++)
 		if (fds[i].kind == F_LISTEN && fds[i].listening) {
@@ -322,6 +348,8 @@ sim_connect(size_t win)
 		}
 	if (l == -1)
 		return -1;
+	if ((h = sock_reuse()) >= 0)
+		goto found;
 	if (nsock == sockcap) {
 		int ncap = sockcap ? sockcap * 2 : 256;
 		struct ksock *n = realloc(socks, ncap * sizeof *n);
@@ -340,13 +368,21 @@ sim_connect(size_t win)
 		backlog = n;
 		backlogcap = ncap;
 	}
-	s = &socks[nsock];
+	h = nsock++;
+found:
+	s = &socks[h];
 	memset(s, 0, sizeof *s);
 	s->pub.fd = -1;
 	s->pub.win = win;
 	s->listener = l;
-	backlog[nbacklog++] = nsock;
-	return nsock++;
+	backlog[nbacklog++] = h;
+	return h;
+}
+
+void
+sim_release(int h)
+{
+	socks[h].released = 1;
 }
 
 const struct sim_sock *
@@ -812,6 +848,7 @@ do_accept(int fd, struct sockaddr *sa, socklen_t *len, int may_fail)
 		errno = EINVAL;
 		return -1;
 	}
+	f->spin = 0;
 	for (i = 0; i < nbacklog && socks[backlog[i]].listener != fd; i++)
 		;
 	if (i == nbacklog) {
@@ -1182,6 +1219,31 @@ __wrap_getrandom(void *buf, size_t n, unsigned flags)
 	for (size_t i = 0; i < n; i++)
 		p[i] = krand() >> 56;
 	return n;
+}
+
+/* ==== The daemon, wired as main.c wires it ============================== */
+
+/* main.c's handlers: the layers above the reactor. */
+static const struct ws_handlers handlers = {
+	.upgrade = routes_upgrade,
+	.open = routes_open,
+	.message = proto_message,
+	.closed = routes_closed,
+	.writable = hub_writable,
+	.head = routes_head,
+	.http = api_request,
+};
+
+int
+sim_start(const struct ws_config *wcfg, const struct hub_config *hcfg,
+    const char *level)
+{
+	if (log_set_file(SIM_LOG) == -1 || log_set_level(level) == -1 ||
+	    ws_init(wcfg, &handlers) == -1 || hub_init(hcfg) == -1 ||
+	    routes_init() == -1 || sess_init() == -1 ||
+	    ws_listen("127.0.0.1:8000") == -1)
+		return -1;
+	return 0;
 }
 
 void
