@@ -95,7 +95,7 @@ clean:
 	rm -rf build wsd
 
 .PHONY: all wsd test san fuzz clean
-include bench/bench.mk
+-include bench/bench.mk
 
 # The whole daemon on a simulated kernel (test/sim.c, test/simkern.c):
 # the calls in SIMWRAP are linked to __wrap_NAME, so no real socket is

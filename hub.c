@@ -58,7 +58,7 @@ struct hub_group {
 	char		   epoch[HUB_EPOCH_LEN + 1];	/* this stream's */
 };
 
-static struct hub_config hub_cfg;
+static struct hub_config hub_cfg;	/* a copy: main's may go */
 static struct hub_stats hub_stats;
 const char *const hub_error_names[HUB_NERRORS] = {
 	"bad_json", "unknown_type", "bad_group", "forbidden", "too_large",

@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "api.h"
 #include "hub.h"
+#include "json.h"
 #include "proto.h"
 #include "routes.h"
 #include "session_events.h"
@@ -65,7 +66,7 @@ static struct hub_config hubcfg = {
 	.history_total = HUB_HISTORY_TOTAL,
 	.max_conn_groups = HUB_MAX_CONN_GROUPS,
 	.max_groups = HUB_MAX_GROUPS,
-	.json_depth = 64,
+	.json_depth = JSON_MAX_DEPTH,
 	.tick_ms = HUB_TICK_MS,
 	.session_ttl_ms = HUB_SESSION_TTL_MS,
 	.max_sessions = HUB_MAX_SESSIONS,
@@ -592,7 +593,8 @@ main(int argc, char **argv)
 	    -1 || check_listeners() == -1)
 		return 2;
 	auth_require_exp(token_require_exp);
-	if (hubcfg.token_secret != NULL && hubcfg.token_secret_len < 32) {
+	if (hubcfg.token_secret != NULL &&
+	    hubcfg.token_secret_len < AUTH_MIN_SECRET) {
 		/* RFC 7518 §3.2: an HS256 key at least as long as the hash. */
 		fprintf(stderr, "wsd: the token secret needs at least 32 bytes\n");
 		return 2;

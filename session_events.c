@@ -166,8 +166,8 @@ grow(void)
 	tcap = ncap;
 }
 
-/* The tick, which the journal runs early when it is full. */
-static void	tick(void *);
+/* The tick; a full journal runs it early, without expiry or update. */
+static void	tick(int timer);
 
 /*
  * The journal is bounded too: at its limit the tick runs early.  Called
@@ -179,7 +179,7 @@ journal_room(void)
 {
 	if (jrnl.created.n + jrnl.destroyed.n + jrnl.updated.n >=
 	    2 * hub_config()->max_sessions + 2)
-		tick(NULL);
+		tick(0);
 }
 
 static void
@@ -546,19 +546,19 @@ usec(void)
 }
 
 static void
-tick(void *arg)
+tick(int timer)
 {
 	uint64_t t0 = usec();
 	uint32_t created, destroyed;
 
 	/* Expiry looks at the idle list's head only, and only with a TTL. */
-	if (arg != NULL && hub_config()->session_ttl_ms > 0)
+	if (timer && hub_config()->session_ttl_ms > 0)
 		expire();
 	created = jrnl.created.n;
 	destroyed = jrnl.destroyed.n;
 	if (hub_config()->session_events)
 		publish_diff();
-	if (arg != NULL)
+	if (timer)
 		realtime_update();
 	/* bench/tick.py reads this line to measure the cost of a tick. */
 	if (created + destroyed > 0)
@@ -567,13 +567,18 @@ tick(void *arg)
 		    (unsigned long long)(usec() - t0));
 }
 
+static void
+tick_timer(void *arg)
+{
+	(void)arg;
+	tick(1);
+}
+
 int
 sess_init(void)
 {
-	static int armed = 1;
-
 	tcap = 1024;
 	if ((table = calloc(tcap, sizeof *table)) == NULL)
 		return -1;
-	return ws_timer(hub_config()->tick_ms, tick, &armed);
+	return ws_timer(hub_config()->tick_ms, tick_timer, NULL);
 }

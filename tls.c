@@ -175,6 +175,12 @@ tls_write(SSL *ssl, const void *buf, size_t n, int *want)
 	return rc > 0 ? rc : result(ssl, rc, want);
 }
 
+int
+tls_pending(struct ssl_st *ssl)
+{
+	return SSL_pending(ssl);
+}
+
 void
 tls_free(SSL *ssl, int notify)
 {

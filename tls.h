@@ -45,6 +45,9 @@ ssize_t	tls_read(struct ssl_st *ssl, void *buf, size_t n, int *want);
 ssize_t	tls_write(struct ssl_st *ssl, const void *buf, size_t n, int *want);
 
 /* Send close_notify (best effort, never blocks) and free.  NULL is fine. */
+/* Bytes of a record already read and decrypted, which epoll cannot see. */
+int	tls_pending(struct ssl_st *ssl);
+
 void	tls_free(struct ssl_st *ssl, int notify);
 
 #endif

@@ -40,8 +40,6 @@
 #include <unistd.h>
 #include <malloc.h>
 
-#include <openssl/ssl.h>
-
 #include "log.h"
 #include "tls.h"
 #include "ws.h"
@@ -142,7 +140,7 @@ static struct ws_handlers	 app;
 static int			 epfd = -1;
 static int			 reserve_fd = -1;	/* spare fd for EMFILE */
 static struct listener		*listeners;
-static struct timer		*timers;
+static struct timer		*timers;	/* freed when the loop ends */
 static struct src		 sigsrc = { -1, SRC_SIGNAL };
 static struct ws_conn		*conns;		/* every connection */
 static struct ws_conn		*flush_list;
@@ -1346,7 +1344,7 @@ conn_event(struct ws_conn *c, uint32_t events)
 		conn_read(c);
 	/* OpenSSL may hold a whole record already read from the socket,
 	 * which epoll cannot see. */
-	while (!c->dead && c->ssl != NULL && SSL_pending(c->ssl) > 0)
+	while (!c->dead && c->ssl != NULL && tls_pending(c->ssl) > 0)
 		conn_read(c);
 	if (!c->dead && ((events & EPOLLOUT) || (c->ssl != NULL &&
 	    c->tls_retry > 0)))
@@ -1826,6 +1824,13 @@ ws_run(void (*on_hup)(void))
 		flush_all();
 		reap();
 	} while (reap_list != NULL);
+	while (timers != NULL) {
+		struct timer *t = timers;
+
+		timers = t->next;
+		close(t->src.fd);
+		free(t);
+	}
 	log_msg(LOG_INFO, "stopped");
 	return 0;
 }
