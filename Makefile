@@ -15,7 +15,7 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse ws log json auth tls hub proto routes api \
+LIB   = frame http_parse notify ws log json auth tls hub proto routes api \
 	session_events dashboard
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
@@ -50,6 +50,7 @@ $(B)/test_ws: $(B)/frame.o $(B)/http_parse.o
 $(B)/test_json: $(B)/json.o
 $(B)/test_auth: $(B)/auth.o $(B)/json.o test/tjwt.h
 $(B)/test_sessions: $(OBJS)
+$(B)/test_notify: $(B)/notify.o
 $(B)/test_%: test/test_%.c test/t.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(filter %.o,$^) \
 	    $(LDLIBS)
@@ -57,11 +58,15 @@ $(B)/test_%: test/test_%.c test/t.h
 $(B):
 	mkdir -p $(B)
 
+# test/deps.sh installs what the tests need on a fresh Debian 12 (as root),
+# or says the one command to run; with everything there it is silent.
 test: wsd $(TESTS)
+	test/deps.sh
 	WSD=$(CURDIR)/$(B)/wsd TBIN=$(B) test/run
 
 SAN = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 san:
+	test/deps.sh
 	$(MAKE) B=build/san CFLAGS="$(SAN)" LDFLAGS="$(SAN)" build/san/wsd \
 	    $(patsubst $(B)/%,build/san/%,$(TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
@@ -135,7 +140,4 @@ install: $(B)/wsd wsd.8 wsd.service
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/wsd $(DESTDIR)$(MAN8DIR)/wsd.8 \
 	    $(DESTDIR)$(UNITDIR)/wsd.service
-# notify.c is not in LIB yet: test_notify links notify.o alone.
-$(B)/test_notify: test/test_notify.c test/t.h notify.h $(B)/notify.o
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(B)/notify.o
 .PHONY: install uninstall

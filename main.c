@@ -26,6 +26,7 @@
 #include "routes.h"
 #include "session_events.h"
 #include "log.h"
+#include "notify.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -555,6 +556,31 @@ static const struct ws_handlers handlers = {
 	.http = api_request,
 };
 
+/*
+ * systemd's watchdog (WatchdogSec=): WATCHDOG=1 from a timer of the loop
+ * itself, at half the interval asked for, so a stuck loop stops it.
+ */
+static void
+on_watchdog(void *arg)
+{
+	(void)arg;
+	notify_watchdog();
+}
+
+static int
+start_watchdog(void)
+{
+	uint64_t ms = notify_watchdog_usec() / 2000;
+
+	if (notify_watchdog_usec() == 0)
+		return 0;
+	if (ms == 0)
+		ms = 1;
+	if (ms > 86400000)
+		ms = 86400000;
+	return ws_timer((unsigned)ms, on_watchdog, NULL);
+}
+
 static void
 on_hup(void)
 {
@@ -612,5 +638,8 @@ main(int argc, char **argv)
 		if (ws_listen(listen_on.v[i]) == -1)
 			return 1;
 	log_msg(LOG_INFO, "wsd %s started", WSD_VERSION);
+	if (start_watchdog() == -1)
+		return 1;
+	notify_ready();
 	return ws_run(on_hup);
 }

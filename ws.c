@@ -41,6 +41,7 @@
 #include <malloc.h>
 
 #include "log.h"
+#include "notify.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -1691,6 +1692,7 @@ ws_shutdown(void)
 	if (drain_until != 0)
 		return;
 	drain_until = now_ms + cfg.drain_ms + 1;
+	notify_stopping();
 	log_msg(LOG_INFO, "shutting down connections=%llu",
 	    (unsigned long long)ws_stats.connections);
 	/* Events accepted this turn go out ahead of the 1001. */
