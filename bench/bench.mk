@@ -2,6 +2,8 @@
 #
 #   make bench         every scenario, every server, three runs: table of medians
 #   make bench-quick   one run of small scenarios (under two minutes)
+#   make bench-scale   the cost of state: eviction, replay and the session
+#                      tick at 1,000 / 10,000 / 100,000 (about a minute)
 #
 # The optional peers' recipes never fail: without libwebsockets-dev, node
 # or the npm registry their file is not made, a note is printed, and
@@ -30,4 +32,8 @@ bench: wsd $(BENCH_BINS)
 bench-quick: wsd $(BENCH_BINS)
 	bench/run --quick --build $(B)
 
-.PHONY: bench bench-quick
+bench-scale: wsd
+	mkdir -p $(B)/bench
+	bench/scale.py --wsd $(B)/wsd --out $(B)/bench/scale.txt
+
+.PHONY: bench bench-quick bench-scale

@@ -7,6 +7,8 @@ changes (default 1,000: half deleted, half created) and reads the "tick ... us="
 log line of the tick that carries them.  Prints one key=value line.
 
     bench/tick.py [N] [C]
+
+The binary is ./wsd, or $WSD.
 """
 import os
 import re
@@ -20,6 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 C = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+WSD = os.environ.get("WSD", os.path.join(ROOT, "wsd"))
 
 
 def pipeline(port, reqs):
@@ -31,19 +34,22 @@ def pipeline(port, reqs):
         got = 0
         data = b""
         while got < len(batch):
-            data += s.recv(1 << 20)
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                sys.exit("tick: wsd closed the connection: %r" % data[-200:])
+            data += chunk
             got = data.count(b"HTTP/1.1 ")
     s.close()
 
 
 def post(i):
     body = b'{"id":"s%d"}' % i
-    return (b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+    return (b"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d"
             b"\r\n\r\n%s" % (len(body), body))
 
 
 def delete(i):
-    return b"DELETE /api/sessions/s%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+    return b"DELETE /api/sessions/s%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % i
 
 
 def lines(p, timeout=120):
@@ -60,7 +66,7 @@ def lines(p, timeout=120):
 
 
 def main():
-    p = subprocess.Popen([os.path.join(ROOT, "wsd"), "--listen",
+    p = subprocess.Popen([WSD, "--listen",
                           "127.0.0.1:0", "--log-level", "debug", "--tick",
                           "1", "--max-sessions", str(N + C)],
                          stderr=subprocess.PIPE, text=True)

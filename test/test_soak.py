@@ -15,18 +15,26 @@ state machine, and one thread polling /livez.  For SOAK_SECONDS (default
                             replay), maybe publish, then RST or FIN at a
                             random moment, some mid-handshake, in a loop
   pipelined HTTP            GET /, /health, /livez, /api/groups/G/events in
-                            one send: read whole, half-closed (SHUT_WR) and
-                            read whole (~6 MB of answers, read late through
-                            a small window: still queued in wsd at the FIN),
-                            or reset mid-answer
-  slow readers, non-readers small SO_RCVBUF, a nibble now and then, or
-                            never a read; they may be closed (1013, or cut
-                            for not reading) and nobody else may notice
+                            one send, some read late through a small
+                            window: read whole, or reset mid-answer
+  half-closers              the same with ~6 MB of answers, then SHUT_WR:
+                            the answers are still queued in wsd when its
+                            FIN is read, and must all come, then wsd's FIN
+  slow readers              small SO_RCVBUF, a replay, a nibble now and then
+  non-readers               never a read; history asked for (WebSocket) or
+                            pipelined GETs every 0.5 s.  Slow and non-
+                            readers may be closed (1013, or cut for not
+                            reading); nobody else may notice
   slowloris                 a head a byte at a time: closed by
                             --handshake-timeout 2
   fragment drips            `publish` messages as 1-4 byte continuation
                             frames with pings between them
   ping floods               200 pings in one send; the last is answered
+  storms                    a client pipelining 20 GETs of ~1 MB without
+                            reading, then a publish and a ping of ours,
+                            then a second such client, in one go: one loop
+                            turn answers us and then cuts a connection
+                            (past --send-queue); our ack and pong must come
 
 Publishing is closed-loop (the next burst waits for the answers) and
 bounded, so the subscribers keep up on a loaded 2-core machine under ASan.
@@ -34,9 +42,8 @@ Before the run, history is filled to its working size and a short warm-up
 runs the same mix; the server's RSS is taken once every client of the
 warm-up is gone.  After the run: every subscriber complete, /health
 connections back to 0 and no HTTP connection left (/metrics), RSS back
-near the baseline (plain build only: under ASan the quarantine keeps freed
-memory resident, and LeakSanitizer at exit is the leak check), exit 0 on
-SIGTERM, and no sanitizer report in the server's stderr.
+near the baseline (plain build only, see RSS_SLACK_KIB), exit 0 on SIGTERM,
+and no sanitizer report in the server's stderr.
 
 Nothing asserts on speed: /livez must answer within LIVEZ_BOUND seconds
 (a liveness bound), a slowloris must be closed within DEADLINE, and every
@@ -80,17 +87,28 @@ PREFILL = 1000              # events per group before the warm-up (= --history)
 BIG_PAD = 1000              # bytes of padding in each of BIG's events
 LIVEZ_BOUND = 5.0           # seconds; liveness, not speed
 LIVEZ_EVERY = 0.5
-# RSS after the run may exceed the baseline by at most this: glibc keeps
-# freed chunks in its arenas, socket-churn peaks leave fragmented pages
-# behind, and the history's byte size varies with the random payloads
-# (it is at its count bound before the baseline).  A leak of a connection
-# struct and buffers per churned connection (thousands of them) shows.
-RSS_SLACK_KIB = 8 * 1024
-RSS_RATIO = 0.5
+# The server runs with glibc's mmap threshold fixed at 128 KiB (it is
+# dynamic by default): the 1 MB answers and multi-MB send queues of this
+# mix are then mapped and unmapped, not kept in the heap.  Otherwise the
+# heap keeps whatever peak the run's coincidences of full queues reached
+# (10-12 MiB more than after the warm-up, measured here), and a bound
+# that tolerates that says nothing.  With it, RSS after the run came back
+# within 0.3 MiB of the baseline over repeated runs, so the bound below
+# is over ten times the noise and still catches a leak of ~1 KiB per
+# churned connection.  Under ASan the allocator is ASan's and its
+# quarantine keeps freed memory resident: RSS is reported, not checked,
+# and LeakSanitizer at exit is the leak check.
+RSS_SLACK_KIB = 4 * 1024
+RSS_RATIO = 0.25
+MALLOC_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}
 
-# Clients of each kind at once, in the run; the warm-up uses a third.
+# The same mix before the RSS baseline, so that the allocator's arenas
+# have seen the run's peaks (1 MB answers, 8 MB queues) once.
+WARMUP_SECONDS = max(4.0, SOAK_SECONDS / 8)
+# Clients of each kind at once.
 MIX = {"sub": 30, "http_pub": 3, "ws_pub": 3, "churn": 12, "pipe": 2,
-       "slow": 3, "nonread": 3, "loris": 4, "drip": 2, "pingflood": 1}
+       "halfclose": 1, "slow": 3, "nonread": 3, "loris": 4, "drip": 2,
+       "pingflood": 1, "storm": 1}
 PUB_PAUSE = (0.05, 0.25)    # seconds between a publisher's bursts
 BURST_MAX = 6               # pipelined POSTs / publish messages at once
 
@@ -169,19 +187,24 @@ def upgrade_head(path):
             "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode()
 
 
-# ---- the loop -----------------------------------------------------------------
+# ---- the loop ---------------------------------------------------------------
 
 class Loop:
     def __init__(self):
         self.sel = selectors.DefaultSelector()
         self.timers = []
         self.n = 0
+        self.last = None
+        self.stall = 0.0            # the longest gap between two turns
 
     def at(self, delay, fn):
         self.n += 1
         heapq.heappush(self.timers, (now() + delay, self.n, fn))
 
     def once(self, maxwait=0.05):
+        t = now()
+        if self.last and t - self.last > self.stall:
+            self.stall = t - self.last      # callbacks or the CPU were slow
         wait = maxwait
         if self.timers:
             wait = max(0.0, min(wait, self.timers[0][0] - now()))
@@ -190,6 +213,7 @@ class Loop:
         t = now()
         while self.timers and self.timers[0][0] <= t:
             heapq.heappop(self.timers)[2]()
+        self.last = now()
 
 
 class Conn:
@@ -357,6 +381,7 @@ class Conn:
 class WSConn(Conn):
     """A WebSocket client: upgrade, then frames; answers pings."""
     path = "/ws/x"
+    skip_joined = True          # the `subscribed` a route sends first
 
     def __init__(self, soak, rcvbuf=None):
         self.state = "connecting"
@@ -403,6 +428,10 @@ class WSConn(Conn):
                     self.on_message(op0, bytes(data))
             elif not fin:
                 self.frag = [op, bytearray(payload)]
+            elif self.skip_joined and payload.startswith(
+                    b'{"type":"subscribed","group":"%s"'
+                    % self.path.rsplit("/", 1)[1].encode()):
+                pass                    # the route's position, first
             else:
                 self.on_message(op, payload)
         if not self.closed:
@@ -415,7 +444,7 @@ class WSConn(Conn):
         pass
 
     def on_refused(self, status):
-        self.soak.error("%s: upgrade answered %d" % (self.kind, status))
+        self.soak.error("%s upgrade refused: %d" % (self.kind, status))
         self.close()
 
     def on_message(self, op, data):
@@ -436,6 +465,7 @@ def data_for(rng, tok):
 
 class Subscriber(WSConn):
     kind = "sub"
+    skip_joined = False
 
     def __init__(self, soak, i):
         self.i = i
@@ -482,6 +512,8 @@ class Subscriber(WSConn):
                          % (g, seq, tok, first))
         elif t == "subscribed" and m.get("group") == self.groups[1]:
             self.subscribed = True
+        elif t == "subscribed" and m.get("group") == self.groups[0]:
+            pass                        # the route's own position
         else:
             self.err("unexpected message %r" % data[:200])
 
@@ -508,8 +540,7 @@ class HttpPublisher(Conn):
         self.bulk = bulk            # {group: events still to publish}
         self.pending = collections.deque()
         self.n = 0
-        self.idle_since = now()
-        self.idle_gap = 0.0
+        self.gap = 0.0
         self.sent_at = now()
         self.stopping = False
         super().__init__(soak)
@@ -546,7 +577,7 @@ class HttpPublisher(Conn):
                         b"\r\nContent-Length: %d\r\n\r\n%s"
                         % (g.encode(), len(body), body))
             self.pending.append((g, tok))
-        self.idle_gap = now() - self.idle_since
+        self.gap = now() - self.sent_at
         self.sent_at = now()
         self.send(b"".join(reqs))
 
@@ -561,11 +592,10 @@ class HttpPublisher(Conn):
             if status == 202:
                 self.soak.ack(g, json.loads(body)["seq"], tok)
             else:
-                self.soak.error("HTTP publish to %s: status %d %r"
-                                % (g, status, body[:100]))
+                self.soak.error("HTTP publish not 202: %d %r to %s"
+                                % (status, body[:100], g))
         del self.inb[:off]
         if not self.pending:
-            self.idle_since = now()
             if self.bulk is not None:
                 self.later(0, self.tick)
             else:
@@ -573,13 +603,17 @@ class HttpPublisher(Conn):
 
     def on_lost(self, why):
         if self.pending:
-            if self.idle_gap > 1.0:
-                # Our loop stalled past part of --handshake-timeout
-                # between two requests: the server may rightly have
-                # closed the idle keep-alive connection first.
+            if self.gap > 1.0:
+                # wsd's keep-alive deadline (--handshake-timeout 2) runs
+                # from its answer to our previous burst, which came after
+                # we sent that burst.  Sent more than 1 s after it (this
+                # machine or this test starved of CPU), the new burst may
+                # rightly have come too late; sooner, it was in wsd's
+                # socket at least 1 s before the deadline and its answers
+                # are owed.
                 self.soak.excused += 1
             else:
-                self.soak.error("HTTP publisher: %d answers lost (%s)"
+                self.soak.error("HTTP publisher lost answers: %d (%s)"
                                 % (len(self.pending), why))
         if not self.stopping:
             self.soak.spawn(HttpPublisher, self.i, self.bulk)
@@ -634,11 +668,11 @@ class WsPublisher(WSConn):
             self.soak.error("WS publisher: unexpected %r" % data[:200])
 
     def on_close_frame(self, code):
-        self.soak.error("WS publisher closed by the server with %r" % code)
+        self.soak.error("WS publisher closed by the server: %r" % code)
         self.close()
 
     def on_lost(self, why):
-        self.soak.error("WS publisher lost (%s), %d acks outstanding"
+        self.soak.error("WS publisher lost: %s, %d acks outstanding"
                         % (why, len(self.outstanding)))
 
     def idle(self):
@@ -682,7 +716,7 @@ class Churner(WSConn):
 
     def unanswered(self):
         if self.state == "head":
-            self.soak.error("churner: upgrade not answered in %.0f s"
+            self.soak.error("churner upgrade not answered: in %.0f s"
                             % DEADLINE)
             self.close(rst=True)
             self.next()
@@ -735,7 +769,7 @@ class Churner(WSConn):
                               lambda: self.soak.spawn(Churner, self.i))
 
     def on_refused(self, status):
-        self.soak.error("churner: upgrade answered %d" % status)
+        self.soak.error("churner upgrade refused: %d" % status)
         self.close()
         self.next()
 
@@ -758,11 +792,13 @@ class Pipeliner(Conn):
     (past it, a client that does not read is cut), over what the kernel
     buffers."""
     kind = "pipe"
+    fixed_mode = None
+    pause = (0, 0.1)
 
     def __init__(self, soak, i):
         self.i = i
-        self.mode = soak.rng.choice(["read", "read", "read", "halfclose",
-                                     "reset"])
+        self.mode = self.fixed_mode or soak.rng.choice(
+            ["read", "read", "reset"])
         self.want = soak.rng.randint(3, 20)
         self.got = 0
         self.bad = []
@@ -845,8 +881,15 @@ class Pipeliner(Conn):
 
     def next(self):
         if not self.soak.stopping:
-            self.soak.loop.at(self.rng.uniform(0, 0.1),
-                              lambda: self.soak.spawn(Pipeliner, self.i))
+            cls = type(self)
+            self.soak.loop.at(self.rng.uniform(*self.pause),
+                              lambda: self.soak.spawn(cls, self.i))
+
+
+class HalfCloser(Pipeliner):
+    kind = "halfclose"
+    fixed_mode = "halfclose"
+    pause = (0.5, 2.0)
 
 
 # ---- slow readers, non-readers ----------------------------------------------
@@ -882,32 +925,42 @@ class SlowReader(WSConn):
 
 
 class NonReader(Conn):
-    """Never reads: a WebSocket asking for history, or pipelined GETs;
-    gone after 0.5-3 s, and another comes."""
+    """Never reads.  A WebSocket in a busy group asking for its history
+    (~300 KB) every 0.25 s, or HTTP GETs of it pipelined as often: its
+    queue grows until wsd closes it (1013) or cuts it (an HTTP client that
+    does not read, past --send-queue), or it leaves after 5-20 s; then
+    another comes."""
     kind = "nonread"
 
     def __init__(self, soak, i):
         self.i = i
         self.ws = soak.rng.random() < 0.5
+        self.group = soak.rng.choice(GROUPS)
         super().__init__(soak, rcvbuf=4096)
         self.reading = False
 
     def on_connect(self):
-        g = self.rng.choice(GROUPS)
         if self.ws:
-            out = upgrade_head("/ws/" + g)
-            for _ in range(16):
-                m = json.dumps({"type": "get_history", "group": BIG,
-                                "limit": 1000})
-                out += frame(OP_TEXT, m)
+            self.send(upgrade_head("/ws/" + self.group))
+        self.ask()
+        self.later(self.rng.uniform(5, 20), self.end)
+
+    def ask(self):
+        if self.ws:
+            self.send(frame(OP_TEXT, json.dumps(
+                {"type": "get_history", "group": self.group,
+                 "limit": 1000})))
         else:
-            out = b"GET /api/groups/%s/events?limit=1000 HTTP/1.1\r\n" \
-                  b"Host: 127.0.0.1\r\n\r\n" % BIG.encode() * 20
-        self.send(out)
-        self.later(self.rng.uniform(0.5, 3.0), self.end)
+            self.send(b"GET /api/groups/%s/events?limit=1000 HTTP/1.1\r\n"
+                      b"Host: 127.0.0.1\r\n\r\n" % self.group.encode())
+        self.later(0.25, self.ask)
 
     def end(self):
         self.close(rst=self.rng.random() < 0.5)
+        self.soak.spawn(NonReader, self.i)
+
+    def on_lost(self, why):
+        self.soak.nonread_closed += 1       # our send failed: it was closed
         self.soak.spawn(NonReader, self.i)
 
 
@@ -940,8 +993,8 @@ class Loris(Conn):
         self.inb.clear()            # a 408 or nothing: either is fine
 
     def overdue(self):
-        self.soak.error("slowloris still open %.0f s after it began "
-                        "(%d bytes sent)" % (DEADLINE, self.sent))
+        self.soak.error("slowloris not closed: still open %.0f s after "
+                        "it began (%d bytes sent)" % (DEADLINE, self.sent))
         self.close(rst=True)
 
     def on_lost(self, why):
@@ -966,6 +1019,7 @@ class Drip(WSConn):
         self.last_ping = None
         self.last_pong = None
         self.stopping = False
+        self.started = now()
         super().__init__(soak)
 
     def on_open(self):
@@ -975,6 +1029,7 @@ class Drip(WSConn):
         if self.stopping:
             return
         self.n += 1
+        self.started = now()
         g = self.rng.choice(GROUPS)
         tok = "d%d.%d.%d" % (self.soak.phase_no, self.i, self.n)
         self.outstanding[self.n] = (g, tok)
@@ -993,7 +1048,7 @@ class Drip(WSConn):
     def step(self):
         if not self.chunks:
             return
-        for _ in range(self.rng.randint(1, 6)):
+        for _ in range(self.rng.randint(2, 8)):
             if not self.chunks:
                 break
             self.send(self.chunks.pop(0))
@@ -1002,7 +1057,7 @@ class Drip(WSConn):
                 self.last_ping = b"d%d" % self.pings
                 self.send(frame(OP_PING, self.last_ping))
         if self.chunks:
-            self.later(self.rng.uniform(0, 0.01), self.step)
+            self.later(self.rng.uniform(0, 0.005), self.step)
 
     def on_pong(self, payload):
         self.last_pong = payload
@@ -1013,16 +1068,24 @@ class Drip(WSConn):
             g, tok = self.outstanding.pop(m["id"])
             self.soak.ack(g, m["seq"], tok)
             self.soak.drips += 1
-            self.start()
+            self.later(self.rng.uniform(0.05, 0.3), self.start)
         else:
             self.soak.error("drip: unexpected %r" % data[:200])
 
     def on_close_frame(self, code):
-        self.soak.error("drip closed by the server with %r" % code)
         self.close()
+        if code == 1008 and now() - self.started > 1.0:
+            # A message must arrive whole within --handshake-timeout (2 s)
+            # of the last one; ours takes ~50 ms unless this test was
+            # starved of CPU: then the close is right.
+            self.soak.excused += 1
+            if not self.stopping:
+                self.soak.spawn(Drip, self.i)
+            return
+        self.soak.error("drip closed by the server: %r" % code)
 
     def on_lost(self, why):
-        self.soak.error("drip lost (%s)" % why)
+        self.soak.error("drip lost: %s" % why)
 
     def idle(self):
         return self.closed or (not self.chunks and not self.outstanding and
@@ -1039,10 +1102,119 @@ class Drip(WSConn):
         if self.chunks or self.outstanding:
             return                  # finish the message first
         if self.last_pong != self.last_ping:
-            self.soak.error("drip: last ping %r unanswered (last pong %r)"
+            self.soak.error("drip ping unanswered: last ping %r, last pong %r"
                             % (self.last_ping, self.last_pong))
         self.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
         self.close()
+
+
+class Idle(Conn):
+    """A connected socket that has sent nothing yet and never reads."""
+    kind = "storm_http"
+
+    def __init__(self, soak):
+        super().__init__(soak, rcvbuf=4096)
+        self.reading = False
+
+
+class Storm(WSConn):
+    """Two clients that pipeline 20 GETs of ~1 MB without reading (the
+    server cuts both past --send-queue) with a publish and a ping of ours
+    in between, all in one go: while wsd builds the first one's answers,
+    ours and the second arrive, so one loop turn answers us and then
+    drops a connection.  Our ack and pong must come all the same."""
+    kind = "storm"
+
+    def __init__(self, soak, i):
+        self.i = i
+        self.path = "/ws/storm%d" % i
+        self.n = 0
+        self.outstanding = {}
+        self.want_pong = None
+        self.pair = []
+        self.stopping = False
+        super().__init__(soak)
+
+    def on_open(self):
+        self.arm()
+
+    def arm(self):
+        """The next storm in 1-3 s."""
+        for c in self.pair:
+            c.close(rst=True)
+        self.pair = []
+        if not self.stopping:
+            self.later(self.rng.uniform(1.0, 3.0), self.pair_up)
+
+    def pair_up(self):
+        if self.stopping:
+            return
+        if self.outstanding or self.want_pong:
+            self.later(0.2, self.pair_up)
+            return
+        # Connected but silent: --handshake-timeout (2 s) closes them, so
+        # the storm follows within a second, or is tried again.
+        self.pair = [Idle(self.soak), Idle(self.soak)]
+        self.paired = now()
+        self.later(0.1, self.fire)
+
+    def fire(self):
+        if self.stopping:
+            return
+        if not all(c.connected and not c.closed for c in self.pair):
+            if now() - self.paired < 1.0:
+                self.later(0.1, self.fire)
+            else:
+                self.arm()
+            return
+        gets = b"GET /api/groups/%s/events?limit=1000 HTTP/1.1\r\n" \
+               b"Host: 127.0.0.1\r\n\r\n" % BIG.encode() * 20
+        self.pair[0].send(gets)
+        self.n += 1
+        g = self.rng.choice(GROUPS)
+        tok = "s%d.%d.%d" % (self.soak.phase_no, self.i, self.n)
+        self.outstanding[self.n] = (g, tok)
+        self.want_pong = b"storm%d" % self.n
+        self.send_json({"type": "publish", "group": g, "event": "ev.storm",
+                        "id": self.n, "data": data_for(self.rng, tok)})
+        self.send(frame(OP_PING, self.want_pong))
+        self.pair[1].send(gets)
+        self.soak.storms += 1
+        self.later(0.3, self.arm)
+
+    def on_pong(self, payload):
+        if payload == self.want_pong:
+            self.want_pong = None
+
+    def on_message(self, op, data):
+        m = json.loads(data)
+        if m.get("type") == "published" and m.get("id") in self.outstanding:
+            g, tok = self.outstanding.pop(m["id"])
+            self.soak.ack(g, m["seq"], tok)
+        else:
+            self.soak.error("storm: unexpected %r" % data[:200])
+
+    def on_close_frame(self, code):
+        self.soak.error("storm closed by the server: %r" % code)
+        self.close()
+
+    def on_lost(self, why):
+        self.soak.error("storm lost: %s" % why)
+
+    def idle(self):
+        return self.closed or (not self.outstanding and self.want_pong is None)
+
+    def describe(self):
+        return "storm %d: acks owed %s, pong %r owed" % (
+            self.i, sorted(self.outstanding), self.want_pong)
+
+    def stop(self):
+        self.stopping = True
+        for c in self.pair:
+            c.close(rst=True)
+        if self.idle():
+            self.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
+            self.close()
 
 
 class PingFlood(WSConn):
@@ -1076,11 +1248,11 @@ class PingFlood(WSConn):
             self.later(self.rng.uniform(0.1, 0.5), self.burst)
 
     def on_close_frame(self, code):
-        self.soak.error("ping flood closed by the server with %r" % code)
+        self.soak.error("ping flood closed by the server: %r" % code)
         self.close()
 
     def on_lost(self, why):
-        self.soak.error("ping flood lost (%s)" % why)
+        self.soak.error("ping flood lost: %s" % why)
 
     def idle(self):
         return self.closed or self.want is None
@@ -1104,45 +1276,55 @@ class Livez:
         self.port = port
         self.polls = 0
         self.worst = 0.0
+        self.worst_detail = ""
         self.failures = []
         self.stop_flag = threading.Event()
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
-    def _poll(self):
-        t0 = now()
+    def _poll(self, marks):
+        marks.append(("start", now()))
         s = socket.create_connection(("127.0.0.1", self.port),
                                      timeout=LIVEZ_BOUND)
         try:
+            marks.append(("connected", now()))
             s.settimeout(LIVEZ_BOUND)
             s.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       b"Connection: close\r\n\r\n")
+            marks.append(("sent", now()))
             buf = b""
             r = None
             while r is None:
                 d = s.recv(65536)
+                if not buf:
+                    marks.append(("first byte", now()))
                 if not d:
                     raise ConnectionError("closed after %r" % buf[:80])
                 buf += d
                 r = parse_response(buf, 0)
-                if now() - t0 > LIVEZ_BOUND:
+                if now() - marks[0][1] > LIVEZ_BOUND:
                     raise TimeoutError("partial answer")
         finally:
             s.close()
-        return r[0], now() - t0
+        return r[0]
 
     def _run(self):
         while not self.stop_flag.is_set():
-            t0 = now()
+            marks = []
             try:
-                status, dt = self._poll()
-                self.worst = max(self.worst, dt)
-                if status != 200 or dt > LIVEZ_BOUND:
-                    self.failures.append("status %d after %.2f s"
-                                         % (status, dt))
+                status = self._poll(marks)
+                if status != 200:
+                    self.failures.append("status %d" % status)
             except Exception as e:      # noqa: BLE001 - recorded, checked
-                self.worst = max(self.worst, now() - t0)
                 self.failures.append("%s: %s" % (type(e).__name__, e))
+            t0 = marks[0][1]
+            dt = now() - t0
+            if dt >= self.worst:
+                self.worst = dt
+                self.worst_detail = ", ".join(
+                    "%s %.2f" % (k, t - t0) for k, t in marks[1:])
+            if dt > LIVEZ_BOUND:
+                self.failures.append("%.2f s (%s)" % (dt, self.worst_detail))
             self.polls += 1
             self.stop_flag.wait(max(0.0, LIVEZ_EVERY - (now() - t0)))
 
@@ -1152,6 +1334,16 @@ class Livez:
 
 
 # ---- the soak ---------------------------------------------------------------
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process, from /proc/PID/stat."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
 
 def health(srv):
     try:
@@ -1178,7 +1370,7 @@ def metric(srv, name):
 def groups(srv):
     """GET /api/groups as {group: (subscribers, seq)}."""
     try:
-        st, _, body = http(srv.port, "GET", "/api/groups")
+        st, _, body = http(srv.port, "GET", "/api/groups?limit=1000")
         return {g["group"]: (g["subscribers"], g["seq"])
                 for g in json.loads(body)["groups"]}
     except (OSError, ValueError, KeyError):
@@ -1199,7 +1391,8 @@ class Soak:
         self.made = collections.Counter()
         self.bytes_in = self.bytes_out = 0
         self.phase_no = 0
-        self.errors = []
+        self.err_count = collections.Counter()
+        self.err_first = {}
         self.nerrors = 0
         self.harness = []
         self.stopping = False
@@ -1214,13 +1407,18 @@ class Soak:
         self.slow_closed = collections.Counter()
         self.loris_closed = 0
         self.drips = 0
+        self.nonread_closed = 0
         self.floods = 0
+        self.storms = 0
 
     # -- bookkeeping
     def error(self, text):
+        """One failure of a client kind: counted by the text before the
+        first colon, the first one of each kept whole."""
         self.nerrors += 1
-        if len(self.errors) < 10:
-            self.errors.append(text)
+        cat = text.split(":", 1)[0]
+        self.err_count[cat] += 1
+        self.err_first.setdefault(cat, text)
 
     def harness_error(self, conn, e):
         import traceback
@@ -1269,7 +1467,8 @@ class Soak:
     def phase(self, name, seconds, scale):
         self.phase_no += 1
         self.stopping = False
-        self.errors, self.nerrors = [], 0
+        self.err_count, self.err_first = collections.Counter(), {}
+        self.nerrors = 0
         mix = {k: max(1, round(v * scale)) for k, v in MIX.items()}
         p = name + ": "
 
@@ -1291,15 +1490,18 @@ class Soak:
         load = []
         for kind, cls in (("http_pub", HttpPublisher), ("ws_pub", WsPublisher),
                           ("churn", Churner), ("pipe", Pipeliner),
+                          ("halfclose", HalfCloser),
                           ("slow", SlowReader), ("nonread", NonReader),
                           ("loris", Loris), ("drip", Drip),
-                          ("pingflood", PingFlood)):
+                          ("pingflood", PingFlood), ("storm", Storm)):
             for i in range(mix[kind]):
                 load.append(self.spawn(cls, i))
         t0 = now()
+        self.loop.stall, self.loop.last = 0.0, None
         self.run_until(lambda: self.srv.proc.poll() is not None, seconds,
                        every=0.5)
         ran = now() - t0
+        stall = self.loop.stall
         alive = self.srv.proc.poll() is None
         check(p + "server alive throughout", alive,
               "exit %s; log: %s" % (self.srv.proc.poll(),
@@ -1318,7 +1520,8 @@ class Soak:
                         for c in list(self.conns)
                         if not isinstance(c, Subscriber)), DEADLINE)
         waiting = sorted(c.describe() for c in self.conns
-                         if not isinstance(c, Subscriber))
+                         if not isinstance(c, Subscriber) and
+                         hasattr(c, "idle") and not c.idle())
         for c in list(self.conns):
             if not isinstance(c, Subscriber):
                 c.stop()
@@ -1369,13 +1572,16 @@ class Soak:
         check(p + "no seq acknowledged twice", not self.dup_acks,
               repr(self.dup_acks[:5]))
         check(p + "every client got what it was owed", self.nerrors == 0,
-              "%d errors, first: %s" % (self.nerrors,
-                                        "; ".join(self.errors)))
+              "%d errors: %s" % (self.nerrors, "; ".join(
+                  "%d x %s (first: %s)" % (n, cat, self.err_first[cat])
+                  for cat, n in self.err_count.most_common())))
         check(p + "/livez answered within %.0f s throughout" % LIVEZ_BOUND,
               not livez.failures and
               livez.polls >= ran // (LIVEZ_BOUND + LIVEZ_EVERY),
-              "%d polls, worst %.2f s, failures: %r"
-              % (livez.polls, livez.worst, livez.failures[:5]))
+              "%d polls, worst %.2f s (%s), failures: %r; this test's "
+              "loop stalled at most %.2f s"
+              % (livez.polls, livez.worst, livez.worst_detail,
+                 livez.failures[:5], stall))
         check(p + "the harness ran cleanly", not self.harness,
               "\n".join(self.harness[:3]))
 
@@ -1395,6 +1601,7 @@ class Soak:
               "subscribers: %r" % members)
         events = sum(final.get(g, 0) - first[g] + 1 for g in GROUPS)
         return {"seconds": ran, "events": events, "acks": nacks,
+                "stall": stall,
                 "delivered": sum(s.count for s in subs),
                 "livez": (livez.polls, livez.worst)}
 
@@ -1404,7 +1611,8 @@ def main():
                                          "ASan" if SAN else "plain"),
           flush=True)
     srv = Server("--send-queue", SEND_QUEUE,
-                 "--handshake-timeout", HANDSHAKE_TIMEOUT)
+                 "--handshake-timeout", HANDSHAKE_TIMEOUT,
+                 env=None if SAN else MALLOC_ENV)
     summary = None
     try:
         soak = Soak(srv)
@@ -1419,11 +1627,16 @@ def main():
                                   for g in GROUPS + [BIG]), repr(soak.top))
         pub.stopping = True
         pub.close()
-        warm = soak.phase("warm-up", max(3.0, SOAK_SECONDS / 10), 1 / 3)
+        warm = soak.phase("warm-up", WARMUP_SECONDS, 1.0)
         baseline = srv.rss_kib()
+        cpu0 = cpu_seconds(srv.pid())
+        wall0 = now()
         run = soak.phase("soak", SOAK_SECONDS, 1.0) if warm else None
         if run:
             after = srv.rss_kib()
+            cpu = "wsd used %.1f s of CPU in %.1f s, this test %.1f s" % (
+                cpu_seconds(srv.pid()) - cpu0, now() - wall0,
+                sum(os.times()[:2]))
             bound = baseline + max(RSS_SLACK_KIB, int(baseline * RSS_RATIO))
             rss = "RSS %d KiB after warm-up, %d KiB after the run (%+d)" % (
                 baseline, after, after - baseline)
@@ -1436,23 +1649,26 @@ def main():
             summary = (
                 "soak: %.0f s; clients made: %s; %d events (%d acked), "
                 "%d deliveries to subscribers; churned %d; pipelined "
-                "%s; slow readers closed %s; wsd: %d slow-consumer "
+                "%s; slow readers closed %s; non-readers closed %d; wsd: "
+                "%d slow-consumer "
                 "closes, %d handshake timeouts; slowloris "
-                "closed %d; drip messages %d; ping floods %d; /livez %d "
-                "polls, worst %.2f s; %.1f MB out, %.1f MB in; %s" % (
+                "closed %d; drip messages %d; ping floods %d; storms %d; "
+                "/livez %d "
+                "polls, worst %.2f s; test loop stalled at most %.2f s; "
+                "%.1f MB out, %.1f MB in; %s; %s" % (
                     run["seconds"], dict(sorted(soak.made.items())),
                     run["events"], run["acks"], run["delivered"],
                     soak.churned, dict(soak.pipe_done),
-                    dict(soak.slow_closed) or "none",
+                    dict(soak.slow_closed) or "none", soak.nonread_closed,
                     mx.get("wsd_slow_consumer_closes_total", -1),
                     mx.get('wsd_handshake_failures_total{reason="timeout"}',
                            -1),
                     soak.loris_closed,
-                    soak.drips, soak.floods, run["livez"][0],
-                    run["livez"][1], soak.bytes_out / 1e6,
-                    soak.bytes_in / 1e6, rss))
+                    soak.drips, soak.floods, soak.storms, run["livez"][0],
+                    run["livez"][1], run["stall"], soak.bytes_out / 1e6,
+                    soak.bytes_in / 1e6, rss, cpu))
             if soak.excused:
-                summary += "; %d keep-alive closes after a stall excused" \
+                summary += "; %d timeouts excused (this test starved)" \
                     % soak.excused
     except Exception:                   # noqa: BLE001 - report and go on
         import traceback
