@@ -282,6 +282,33 @@ async function main() {
 	check('no page errors', pageErrors.length === 0, pageErrors);
 	check('no Content-Security-Policy violations', cspErrors.length === 0,
 	    cspErrors);
+	await defensive(browser.page.context(), base);
+}
+
+/* Whatever arrives is rendered without "NaN" or "undefined": a stand-in
+ * for /ws/monitor (Playwright's routeWebSocket) sends malformed events. */
+async function defensive(context, base) {
+	const bad = [
+		{ type: 'session_event', event_type: 'session_created' },
+		{ type: 'session_event', event_type: 'session_destroyed',
+		    data: { current_count: 'x', previous_count: null,
+		    delta: '-3', sessions: 's1' } },
+		{ type: 'session_event', event_type: 'bogus', data: 7 },
+	];
+	const page = await context.newPage();
+	await page.routeWebSocket(/\/ws\/monitor/, (ws) => {
+		ws.onMessage(() => {});
+		setTimeout(() => bad.forEach((m) => ws.send(JSON.stringify(m))),
+		    300);
+	});
+	await page.goto(base + '/', { waitUntil: 'load', timeout: 20000 });
+	const shown = await until(async () => (await page.$$eval('#events li',
+	    (l) => l.length)) === bad.length, 10000);
+	check('malformed session events are listed', shown);
+	const body = await page.evaluate(() => document.body.innerText);
+	check('malformed events render without NaN or undefined',
+	    !/NaN|undefined|\[object/.test(body), body.slice(0, 400));
+	await page.close();
 }
 
 const watchdog = setTimeout(() => {	/* wsdtest kills wsd on exit */
