@@ -15,7 +15,7 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse notify ws log json auth tls hub proto routes api \
+LIB   = frame http_parse notify loop ws log json auth tls hub proto routes api \
 	session_events dashboard
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))

@@ -246,7 +246,7 @@ new_epoch(char out[HUB_EPOCH_LEN + 1])
 	uint8_t r[HUB_EPOCH_LEN / 2];
 
 	if (getrandom(r, sizeof r, 0) != sizeof r) {
-		uint64_t t = ws_now_ms() * 2654435761u + ++fallback;
+		uint64_t t = loop_now_ms() * 2654435761u + ++fallback;
 
 		memcpy(r, &t, sizeof r < sizeof t ? sizeof r : sizeof t);
 	}
@@ -351,7 +351,7 @@ hub_group_count(void)
 uint64_t
 hub_uptime_s(void)
 {
-	return (ws_now_ms() - start_ms) / 1000;
+	return (loop_now_ms() - start_ms) / 1000;
 }
 
 unsigned
@@ -961,7 +961,7 @@ int
 hub_init(const struct hub_config *cfg)
 {
 	hub_cfg = *cfg;
-	start_ms = ws_now_ms();
+	start_ms = loop_now_ms();
 	tcap = 64;
 	if ((table = calloc(tcap, sizeof *table)) == NULL ||
 	    (star = calloc(1, sizeof *star)) == NULL) {

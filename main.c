@@ -578,7 +578,7 @@ start_watchdog(void)
 		ms = 1;
 	if (ms > 86400000)
 		ms = 86400000;
-	return ws_timer((unsigned)ms, on_watchdog, NULL);
+	return loop_timer((unsigned)ms, on_watchdog, NULL);
 }
 
 static void

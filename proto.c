@@ -235,7 +235,7 @@ on_unsubscribe(struct msg *m)
 static int
 rate_ok(struct ws_app_conn *a)
 {
-	uint64_t now = ws_now_ms();
+	uint64_t now = loop_now_ms();
 
 	if (hub_config()->publish_rate == 0)
 		return 1;

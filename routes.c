@@ -200,7 +200,7 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 		goto refuse;
 	}
 	a->bucket = cfg->publish_rate;
-	a->bucket_ms = ws_now_ms();
+	a->bucket_ms = loop_now_ms();
 	*out = a;
 	return 0;
 refuse_400:
@@ -338,7 +338,7 @@ routes_init(void)
 {
 	cfg = hub_config();
 	if (cfg->token_secret != NULL &&
-	    ws_timer(1000, expire_tokens, NULL) == -1)
+	    loop_timer(1000, expire_tokens, NULL) == -1)
 		return -1;
 	return 0;
 }

@@ -230,7 +230,7 @@ random_id(char out[17])
 	if (getrandom(r, sizeof r, 0) != sizeof r) {
 		/* Unique, if not secret: the id is a name, not a password. */
 		static uint64_t n;
-		uint64_t t = ws_now_ms() << 20 | ++n;
+		uint64_t t = loop_now_ms() << 20 | ++n;
 
 		memcpy(r, &t, sizeof r);
 	}
@@ -355,7 +355,7 @@ sess_detach(struct sess *s)
 		free(s);
 		return;
 	}
-	s->empty_since = ws_now_ms();
+	s->empty_since = loop_now_ms();
 	if (s->by_conn && hub_config()->session_ttl_ms == 0)
 		destroy(s);
 	else if (s->by_conn)
@@ -481,7 +481,7 @@ publish_diff(void)
 			if (last_event_ms == 0)
 				json_put_cstr(&jb, "null");
 			else
-				json_put_double(&jb, (ws_now_ms() -
+				json_put_double(&jb, (loop_now_ms() -
 				    last_event_ms) / 1000.0);
 			json_put_cstr(&jb, ",\"sessions\":[");
 			for (uint32_t k = 0; k < ev[i].ids->n; k++) {
@@ -496,7 +496,7 @@ publish_diff(void)
 				    event_type[ev[i].change], jb.p, jb.len,
 				    NULL);
 			json_buf_free(&jb);
-			last_event_ms = ws_now_ms();
+			last_event_ms = loop_now_ms();
 		}
 	sess_journal_clear(&jrnl);
 	tick_no++;
@@ -527,7 +527,7 @@ realtime_update(void)
 static void
 expire(void)
 {
-	uint64_t now = ws_now_ms();
+	uint64_t now = loop_now_ms();
 	struct sess *s;
 
 	/* destroy() takes s off the idle list, so the head moves on. */
@@ -580,5 +580,5 @@ sess_init(void)
 	tcap = 1024;
 	if ((table = calloc(tcap, sizeof *table)) == NULL)
 		return -1;
-	return ws_timer(hub_config()->tick_ms, tick_timer, NULL);
+	return loop_timer(hub_config()->tick_ms, tick_timer, NULL);
 }

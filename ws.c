@@ -1,70 +1,43 @@
 /*
- * ws.c - the epoll reactor and connections: HTTP/1.1 requests and RFC
- * 6455 WebSocket.
+ * ws.c - connections: HTTP/1.1 requests and RFC 6455 WebSocket over the
+ * reactor (loop.c).
  *
- * One thread, one epoll instance.  Listeners, connections, timers
- * (timerfd) and signals (signalfd) are all fds in the same loop.  This
- * file reads in the order data flows: a connection's input (message
- * assembly over frame.c's decoder), the send queue, closing, HTTP requests
- * (over http_parse.c) and the upgrade, the connection's life, timers,
- * listeners, and finally the loop itself.
+ * Every connection is a source of loop.c's epoll instance.  This file
+ * reads in the order data flows: the send queue, closing, message
+ * assembly (over frame.c's decoder), HTTP requests (over http_parse.c)
+ * and the upgrade, the connection's life and its deadlines, accepting,
+ * and the turn: requests left from the last turn, events, the layer
+ * above's batch, every queue written, the dead freed.
  *
  * What it does not do: parse (frame.c and http_parse.c do, without I/O),
- * JSON, groups, sessions, routing beyond /echo.  The layer above gets
- * whole requests and whole messages through struct ws_handlers and
- * answers with ws_send(), ws_http_respond() and ws_close().
+ * own the loop, JSON, groups, sessions, routing beyond /echo.  The layer
+ * above gets whole requests and whole messages through struct
+ * ws_handlers and answers with ws_send(), ws_http_respond() and
+ * ws_close().
  *
  * Functions return 0 or -1 unless they say otherwise.
  */
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <malloc.h>
 
 #include "log.h"
+#include "loop.h"
 #include "notify.h"
 #include "tls.h"
 #include "ws.h"
-
-/* Everything registered with epoll starts with this, so one pointer in
- * epoll_event.data tells what woke up. */
-enum src_kind { SRC_LISTEN, SRC_CONN, SRC_TIMER, SRC_SIGNAL };
-
-struct src {
-	int     fd;
-	uint8_t kind;
-};
-
-struct listener {
-	struct src src;
-	struct listener *next;
-};
-
-struct timer {
-	struct src src;
-	void (*fn)(void *);
-	void *arg;
-	struct timer *next;
-};
 
 /* Connection states, in lifetime order. */
 enum conn_state {
@@ -90,7 +63,7 @@ struct ws_in {
 /* A connection: a small fixed struct; buffers only while data is in
  * flight.  The ring q holds references to shared ws_bufs. */
 struct ws_conn {
-	struct src	 src;
+	struct loop_src	 src;		/* first: the reactor's handle */
 	uint8_t		 state;		/* enum conn_state */
 	uint8_t		 close_sent;	/* our close frame is queued */
 	uint8_t		 close_rcvd;	/* the peer's close frame arrived */
@@ -138,16 +111,10 @@ const char *const ws_hs_fail_names[6] = {
 
 static struct ws_config		 cfg;
 static struct ws_handlers	 app;
-static int			 epfd = -1;
-static int			 reserve_fd = -1;	/* spare fd for EMFILE */
-static struct listener		*listeners;
-static struct timer		*timers;	/* freed when the loop ends */
-static struct src		 sigsrc = { -1, SRC_SIGNAL };
 static struct ws_conn		*conns;		/* every connection */
 static struct ws_conn		*flush_list;
 static struct ws_conn		*reap_list;
 static struct ws_conn		*later_list;	/* requests left for next turn */
-static uint64_t			 now_ms;
 static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
 static void			(*on_turn)(void);
@@ -162,6 +129,7 @@ static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
 static int	body_hold(struct ws_conn *, size_t);
 static void	input_later(struct ws_conn *);
+static void	conn_event(struct loop_src *, uint32_t);
 static void	send_close(struct ws_conn *, unsigned, const char *);
 static int	ep_mod(struct ws_conn *);
 
@@ -371,7 +339,7 @@ conn_linger(struct ws_conn *c)
 	}
 	shutdown(c->src.fd, SHUT_WR);
 	c->state = C_LINGER;
-	c->deadline = now_ms + WS_CLOSE_MS;
+	c->deadline = loop_now_ms() + WS_CLOSE_MS;
 }
 
 /*
@@ -438,7 +406,7 @@ conn_flush(struct ws_conn *c)
 		ws_stats.bytes_out += w;
 		/* An HTTP answer read slowly is not an idle connection. */
 		if (!c->upgraded && c->state != C_LINGER)
-			c->deadline = now_ms + cfg.handshake_ms;
+			c->deadline = loop_now_ms() + cfg.handshake_ms;
 		while (w > 0) {
 			struct ws_buf *b = *ring_at(c, 0);
 			size_t rest = b->len - c->qoff;
@@ -520,7 +488,7 @@ send_close(struct ws_conn *c, unsigned code, const char *reason)
 		return;
 	}
 	/* Longer when data goes first: the reader gets the drain time. */
-	c->deadline = now_ms + (c->qbytes > b->len ? cfg.drain_ms : WS_CLOSE_MS);
+	c->deadline = loop_now_ms() + (c->qbytes > b->len ? cfg.drain_ms : WS_CLOSE_MS);
 	ws_buf_unref(b);
 	c->close_sent = 1;
 	c->state = C_CLOSING;
@@ -749,7 +717,7 @@ conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 	 * the last message boundary: dripping never holds a buffer long. */
 	if (c->state == C_WS)
 		c->deadline = in_idle(in) ? 0 : c->deadline == 0 ||
-		    ws_stats.messages_in != done ? now_ms + cfg.handshake_ms :
+		    ws_stats.messages_in != done ? loop_now_ms() + cfg.handshake_ms :
 		    c->deadline;
 	if (c->state != C_WS || in_idle(in)) {
 		if (in == &tmp)
@@ -1080,7 +1048,7 @@ http_input(struct ws_conn *c)
 		else
 			http_error(c, 404, NULL);
 		used += n + req.content_length;
-		c->deadline = now_ms + cfg.handshake_ms;
+		c->deadline = loop_now_ms() + cfg.handshake_ms;
 	}
 	if (c->in == NULL)
 		return;
@@ -1136,19 +1104,16 @@ http_append(struct ws_conn *c, const uint8_t *p, size_t n)
 static int
 ep_mod(struct ws_conn *c)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	uint32_t events = c->rd_eof ? 0 : EPOLLIN | EPOLLRDHUP;
 
-	if (c->rd_eof)
-		ev.events = 0;		/* nothing more to read */
 	if (c->out_armed)
-		ev.events |= EPOLLOUT;
-	return epoll_ctl(epfd, EPOLL_CTL_MOD, c->src.fd, &ev);
+		events |= EPOLLOUT;
+	return loop_mod(&c->src, events);
 }
 
 static void
 conn_new(int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 	struct ws_conn *c;
 	int one = 1;
 
@@ -1157,19 +1122,18 @@ conn_new(int fd)
 		return;
 	}
 	c->src.fd = fd;
-	c->src.kind = SRC_CONN;
+	c->src.event = conn_event;
 	c->state = C_HTTP;
 	c->id = next_id++;
-	c->last_rx = now_ms;
-	c->deadline = now_ms + cfg.handshake_ms;
+	c->last_rx = loop_now_ms();
+	c->deadline = loop_now_ms() + cfg.handshake_ms;
 	c->over_limit = ws_stats.connections >= cfg.max_connections;
 	if (tls_on() && (c->ssl = tls_new(fd)) == NULL) {
 		close(fd);
 		free(c);
 		return;
 	}
-	ev.data.ptr = c;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+	if (loop_add(&c->src, EPOLLIN | EPOLLRDHUP) == -1) {
 		tls_free(c->ssl, 0);
 		close(fd);
 		free(c);
@@ -1193,7 +1157,7 @@ conn_kill(struct ws_conn *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
-	epoll_ctl(epfd, EPOLL_CTL_DEL, c->src.fd, NULL);
+	loop_del(&c->src);
 	tls_free(c->ssl, 0);
 	c->ssl = NULL;
 	close(c->src.fd);
@@ -1312,7 +1276,7 @@ conn_read(struct ws_conn *c)
 		return;
 	}
 	ws_stats.bytes_in += n;
-	c->last_rx = now_ms;
+	c->last_rx = loop_now_ms();
 	c->ping_at = 0;
 	switch (c->state) {
 	case C_HTTP:
@@ -1331,8 +1295,10 @@ conn_read(struct ws_conn *c)
 }
 
 static void
-conn_event(struct ws_conn *c, uint32_t events)
+conn_event(struct loop_src *s, uint32_t events)
 {
+	struct ws_conn *c = (struct ws_conn *)s;
+
 	if (c->dead)
 		return;
 	if (c->rd_eof && (events & (EPOLLHUP | EPOLLERR))) {
@@ -1411,25 +1377,25 @@ sweep(void *arg)
 		case C_HTTP:
 			/* No slowloris: a request has handshake_ms to
 			 * arrive whole, an idle keep-alive as long. */
-			if (now_ms >= c->deadline) {
+			if (loop_now_ms() >= c->deadline) {
 				if (c->in != NULL && c->in->hlen > 0)
 					ws_stats.handshake_fail[WS_HS_TIMEOUT]++;
 				conn_kill(c);
 			}
 			break;
 		case C_WS:
-			if (c->deadline != 0 && now_ms >= c->deadline) {
+			if (c->deadline != 0 && loop_now_ms() >= c->deadline) {
 				log_msg(LOG_INFO, "message too slow conn=%llu",
 				    (unsigned long long)c->id);
 				send_close(c, WS_CLOSE_POLICY,
 				    "message too slow");
-			} else if (now_ms - c->last_rx >= cfg.ping_timeout_ms) {
+			} else if (loop_now_ms() - c->last_rx >= cfg.ping_timeout_ms) {
 				log_msg(LOG_INFO, "ping timeout conn=%llu",
 				    (unsigned long long)c->id);
 				conn_kill(c);
-			} else if (now_ms - c->last_rx >= cfg.ping_interval_ms &&
+			} else if (loop_now_ms() - c->last_rx >= cfg.ping_interval_ms &&
 			    (c->ping_at == 0 ||
-			    now_ms - c->ping_at >= cfg.ping_interval_ms)) {
+			    loop_now_ms() - c->ping_at >= cfg.ping_interval_ms)) {
 				struct ws_buf *b = ws_buf_frame(WS_OP_PING,
 				    "wsd", 3);
 
@@ -1437,216 +1403,53 @@ sweep(void *arg)
 					conn_push(c, b);
 					ws_buf_unref(b);
 				}
-				c->ping_at = now_ms;
+				c->ping_at = loop_now_ms();
 			}
 			break;
 		default:
-			if (now_ms >= c->deadline)
+			if (loop_now_ms() >= c->deadline)
 				conn_kill(c);
 			break;
 		}
 	}
 }
 
-int
-ws_timer(unsigned interval_ms, void (*fn)(void *), void *arg)
-{
-	struct itimerspec its = { 0 };
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct timer *t;
+/* ==== Listening ===================================================== */
 
-	if ((t = calloc(1, sizeof *t)) == NULL)
-		return -1;
-	t->src.kind = SRC_TIMER;
-	t->fn = fn;
-	t->arg = arg;
-	t->src.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (t->src.fd == -1)
-		goto fail;
-	its.it_interval.tv_sec = interval_ms / 1000;
-	its.it_interval.tv_nsec = (interval_ms % 1000) * 1000000L;
-	its.it_value = its.it_interval;
-	ev.data.ptr = t;
-	if (timerfd_settime(t->src.fd, 0, &its, NULL) == -1 ||
-	    epoll_ctl(epfd, EPOLL_CTL_ADD, t->src.fd, &ev) == -1)
-		goto fail;
-	t->next = timers;
-	timers = t;
-	return 0;
-fail:
-	if (t->src.fd != -1)
-		close(t->src.fd);
-	free(t);
-	return -1;
-}
-
+/* A connection accepted by the reactor (-1: one dropped for lack of fds). */
 static void
-timer_event(struct timer *t)
+conn_accept(int fd)
 {
-	uint64_t expirations;
-
-	if (read(t->src.fd, &expirations, sizeof expirations) > 0)
-		t->fn(t->arg);
+	if (fd == -1) {
+		ws_stats.handshake_fail[WS_HS_LIMIT]++;
+		return;
+	}
+	/* Past the limit we still read the request, to answer 503, but
+	 * only up to a hard ceiling. */
+	if (ws_stats.connections >= cfg.max_connections + 1024) {
+		close(fd);
+		return;
+	}
+	conn_new(fd);
 }
-
-/* ==== Listeners ====================================================== */
 
 int
 ws_listen(const char *hostport)
 {
-	struct addrinfo hints = { 0 }, *res = NULL;
-	struct epoll_event ev = { .events = EPOLLIN };
-	char host[256], shown[300];
-	const char *colon = strrchr(hostport, ':'), *port;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	struct listener *l = NULL;
-	size_t hl;
-	int fd = -1, one = 1, err;
-
-	if (colon == NULL || (hl = colon - hostport) >= sizeof host) {
-		log_msg(LOG_ERROR, "listen: expected HOST:PORT, got %.64s",
-		    hostport);
-		return -1;
-	}
-	port = colon + 1;
-	if (hl >= 2 && hostport[0] == '[' && hostport[hl - 1] == ']') {
-		memcpy(host, hostport + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, hostport, hl);
-		host[hl] = '\0';
-	}
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if ((err = getaddrinfo(host[0] ? host : NULL, port, &hints, &res))) {
-		log_msg(LOG_ERROR, "listen %.64s: %s", hostport,
-		    gai_strerror(err));
-		return -1;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (res->ai_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1 ||
-	    listen(fd, 4096) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
-		goto fail;
-	if ((l = calloc(1, sizeof *l)) == NULL)
-		goto fail;
-	l->src.fd = fd;
-	l->src.kind = SRC_LISTEN;
-	ev.data.ptr = l;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
-		goto fail;
-	l->next = listeners;
-	listeners = l;
-	freeaddrinfo(res);
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		shown[0] = '[';
-		inet_ntop(AF_INET6, &s6->sin6_addr, shown + 1, sizeof shown - 8);
-		snprintf(shown + strlen(shown), 8, "]:%u", ntohs(s6->sin6_port));
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, shown, sizeof shown - 8);
-		snprintf(shown + strlen(shown), 8, ":%u", ntohs(s4->sin_port));
-	}
-	log_msg(LOG_INFO, "listening addr=%s", shown);
-	return 0;
-fail:
-	log_msg(LOG_ERROR, "listen %.64s: %s", hostport, strerror(errno));
-	if (fd != -1)
-		close(fd);
-	free(l);
-	freeaddrinfo(res);
-	return -1;
-}
-
-/*
- * Accept until the backlog is empty.  Out of fds (EMFILE/ENFILE), the
- * pending connection would keep the listener readable forever: give back
- * the reserve fd, accept and drop the connection, and take the reserve
- * again, so the loop never spins.
- */
-static void
-listener_event(struct listener *l)
-{
-	for (int i = 0; i < 1024; i++) {
-		int fd = accept4(l->src.fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd >= 0) {
-			/* Past the limit we still read the request, to
-			 * answer 503, but only up to a hard ceiling. */
-			if (ws_stats.connections >= cfg.max_connections + 1024) {
-				close(fd);
-				continue;
-			}
-			conn_new(fd);
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if ((errno == EMFILE || errno == ENFILE) && reserve_fd >= 0) {
-			close(reserve_fd);
-			fd = accept(l->src.fd, NULL, NULL);
-			if (fd >= 0)
-				close(fd);
-			reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			log_msg(LOG_WARN, "out of file descriptors");
-			ws_stats.handshake_fail[WS_HS_LIMIT]++;
-		}
-		return;
-	}
+	return loop_listen(hostport, conn_accept);
 }
 
 /* ==== The loop ======================================================= */
 
-uint64_t
-ws_now_ms(void)
-{
-	return now_ms;
-}
-
-static void
-clock_tick(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now_ms = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 ws_init(const struct ws_config *c, const struct ws_handlers *h)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	unsigned shortest;
-	sigset_t set;
 
 	cfg = *c;
 	app = *h;
-	clock_tick();
-	signal(SIGPIPE, SIG_IGN);
-	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
-		goto fail;
-	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
-	    (sigsrc.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
-		goto fail;
-	ev.data.ptr = &sigsrc;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, sigsrc.fd, &ev) == -1)
-		goto fail;
+	if (loop_init() == -1)
+		return -1;
 	/* Sweep often enough for the shortest timeout to be kept to within
 	 * a tenth of itself, but no more than 20 times a second. */
 	shortest = cfg.handshake_ms;
@@ -1659,12 +1462,7 @@ ws_init(const struct ws_config *c, const struct ws_handlers *h)
 		shortest = 50;
 	if (shortest > 1000)
 		shortest = 1000;
-	if (ws_timer(shortest, sweep, NULL) == -1)
-		goto fail;
-	return 0;
-fail:
-	log_msg(LOG_ERROR, "reactor setup: %s", strerror(errno));
-	return -1;
+	return loop_timer(shortest, sweep, NULL);
 }
 
 void
@@ -1691,20 +1489,14 @@ ws_shutdown(void)
 
 	if (drain_until != 0)
 		return;
-	drain_until = now_ms + cfg.drain_ms + 1;
+	drain_until = loop_now_ms() + cfg.drain_ms + 1;
 	notify_stopping();
 	log_msg(LOG_INFO, "shutting down connections=%llu",
 	    (unsigned long long)ws_stats.connections);
 	/* Events accepted this turn go out ahead of the 1001. */
 	if (on_turn != NULL)
 		on_turn();
-	while (listeners != NULL) {
-		struct listener *l = listeners;
-
-		listeners = l->next;
-		close(l->src.fd);
-		free(l);
-	}
+	loop_stop_listening();
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->state == C_WS)
@@ -1712,22 +1504,6 @@ ws_shutdown(void)
 		else if (c->state == C_HTTP && c->qlen == 0 &&
 		    (c->in == NULL || c->in->hlen == 0))
 			conn_kill(c);
-	}
-}
-
-static void
-signal_event(void (*on_hup)(void))
-{
-	struct signalfd_siginfo si;
-
-	while (read(sigsrc.fd, &si, sizeof si) == sizeof si) {
-		if (si.ssi_signo == SIGHUP) {
-			if (on_hup != NULL)
-				on_hup();
-			/* After the reopen, so it lands in the new file. */
-			log_msg(LOG_INFO, "SIGHUP handled");
-		} else
-			ws_shutdown();
 	}
 }
 
@@ -1775,50 +1551,46 @@ flush_all(void)
 	}
 }
 
+/* ==== The turn ====================================================== */
+
+static int
+turn_timeout(void)
+{
+	return later_list != NULL ? 0 : drain_until != 0 ? 50 : -1;
+}
+
+/*
+ * The end of a turn: the layer above's batch (on_turn), then every queue
+ * written.  Reaping may queue output (see reap()): go round until nothing
+ * is left to write or to free this turn (one left on the input list is
+ * freed next turn).
+ */
+static void
+turn_end(void)
+{
+	do {
+		if (on_turn != NULL)
+			on_turn();
+		flush_all();
+	} while (reap() > 0 || flush_list != NULL);
+}
+
+static int
+turn_done(void)
+{
+	return drain_until != 0 &&
+	    (conns == NULL || loop_now_ms() >= drain_until);
+}
+
 int
 ws_run(void (*on_hup)(void))
 {
-	struct epoll_event events[MAX_EVENTS];
+	struct loop_hooks h = {
+		.timeout = turn_timeout, .start = input_all, .end = turn_end,
+		.term = ws_shutdown, .hup = on_hup, .done = turn_done,
+	};
+	int rc = loop_run(&h);
 
-	for (;;) {
-		int n, timeout = later_list ? 0 : drain_until ? 50 : -1;
-
-		if (drain_until != 0 && (conns == NULL || now_ms >= drain_until))
-			break;
-		n = epoll_wait(epfd, events, MAX_EVENTS, timeout);
-		clock_tick();
-		if (n == -1 && errno != EINTR) {
-			log_msg(LOG_ERROR, "epoll_wait: %s", strerror(errno));
-			return 1;
-		}
-		input_all();
-		for (int i = 0; i < n; i++) {
-			struct src *s = events[i].data.ptr;
-
-			switch (s->kind) {
-			case SRC_LISTEN:
-				listener_event((struct listener *)s);
-				break;
-			case SRC_CONN:
-				conn_event((struct ws_conn *)s, events[i].events);
-				break;
-			case SRC_TIMER:
-				timer_event((struct timer *)s);
-				break;
-			case SRC_SIGNAL:
-				signal_event(on_hup);
-				break;
-			}
-		}
-		/* Reaping may queue output (see reap()): go round until
-		 * nothing is left to write or to free this turn (one left
-		 * on the input list is freed next turn). */
-		do {
-			if (on_turn != NULL)
-				on_turn();
-			flush_all();
-		} while (reap() > 0 || flush_list != NULL);
-	}
 	while (conns != NULL)
 		conn_kill(conns);
 	do {
@@ -1826,13 +1598,7 @@ ws_run(void (*on_hup)(void))
 		flush_all();
 		reap();
 	} while (reap_list != NULL);
-	while (timers != NULL) {
-		struct timer *t = timers;
-
-		timers = t->next;
-		close(t->src.fd);
-		free(t);
-	}
+	loop_free();
 	log_msg(LOG_INFO, "stopped");
-	return 0;
+	return rc;
 }

@@ -1,18 +1,13 @@
 /*
- * ws.h - the epoll reactor, HTTP/1.1 requests and RFC 6455 WebSocket.
+ * ws.h - connections (ws.c): HTTP/1.1 requests and RFC 6455 WebSocket
+ * over the reactor (loop.h).
  *
- * ws.c owns every socket: it accepts, reads, parses HTTP request heads,
- * performs the opening handshake, decodes and validates frames, assembles
- * messages, queues and writes output, and closes.  It knows nothing of
- * JSON, groups or sessions: those live above it and are reached through
- * struct ws_handlers.
- *
- * Parsers (http_parse, ws_frame_parse, ws_utf8_valid) are pure
- * functions over (buf, len) with one return convention:
- *
- *	n >= 0		n bytes consumed (and a result produced)
- *	WS_AGAIN	all input consumed or none usable: need more
- *	WS_ERROR	protocol error: *status (HTTP) or *code (close) says which
+ * ws.c owns every connection: it reads, hands the bytes to the pure
+ * codecs (http_parse.c for request heads, frame.c for frames), performs
+ * the opening handshake, assembles messages, queues and writes output,
+ * and closes.  It knows nothing of JSON, groups or sessions: those live
+ * above it and are reached through struct ws_handlers, which main.c
+ * wires.  Functions return 0 or -1 unless they say otherwise.
  */
 #ifndef WS_H
 #define WS_H
@@ -35,6 +30,7 @@
 
 #include "frame.h"
 #include "http_parse.h"
+#include "loop.h"
 
 /* ---- Connections and the reactor ------------------------------------- */
 
@@ -104,27 +100,17 @@ enum ws_hs_fail {
 const struct ws_stats *ws_stats_get(void);
 extern const char *const ws_hs_fail_names[6];
 
-/*
- * Set up the reactor.  Returns 0, or -1 with a logged reason.
- */
+/* Set up the reactor (loop_init) and the deadline sweep.  0 or -1. */
 int	ws_init(const struct ws_config *cfg, const struct ws_handlers *h);
 
 /* Listen on "HOST:PORT" ("[::1]:PORT" for IPv6).  0 or -1 (logged). */
 int	ws_listen(const char *hostport);
 
 /*
- * Call fn every interval_ms from the loop, on a timerfd.  Returns 0 or -1.
- */
-int	ws_timer(unsigned interval_ms, void (*fn)(void *), void *arg);
-
-/*
  * Run until a shutdown completes.  SIGTERM and SIGINT start the drain,
  * SIGHUP calls on_hup.  Returns the exit status (0 after a clean drain).
  */
 int	ws_run(void (*on_hup)(void));
-
-/* Monotonic milliseconds, read once per loop turn. */
-uint64_t ws_now_ms(void);
 
 /*
  * Queue a shared frame on c (taking a reference).  Returns 0, or -1 when c
