@@ -16,7 +16,7 @@ B       ?= build
 
 # The layers, lowest first; main.o wires them.
 LIB   = frame http_parse notify loop ws log json auth tls hub proto routes api \
-	session_events dashboard
+	session_events dashboard cli
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 
@@ -141,3 +141,16 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/wsd $(DESTDIR)$(MAN8DIR)/wsd.8 \
 	    $(DESTDIR)$(UNITDIR)/wsd.service
 .PHONY: install uninstall
+
+# ==== Static binary: make static, for FROM scratch (Containerfile) =====
+# build/static/wsd: the same objects linked with -static against Debian's
+# libssl.a and libcrypto.a; no shared library needed at run time.  glibc
+# warns at link time that getaddrinfo() (and, in libcrypto, dlopen and
+# gethostbyname, which wsd never reaches) need its shared NSS modules at
+# run time: in an empty root, with neither those nor /etc/hosts, only
+# numeric addresses resolve, so --listen and --url take 0.0.0.0:8000 or
+# 127.0.0.1:8000, not names (a name is refused: exit 2 for --listen, 1 for
+# --url).  test/static-root.sh runs it in an empty chroot.
+static:
+	$(MAKE) B=build/static LDFLAGS="-static" build/static/wsd
+.PHONY: static

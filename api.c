@@ -6,11 +6,16 @@
  * this file routes them and answers with ws_http_respond().  Bodies are
  * JSON and decoded with json.c; answers are JSON, errors are
  * {"error":CODE,"message":TEXT} with fixed texts that never echo input.
+ * Its only reads of its own are /proc/self's, for /metrics.
  */
+#include <sys/resource.h>
+
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -193,10 +198,89 @@ metric(struct json_buf *b, const char *name, const char *type,
 }
 
 static void
+metric_f(struct json_buf *b, const char *name, const char *type,
+    const char *help, double v)
+{
+	char line[256];
+
+	snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.3f\n",
+	    name, help, name, type, name, v);
+	json_put_cstr(b, line);
+}
+
+/*
+ * The standard process figures, read from /proc/self: resident memory,
+ * CPU time and start time (/proc/self/stat, and the boot time from
+ * /proc/stat), the open fds (the entries of /proc/self/fd, less the one
+ * reading them) and their limit.  A figure that cannot be read is left
+ * out.  The reads are a few small files and one directory walk, on a
+ * scrape, not on any connection's path.
+ */
+static void
+process_metrics(struct json_buf *b)
+{
+	double tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long long utime, stime, start, btime = 0;
+	char buf[1024], *p;
+	struct rlimit rl;
+	struct dirent *e;
+	long rss, nfd = -1;
+	FILE *f;
+	DIR *d;
+	size_t n;
+
+	if ((f = fopen("/proc/stat", "re")) != NULL) {
+		while (fgets(buf, sizeof buf, f) != NULL)
+			if (sscanf(buf, "btime %llu", &btime) == 1)
+				break;
+		fclose(f);
+	}
+	if ((f = fopen("/proc/self/stat", "re")) != NULL) {
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* proc(5): fields 3 on follow the command name, which may
+		 * itself hold ") ", so read from the last ')'.  14 utime,
+		 * 15 stime, 22 starttime (clock ticks), 24 rss (pages). */
+		if ((p = strrchr(buf, ')')) != NULL && tick > 0 && sscanf(p + 1,
+		    " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
+		    "%*d %*d %*d %*d %*d %*d %llu %*u %ld", &utime, &stime,
+		    &start, &rss) == 4) {
+			metric_f(b, "process_cpu_seconds_total", "counter",
+			    "User and system CPU time spent in seconds.",
+			    (utime + stime) / tick);
+			metric(b, "process_resident_memory_bytes", "gauge",
+			    "Resident memory size in bytes.", NULL,
+			    (uint64_t)(rss * page));
+			if (btime != 0)
+				metric_f(b, "process_start_time_seconds",
+				    "gauge", "Start time of the process since "
+				    "unix epoch in seconds.", btime + start / tick);
+		}
+	}
+	if ((d = opendir("/proc/self/fd")) != NULL) {
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				nfd++;
+		closedir(d);
+		metric(b, "process_open_fds", "gauge",
+		    "Number of open file descriptors.", NULL, nfd);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		metric(b, "process_max_fds", "gauge",
+		    "Maximum number of open file descriptors.", NULL,
+		    rl.rlim_cur);
+}
+
+static void
 get_metrics(struct req *r)
 {
 	struct json_buf b = { 0 };
 	char label[64];
+
+	metric(&b, "wsd_build_info", "gauge",
+	    "The version of wsd running; the value is always 1.",
+	    "{version=\"" WSD_VERSION "\"}", 1);
 
 	metric(&b, "wsd_connections", "gauge",
 	    "Open connections, HTTP and WebSocket.", NULL,
@@ -241,8 +325,20 @@ get_metrics(struct req *r)
 		    "Error messages sent to clients, by code.", label,
 		    hub_stats_get()->errors[i]);
 	}
+	for (int i = 0; i < WS_NLIMITS + HUB_NLIMITS; i++) {
+		int hub = i >= WS_NLIMITS;
+
+		snprintf(label, sizeof label, "{limit=\"%s\"}", hub ?
+		    hub_limit_names[i - WS_NLIMITS] : ws_limit_names[i]);
+		metric(&b, "wsd_limit_rejections_total", "counter", i ? NULL :
+		    "Connections, requests, messages and calls refused at a "
+		    "limit, by limit.", label, hub ?
+		    hub_stats_get()->limit[i - WS_NLIMITS] :
+		    ws_stats_get()->limit[i]);
+	}
 	metric(&b, "wsd_uptime_seconds", "gauge", "Seconds since start.", NULL,
 	    hub_uptime_s());
+	process_metrics(&b);
 	if (b.oom)
 		error(r, 500, "internal", "out of memory");
 	else
@@ -358,6 +454,7 @@ session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
 	*meta = NULL;
 	*mlen = 0;
 	if (r->blen > hub_config()->max_metadata + 256) {
+		hub_limit_hit(HUB_L_MAX_METADATA);
 		error(r, 413, "too_large", "metadata is too large");
 		return -1;
 	}
@@ -377,6 +474,7 @@ session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
 	}
 	*meta = json_tok_json(doc, m, mlen);
 	if (*mlen > hub_config()->max_metadata) {
+		hub_limit_hit(HUB_L_MAX_METADATA);
 		error(r, 413, "too_large", "metadata is too large");
 		return -1;
 	}

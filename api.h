@@ -10,6 +10,9 @@
 
 #include "ws.h"
 
+/* wsd --version, and wsd_build_info{version=...} in /metrics. */
+#define WSD_VERSION	"0.1.0"
+
 /* handlers.http: a whole request that passed routes_head(). */
 void	api_request(struct ws_conn *c, const struct http_req *req,
 	    const uint8_t *body, size_t blen);

@@ -151,7 +151,8 @@ int	auth_verify(const uint8_t *secret, size_t secret_len, const char *tok,
 /*
  * With on set, auth_verify() refuses a token without "exp" (AUTH_BAD_CLAIM)
  * instead of taking it as one that never expires.  Off by default; set
- * once at start (--token-require-exp), it holds for every later call.
+ * at start (--token-require-exp) and on SIGHUP, it holds for every later
+ * call.
  */
 void	auth_require_exp(int on);
 

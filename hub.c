@@ -64,6 +64,10 @@ const char *const hub_error_names[HUB_NERRORS] = {
 	"bad_json", "unknown_type", "bad_group", "forbidden", "too_large",
 	"history_gap", "rate_limited", "unavailable"
 };
+const char *const hub_limit_names[HUB_NLIMITS] = {
+	"max_groups", "max_conn_groups", "max_sessions", "max_metadata",
+	"publish_rate"
+};
 
 static struct hub_group	**table;	/* hash table of every group */
 static uint32_t		  tcap;		/* power of 2 */
@@ -314,8 +318,10 @@ hub_group(const char *name, size_t n, int create)
 	gp = group_slot(name, n);
 	if (*gp != NULL || !create)
 		return *gp;
-	if (ngroups >= hub_cfg.max_groups && evict_idle_group(NULL) == -1)
+	if (ngroups >= hub_cfg.max_groups && evict_idle_group(NULL) == -1) {
+		hub_stats.limit[HUB_L_MAX_GROUPS]++;
 		return NULL;
+	}
 	if (ngroups >= tcap && table_grow() == 0)
 		gp = group_slot(name, n);
 	if ((g = calloc(1, sizeof *g)) == NULL)
@@ -336,10 +342,30 @@ hub_config(void)
 	return &hub_cfg;
 }
 
+void
+hub_set_limits(const struct hub_config *cfg)
+{
+	hub_cfg.history = cfg->history;
+	hub_cfg.history_bytes = cfg->history_bytes;
+	hub_cfg.history_total = cfg->history_total;
+	hub_cfg.max_groups = cfg->max_groups;
+	hub_cfg.max_conn_groups = cfg->max_conn_groups;
+	hub_cfg.json_depth = cfg->json_depth;
+	hub_cfg.max_sessions = cfg->max_sessions;
+	hub_cfg.max_metadata = cfg->max_metadata;
+	hub_cfg.publish_rate = cfg->publish_rate;
+}
+
 const struct hub_stats *
 hub_stats_get(void)
 {
 	return &hub_stats;
+}
+
+void
+hub_limit_hit(enum hub_limit l)
+{
+	hub_stats.limit[l]++;
 }
 
 unsigned
@@ -388,8 +414,10 @@ hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
 
 	if (hub_sub_find(a, g) >= 0)
 		return 1;
-	if (a->nsubs >= hub_cfg.max_conn_groups)
+	if (a->nsubs >= hub_cfg.max_conn_groups) {
+		hub_stats.limit[HUB_L_MAX_CONN_GROUPS]++;
 		return -1;
+	}
 	group_flush(g);		/* earlier events are not for a newcomer */
 	if ((as = hub_grow(a->subs, a->nsubs, &a->subcap, sizeof *as, 1)) ==
 	    NULL)

@@ -42,7 +42,13 @@ struct hub_config {
 	unsigned session_ttl_ms;
 	unsigned max_sessions;
 	size_t   max_metadata;
-	/* Security (SPEC.md "Security"): */
+	/*
+	 * Security (README "Security").  routes_init() copies the secrets
+	 * and the lists, and routes.c uses its copies from then on (SIGHUP
+	 * replaces them there); main.c wipes its own after that.  Here,
+	 * token_secret and api_key then only say whether tokens and the
+	 * API key are on, which is fixed for the life of the process.
+	 */
 	const uint8_t *token_secret;	/* NULL: no tokens required */
 	size_t   token_secret_len;
 	const uint8_t *api_key;		/* NULL: no API key required */
@@ -58,8 +64,20 @@ struct hub_config {
 /* 0, or -1 (logged).  Registers the end-of-turn flush with ws.c. */
 int	hub_init(const struct hub_config *cfg);
 
-/* The configuration hub_init() was given, for the layers above. */
+/* The configuration hub_init() was given, with the limits
+ * hub_set_limits() changed since, for the layers above. */
 const struct hub_config *hub_config(void);
+
+/*
+ * SIGHUP: take from cfg the limits that may change while running --
+ * history, history_bytes, history_total, max_groups, max_conn_groups,
+ * json_depth, max_sessions, max_metadata and publish_rate -- and keep the
+ * rest as hub_init() set them (the tick and session_ttl run on timers and
+ * lists set up at start; the secrets are routes.c's).  A lowered bound
+ * applies from the next event, group, subscribe or session: nothing kept
+ * is dropped at once, no member is unsubscribed.
+ */
+void	hub_set_limits(const struct hub_config *cfg);
 
 /* ---- Groups (hub.c) -------------------------------------------------- */
 
@@ -193,16 +211,28 @@ enum hub_error {
 	HUB_E_UNAVAILABLE, HUB_NERRORS
 };
 
+/* The limits above ws.c that refuse something, for /metrics. */
+enum hub_limit {
+	HUB_L_MAX_GROUPS, HUB_L_MAX_CONN_GROUPS, HUB_L_MAX_SESSIONS,
+	HUB_L_MAX_METADATA, HUB_L_PUBLISH_RATE, HUB_NLIMITS
+};
+
 /* Counters for /metrics, read with hub_stats_get(). */
 struct hub_stats {
 	uint64_t events_published;
 	uint64_t errors[HUB_NERRORS];	/* by enum hub_error */
+	uint64_t limit[HUB_NLIMITS];	/* refusals, by enum hub_limit */
 };
 
 
 extern const char *const hub_error_names[HUB_NERRORS];
+/* "max_groups", ...: the option's name with '_' for '-'. */
+extern const char *const hub_limit_names[HUB_NLIMITS];
 
 const struct hub_stats *hub_stats_get(void);
+
+/* Count one refusal at limit l, where the layer above refuses it. */
+void	hub_limit_hit(enum hub_limit l);
 
 
 /* ---- Connections above the reactor ---------------------------------- */

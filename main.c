@@ -1,9 +1,12 @@
 /*
  * main.c - options, then the listeners and the loop.
  *
- * Only wiring: every option has a long flag and a WSD_* environment
- * variable (the flag wins), defaults come from the layers' headers, and
- * the reactor (ws.c) is started with the hub (hub.c) as its handlers.
+ * Only wiring: every option has a long flag, a WSD_* environment
+ * variable and a name in the --config file (the flag wins over the
+ * variable, the variable over the file), defaults come from the layers'
+ * headers, and the reactor (ws.c) is started with the hub (hub.c) as its
+ * handlers.  SIGHUP reads the file again and hands what may change while
+ * running to each layer's setter (reload()).
  */
 #include <sys/socket.h>
 
@@ -19,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "cli.h"
 #include "api.h"
 #include "hub.h"
 #include "json.h"
@@ -30,8 +34,8 @@
 #include "tls.h"
 #include "ws.h"
 
-#define WSD_VERSION	"0.1.0"
 #define MAX_LISTEN	16
+#define CONFIG_MAX	(64u << 10)	/* bytes in a --config file */
 
 enum opt_type {
 	O_FLAG,		/* no value; sets an int to 1 */
@@ -82,98 +86,149 @@ static const char	*tls_cert, *tls_key;
 static int		 no_session_events;
 static const char	*log_format = "text", *log_level = "info", *log_file;
 static int		 show_help, show_version;
+static const char	*config_path;
+static unsigned		 token_grace_ms = 300000;
+
+/*
+ * The options.  LIVE ones are applied again on SIGHUP, when the config
+ * file changed them (reload()); a change to a RESTART one is logged as
+ * needing a restart and not applied.
+ */
+#define LIVE	1
+#define RESTART	0
 
 static const struct opt {
 	const char   *name;
 	enum opt_type type;
 	void         *dst;
 	const char   *help;
+	int           live;	/* LIVE: SIGHUP applies a new value */
 } opts[] = {
 	{ "listen", O_LIST, &listen_on,
-	    "HOST:PORT to listen on, repeatable (127.0.0.1:8000)" },
+	    "HOST:PORT to listen on, repeatable (127.0.0.1:8000)", RESTART },
 	{ "echo", O_FLAG, &wscfg.echo,
-	    "serve the RFC 6455 echo route /echo" },
+	    "serve the RFC 6455 echo route /echo", RESTART },
 	{ "subprotocol", O_STR, &wscfg.subprotocol,
-	    "Sec-WebSocket-Protocol to accept when offered (none)" },
+	    "Sec-WebSocket-Protocol to accept when offered (none)", RESTART },
 	{ "max-connections", O_UINT, &wscfg.max_connections,
-	    "open connections; past it requests get 503 (10000)" },
+	    "open connections; past it requests get 503 (10000)", LIVE },
 	{ "max-header", O_SIZE, &wscfg.max_header,
-	    "request line + headers bytes; past it 431 (8K)" },
+	    "request line + headers bytes; past it 431 (8K)", LIVE },
 	{ "max-body", O_SIZE, &wscfg.max_body,
-	    "HTTP request body bytes; past it 413 (1M)" },
+	    "HTTP request body bytes; past it 413 (1M)", LIVE },
 	{ "max-body-total", O_SIZE, &wscfg.max_body_total,
-	    "bytes of request bodies being received, in all; past it 503 (64M)" },
+	    "bytes of request bodies being received, in all; past it 503 (64M)",
+	    LIVE },
 	{ "max-message", O_SIZE, &wscfg.max_message,
-	    "WebSocket message bytes; past it close 1009 (1M)" },
+	    "WebSocket message bytes; past it close 1009 (1M)", LIVE },
 	{ "assembly-total", O_SIZE, &wscfg.assembly_total,
-	    "bytes of unfinished messages, in all; past it close 1013 (64M)" },
+	    "bytes of unfinished messages, in all; past it close 1013 (64M)",
+	    LIVE },
 	{ "send-queue", O_SIZE, &wscfg.send_queue,
-	    "queued bytes per connection; past it close 1013 (4M)" },
+	    "queued bytes per connection; past it close 1013 (4M)", LIVE },
 	{ "handshake-timeout", O_SECS, &wscfg.handshake_ms,
-	    "seconds for a request to arrive whole (10)" },
+	    "seconds for a request to arrive whole (10)", RESTART },
 	{ "ping-interval", O_SECS, &wscfg.ping_interval_ms,
-	    "seconds of silence before the server pings (25)" },
+	    "seconds of silence before the server pings (25)", RESTART },
 	{ "ping-timeout", O_SECS, &wscfg.ping_timeout_ms,
-	    "seconds of silence before a peer is dropped (60)" },
+	    "seconds of silence before a peer is dropped (60)", RESTART },
 	{ "drain", O_SECS, &wscfg.drain_ms,
-	    "seconds to wait for close replies on shutdown (5)" },
+	    "seconds to wait for close replies on shutdown (5)", LIVE },
 	{ "history", O_UINT, &hubcfg.history,
-	    "events kept per group for resume (1000)" },
+	    "events kept per group for resume (1000)", LIVE },
 	{ "history-bytes", O_SIZE, &hubcfg.history_bytes,
-	    "bytes of events kept per group (1M)" },
+	    "bytes of events kept per group (1M)", LIVE },
 	{ "history-total", O_SIZE, &hubcfg.history_total,
-	    "bytes of events kept in all groups together (256M)" },
+	    "bytes of events kept in all groups together (256M)", LIVE },
 	{ "max-groups", O_UINT, &hubcfg.max_groups,
-	    "groups in all (100000)" },
+	    "groups in all (100000)", LIVE },
 	{ "max-conn-groups", O_UINT, &hubcfg.max_conn_groups,
-	    "groups one connection may join, at most 1024 (64)" },
+	    "groups one connection may join, at most 1024 (64)", LIVE },
 	{ "json-depth", O_UINT, &hubcfg.json_depth,
-	    "nesting depth of JSON messages (64)" },
+	    "nesting depth of JSON messages (64)", LIVE },
 	{ "tick", O_SECS, &hubcfg.tick_ms,
-	    "seconds between session diffs and realtime_update (3)" },
+	    "seconds between session diffs and realtime_update (3)", RESTART },
 	{ "no-session-events", O_FLAG, &no_session_events,
-	    "turn the session diff off" },
+	    "turn the session diff off", RESTART },
 	{ "session-ttl", O_SECS, &hubcfg.session_ttl_ms,
-	    "seconds a connection-made session outlives its last client (5)" },
+	    "seconds a connection-made session outlives its last client (5)",
+	    RESTART },
 	{ "max-sessions", O_UINT, &hubcfg.max_sessions,
-	    "sessions in all (100000)" },
+	    "sessions in all (100000)", LIVE },
 	{ "max-metadata", O_SIZE, &hubcfg.max_metadata,
-	    "bytes of one session's metadata; past it 413 (16K)" },
+	    "bytes of one session's metadata; past it 413 (16K)", LIVE },
 	{ "token-secret", O_STR, &token_secret,
-	    "HS256 secret: WebSocket clients need a JWT (none)" },
+	    "HS256 secret: WebSocket clients need a JWT (none)", LIVE },
 	{ "token-secret-file", O_STR, &token_secret_file,
-	    "read the token secret from this file" },
+	    "read the token secret from this file", LIVE },
+	{ "token-grace", O_SECS, &token_grace_ms,
+	    "seconds the old token secret still works after a reload (300)",
+	    LIVE },
 	{ "token-require-exp", O_FLAG, &token_require_exp,
-	    "refuse tokens without exp (by default they never expire)" },
+	    "refuse tokens without exp (by default they never expire)", LIVE },
 	{ "api-key", O_STR, &api_key,
-	    "Bearer key for mutating HTTP calls and /metrics (none)" },
+	    "Bearer key for mutating HTTP calls and /metrics (none)", LIVE },
 	{ "allow-origin", O_LIST, &allow_origin,
-	    "browser Origin allowed to connect, repeatable (same origin)" },
+	    "browser Origin allowed to connect, repeatable (same origin)",
+	    LIVE },
 	{ "allow-host", O_LIST, &allow_host,
-	    "Host name wsd answers to without secrets, repeatable (IP, localhost)" },
+	    "Host name wsd answers to without secrets, repeatable (IP, localhost)",
+	    LIVE },
 	{ "publish-rate", O_UINT, &hubcfg.publish_rate,
-	    "publish messages per second per connection (0: no limit)" },
+	    "publish messages per second per connection (0: no limit)", LIVE },
 	{ "tls-cert", O_STR, &tls_cert,
-	    "PEM certificate chain: the listeners speak TLS (wss, https)" },
-	{ "tls-key", O_STR, &tls_key, "PEM private key for --tls-cert" },
+	    "PEM certificate chain: the listeners speak TLS (wss, https)",
+	    RESTART },
+	{ "tls-key", O_STR, &tls_key, "PEM private key for --tls-cert",
+	    RESTART },
 	{ "insecure", O_FLAG, &insecure,
-	    "listen beyond loopback without a token secret or API key" },
-	{ "log-format", O_STR, &log_format, "text or json (text)" },
-	{ "log-level", O_STR, &log_level, "debug, info, warn, error (info)" },
+	    "listen beyond loopback without a token secret or API key",
+	    RESTART },
+	{ "log-format", O_STR, &log_format, "text or json (text)", LIVE },
+	{ "log-level", O_STR, &log_level, "debug, info, warn, error (info)",
+	    LIVE },
 	{ "log-file", O_STR, &log_file,
-	    "log to this file instead of stderr; SIGHUP reopens it" },
-	{ "help", O_FLAG, &show_help, "this text (also -h)" },
-	{ "version", O_FLAG, &show_version, "the version" },
+	    "log to this file instead of stderr; SIGHUP reopens it", RESTART },
+	{ "config", O_STR, &config_path,
+	    "read options from this file; SIGHUP reads it again (none)",
+	    RESTART },
+	{ "help", O_FLAG, &show_help, "this text (also -h)", RESTART },
+	{ "version", O_FLAG, &show_version, "the version", RESTART },
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
+
+/*
+ * Where each option's value came from, lowest precedence first: a source
+ * sets an option only when no higher one has, so the order in which they
+ * are read does not matter, and SIGHUP can put back to its default
+ * whatever only the file had set.
+ */
+enum opt_src { FROM_DEFAULT, FROM_FILE, FROM_ENV, FROM_ARGV };
+
+static uint8_t	 opt_src[NOPTS];
+
+/* One option's value, for the defaults and the running values a reload
+ * compares and may have to put back. */
+union optval {
+	int	     i;
+	const char  *s;
+	struct list  l;
+	unsigned     u;
+	size_t	     z;
+};
+
+static union optval	 defaults[NOPTS];
+static struct list	 listen_given;	/* --listen as given, for reload */
+static char		*boot_text, *live_text;	/* the file's text, see reload() */
 
 static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: wsd [--option value ...]\n"
-	    "Every option is also read from WSD_NAME (e.g. --max-message"
-	    " is WSD_MAX_MESSAGE).\n\n");
+	    "Every option is also read from WSD_NAME (e.g. --max-message is\n"
+	    "WSD_MAX_MESSAGE) and from the --config file (\"max-message ="
+	    " 1M\");\nthe flag wins, then the variable, then the file.\n\n");
 	for (size_t i = 0; i < NOPTS; i++)
 		fprintf(f, "  --%-20s %s\n", opts[i].name, opts[i].help);
 }
@@ -230,11 +285,13 @@ split_hostport(const char *hostport, char host[256], char port[6])
 }
 
 /*
- * Set one option from its text.  from is the environment variable it came
- * from, or NULL for the command line; the error names it.
+ * Set one option from its text.  from is the environment variable or the
+ * config file's name it came from, or NULL for the command line; the
+ * error, written to err, names it.
  */
 static int
-set_opt(const struct opt *o, const char *val, const char *from)
+set_opt(const struct opt *o, const char *val, const char *from, char *err,
+    size_t errcap)
 {
 	char *end, flag[64], host[256], port[6];
 	const char *why = "";
@@ -292,7 +349,7 @@ set_opt(const struct opt *o, const char *val, const char *from)
 bad:
 	if (from == NULL)
 		snprintf(flag, sizeof flag, "--%s", o->name);
-	fprintf(stderr, "wsd: bad value for %s: %.64s%s\n",
+	snprintf(err, errcap, "bad value for %s: %.64s%s",
 	    from != NULL ? from : flag, val ? val : "", why);
 	return -1;
 }
@@ -309,14 +366,180 @@ env_name(const struct opt *o, char *env, size_t cap)
 	env[4 + k] = '\0';
 }
 
+static void
+opt_save(const struct opt *o, union optval *v)
+{
+	switch (o->type) {
+	case O_FLAG:	v->i = *(int *)o->dst; break;
+	case O_STR:	v->s = *(const char **)o->dst; break;
+	case O_LIST:	v->l = *(struct list *)o->dst; break;
+	case O_UINT:
+	case O_SECS:	v->u = *(unsigned *)o->dst; break;
+	case O_SIZE:	v->z = *(size_t *)o->dst; break;
+	}
+}
+
+static void
+opt_load(const struct opt *o, const union optval *v)
+{
+	switch (o->type) {
+	case O_FLAG:	*(int *)o->dst = v->i; break;
+	case O_STR:	*(const char **)o->dst = v->s; break;
+	case O_LIST:	*(struct list *)o->dst = v->l; break;
+	case O_UINT:
+	case O_SECS:	*(unsigned *)o->dst = v->u; break;
+	case O_SIZE:	*(size_t *)o->dst = v->z; break;
+	}
+}
+
+static int
+str_equal(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* 1 if option o holds the value v. */
+static int
+opt_equal(const struct opt *o, const union optval *v)
+{
+	union optval now;
+
+	opt_save(o, &now);
+	switch (o->type) {
+	case O_FLAG:	return now.i == v->i;
+	case O_STR:	return str_equal(now.s, v->s);
+	case O_UINT:
+	case O_SECS:	return now.u == v->u;
+	case O_SIZE:	return now.z == v->z;
+	case O_LIST:
+		if (now.l.n != v->l.n)
+			return 0;
+		for (int k = 0; k < now.l.n; k++)
+			if (!str_equal(now.l.v[k], v->l.v[k]))
+				return 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* The file's text holds secrets: wiped before it goes. */
+static void
+text_free(char *text)
+{
+	if (text != NULL) {
+		OPENSSL_cleanse(text, strlen(text));
+		free(text);
+	}
+}
+
+/*
+ * Read the --config file and set, from its lines, every option that
+ * neither the command line nor the environment set (they win).  A line
+ * is "name = value" or "name value" (name: a long option without "--"),
+ * or a switch's name alone; a line whose first character that is not
+ * blank is '#' is a comment, and blank lines are skipped.  A list option
+ * takes one value a line, its name repeated.  The values point into the
+ * file's text, returned in *text (the caller keeps it while they are
+ * used).  0, or -1 with "FILE:LINE: why" in err and nothing kept.
+ */
+static int
+load_config(const char *path, char **text, char *err, size_t errcap)
+{
+	char *buf = NULL, *line, *next, why[256];
+	FILE *f = fopen(path, "re");
+	int lineno = 0;
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errcap, "%.200s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((buf = malloc(CONFIG_MAX + 1)) == NULL) {
+		fclose(f);
+		snprintf(err, errcap, "%.200s: out of memory", path);
+		return -1;
+	}
+	n = fread(buf, 1, CONFIG_MAX + 1, f);
+	fclose(f);
+	buf[n > CONFIG_MAX ? CONFIG_MAX : n] = '\0';
+	if (n > CONFIG_MAX || strlen(buf) != n) {
+		snprintf(why, sizeof why, n > CONFIG_MAX ? "over %u bytes" :
+		    "a NUL byte", CONFIG_MAX);
+		goto fail;
+	}
+	for (line = buf; line != NULL; line = next) {
+		const struct opt *o = NULL;
+		char *name, *val, *end;
+		size_t nl;
+
+		lineno++;
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		end = line + strlen(line);
+		while (end > line && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		while (isspace((unsigned char)*line))
+			line++;
+		if (*line == '\0' || *line == '#')
+			continue;
+		name = line;
+		nl = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-");
+		val = name + nl;
+		if (nl == 0 || (*val != '\0' && *val != '=' &&
+		    !isspace((unsigned char)*val))) {
+			snprintf(why, sizeof why, "expected NAME = VALUE");
+			goto fail;
+		}
+		val += strspn(val, " \t");
+		if (*val == '=')
+			val += 1 + strspn(val + 1, " \t");
+		name[nl] = '\0';
+		for (size_t i = 0; i < NOPTS; i++)
+			if (strcmp(opts[i].name, name) == 0)
+				o = &opts[i];
+		if (o == NULL) {
+			snprintf(why, sizeof why, "unknown option %.64s", name);
+			goto fail;
+		}
+		if (o->dst == &config_path || o->dst == &show_help ||
+		    o->dst == &show_version) {
+			snprintf(why, sizeof why, "%s has no place in a config "
+			    "file", name);
+			goto fail;
+		}
+		if (*val == '\0' && o->type != O_FLAG) {
+			snprintf(why, sizeof why, "%s needs a value", name);
+			goto fail;
+		}
+		if (opt_src[o - opts] > FROM_FILE)
+			continue;
+		if (o->type == O_LIST && opt_src[o - opts] < FROM_FILE)
+			((struct list *)o->dst)->n = 0;
+		if (set_opt(o, *val ? val : NULL, name, why, sizeof why) == -1)
+			goto fail;
+		opt_src[o - opts] = FROM_FILE;
+	}
+	*text = buf;
+	return 0;
+fail:
+	snprintf(err, errcap, "%.200s:%d: %s", path, lineno, why);
+	text_free(buf);
+	return -1;
+}
+
 /*
  * WSD_NAME for each option, then the command line (which wins).  A list
  * option's variable holds comma-separated values and applies only when
- * the flag is not given at all.
+ * the flag is not given at all.  The --config file comes after both
+ * (load_config()), for what neither set.
  */
 static int
 parse_options(int argc, char **argv)
 {
+	char err[256];
+
+	for (size_t i = 0; i < NOPTS; i++)
+		opt_save(&opts[i], &defaults[i]);
 	for (size_t i = 0; i < NOPTS; i++) {
 		char env[64];
 		const char *v;
@@ -324,8 +547,9 @@ parse_options(int argc, char **argv)
 		env_name(&opts[i], env, sizeof env);
 		if ((v = getenv(env)) == NULL || opts[i].type == O_LIST)
 			continue;
-		if (set_opt(&opts[i], v, env) == -1)
-			return -1;
+		if (set_opt(&opts[i], v, env, err, sizeof err) == -1)
+			goto bad;
+		opt_src[i] = FROM_ENV;
 	}
 	for (int a = 1; a < argc; a++) {
 		const char *arg = argv[a], *val = NULL, *eq;
@@ -362,8 +586,9 @@ parse_options(int argc, char **argv)
 			}
 			val = argv[++a];
 		}
-		if (set_opt(o, val, NULL) == -1)
-			return -1;
+		if (set_opt(o, val, NULL, err, sizeof err) == -1)
+			goto bad;
+		opt_src[o - opts] = FROM_ARGV;
 	}
 	for (size_t i = 0; i < NOPTS; i++) {
 		struct list *l = opts[i].dst;
@@ -378,19 +603,24 @@ parse_options(int argc, char **argv)
 			return -1;
 		for (tok = strtok_r(copy, ",", &save); tok != NULL;
 		    tok = strtok_r(NULL, ",", &save))
-			if (set_opt(&opts[i], tok, env) == -1)
-				return -1;
+			if (set_opt(&opts[i], tok, env, err, sizeof err) == -1)
+				goto bad;
+		opt_src[i] = FROM_ENV;
 	}
 	return 0;
+bad:
+	fprintf(stderr, "wsd: %s\n", err);
+	return -1;
 }
 
 /*
  * Keep a secret in memory of our own and wipe the copy that came from the
- * command line or the environment, so it does not linger in /proc.
+ * command line, the environment or the config file's text, so it does not
+ * linger in /proc or in memory.  0, or -1 with the reason in err.
  */
 static int
 take_secret(const char *src, const char *file, const uint8_t **out,
-    size_t *len)
+    size_t *len, char *err, size_t errcap)
 {
 	char buf[4096];
 	uint8_t *s;
@@ -400,7 +630,7 @@ take_secret(const char *src, const char *file, const uint8_t **out,
 		FILE *f = fopen(file, "re");
 
 		if (f == NULL) {
-			fprintf(stderr, "wsd: cannot read %.200s: %s\n", file,
+			snprintf(err, errcap, "cannot read %.200s: %s", file,
 			    strerror(errno));
 			return -1;
 		}
@@ -409,7 +639,7 @@ take_secret(const char *src, const char *file, const uint8_t **out,
 		if (n == sizeof buf) {
 			/* Not silently cut: a longer secret is refused. */
 			OPENSSL_cleanse(buf, sizeof buf);
-			fprintf(stderr, "wsd: %.200s: secret over %zu bytes\n",
+			snprintf(err, errcap, "%.200s: secret over %zu bytes",
 			    file, sizeof buf - 1);
 			return -1;
 		}
@@ -421,13 +651,71 @@ take_secret(const char *src, const char *file, const uint8_t **out,
 	else
 		n = strlen(src);
 	if (n == 0 || (s = malloc(n)) == NULL) {
-		fprintf(stderr, "wsd: empty secret\n");
+		snprintf(err, errcap, "empty secret");
 		return -1;
 	}
 	memcpy(s, src, n);
 	OPENSSL_cleanse((void *)src, n);
 	*out = s;
 	*len = n;
+	return 0;
+}
+
+/* A secret in memory of our own; same: left as it is (see read_secrets). */
+struct secret {
+	const uint8_t *p;
+	size_t	       n;
+	int	       same;
+};
+
+static void
+secret_free(struct secret *s)
+{
+	if (s->p != NULL) {
+		OPENSSL_cleanse((void *)s->p, s->n);
+		free((void *)s->p);
+	}
+	s->p = NULL;
+	s->n = 0;
+}
+
+/*
+ * The token secret (--token-secret, or --token-secret-file, read again
+ * each time) and the API key, each NULL when not set.  Again (a reload):
+ * a secret given on the command line or in the environment was wiped at
+ * start and cannot have changed, so it is not read (same is set).  0, or
+ * -1 with the reason in err and nothing kept.
+ */
+static int
+read_secrets(int again, struct secret *tok, struct secret *key, char *err,
+    size_t errcap)
+{
+	size_t it = 0, ik = 0;
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (opts[i].dst == &token_secret)
+			it = i;
+		if (opts[i].dst == &api_key)
+			ik = i;
+	}
+	tok->same = again && token_secret_file == NULL &&
+	    opt_src[it] >= FROM_ENV;
+	key->same = again && opt_src[ik] >= FROM_ENV;
+	if (!tok->same && take_secret(token_secret, token_secret_file,
+	    &tok->p, &tok->n, err, errcap) == -1)
+		return -1;
+	if (tok->p != NULL && tok->n < AUTH_MIN_SECRET) {
+		/* RFC 7518 §3.2: an HS256 key at least as long as the hash. */
+		snprintf(err, errcap, "the token secret needs at least 32 "
+		    "bytes");
+		secret_free(tok);
+		return -1;
+	}
+	if (!key->same && take_secret(api_key, NULL, &key->p, &key->n, err,
+	    errcap) == -1) {
+		secret_free(tok);
+		return -1;
+	}
 	return 0;
 }
 
@@ -511,7 +799,7 @@ check_listeners(void)
 
 /* Limits that cannot work together are refused at start, not at 3 a.m. */
 static int
-check_options(void)
+check_options(char *err, size_t errcap)
 {
 	const char *why = NULL;
 
@@ -530,12 +818,12 @@ check_options(void)
 		why = "--json-depth must be 1..1024";
 	else if (hubcfg.max_conn_groups == 0 || hubcfg.max_conn_groups > 1024)
 		why = "--max-conn-groups must be 1..1024";
-	else if (log_set_format(log_format) == -1)
+	else if (log_format_from(log_format) == -1)
 		why = "--log-format must be text or json";
-	else if (log_set_level(log_level) == -1)
+	else if (log_level_from(log_level) == -1)
 		why = "--log-level must be debug, info, warn or error";
 	if (why != NULL) {
-		fprintf(stderr, "wsd: %s\n", why);
+		snprintf(err, errcap, "%s", why);
 		return -1;
 	}
 	return 0;
@@ -581,18 +869,126 @@ start_watchdog(void)
 	return loop_timer((unsigned)ms, on_watchdog, NULL);
 }
 
+/*
+ * SIGHUP: read the config file again (and the token secret file) and
+ * apply what may change while running.  Every option that only the file
+ * set goes back to its default first, so a line taken out of the file
+ * counts too; the command line and the environment still win.  A file
+ * that does not parse, limits that do not work together or a secret that
+ * cannot be read refuse the whole reload: nothing changes.  Otherwise
+ * each LIVE option goes to its layer's setter; any other that changed is
+ * logged as needing a restart and keeps its running value, as does
+ * turning the token secret or the API key on or off (that decides
+ * protected mode and the Host check, made at start).
+ *
+ * Values point into the file's text.  Options that are not LIVE keep
+ * their values from the start, so boot_text stays; the LIVE ones are all
+ * set again here, so the text of the reload before (live_text) can go.
+ */
+static void
+reload(void)
+{
+	static union optval old[NOPTS];
+	uint8_t old_src[NOPTS];
+	struct secret tok = { 0 }, key = { 0 };
+	char err[512], *text = NULL;
+	int changed = 0;
+
+	if (config_path == NULL && token_secret_file == NULL)
+		return;
+	for (size_t i = 0; i < NOPTS; i++) {
+		opt_save(&opts[i], &old[i]);
+		old_src[i] = opt_src[i];
+		if (opt_src[i] <= FROM_FILE) {
+			opt_load(&opts[i], &defaults[i]);
+			opt_src[i] = FROM_DEFAULT;
+		}
+	}
+	if ((config_path != NULL && load_config(config_path, &text, err,
+	    sizeof err) == -1) || check_options(err, sizeof err) == -1 ||
+	    read_secrets(1, &tok, &key, err, sizeof err) == -1) {
+		for (size_t i = 0; i < NOPTS; i++) {
+			opt_load(&opts[i], &old[i]);
+			opt_src[i] = old_src[i];
+		}
+		text_free(text);
+		log_msg(LOG_ERROR, "config reload refused, settings unchanged: "
+		    "%s", err);
+		return;
+	}
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		union optval was = old[i];
+
+		/* Secrets go by what they hold, below; never named here. */
+		if (o->dst == &token_secret || o->dst == &token_secret_file ||
+		    o->dst == &api_key)
+			continue;
+		/* Listeners run on the addresses resolved from these. */
+		if (o->dst == &listen_on)
+			was.l = listen_given;
+		if (opt_equal(o, &was)) {
+			if (!o->live)
+				opt_load(o, &old[i]);
+		} else if (o->live) {
+			changed++;
+			log_msg(LOG_INFO, "config changed option=%s", o->name);
+		} else {
+			log_msg(LOG_WARN, "needs a restart: %s", o->name);
+			opt_load(o, &old[i]);
+		}
+	}
+	if (!tok.same && (tok.p != NULL) != (hubcfg.token_secret != NULL)) {
+		log_msg(LOG_WARN, "needs a restart: token-secret");
+		secret_free(&tok);
+		tok.same = 1;
+	}
+	if (!key.same && (key.p != NULL) != (hubcfg.api_key != NULL)) {
+		log_msg(LOG_WARN, "needs a restart: api-key");
+		secret_free(&key);
+		key.same = 1;
+	}
+	if ((!tok.same && routes_set_token_secret(tok.p, tok.n,
+	    token_grace_ms) == -1) || (!key.same && routes_set_api_key(key.p,
+	    key.n) == -1) || routes_set_allow(allow_origin.v, allow_origin.n,
+	    allow_host.v, allow_host.n) == -1)
+		log_msg(LOG_ERROR, "config reload: out of memory");
+	secret_free(&tok);
+	secret_free(&key);
+	ws_set_limits(&wscfg);
+	hub_set_limits(&hubcfg);
+	auth_require_exp(token_require_exp);
+	log_set_format(log_format);
+	log_set_level(log_level);
+	text_free(live_text);
+	live_text = text;
+	log_msg(LOG_INFO, "config reloaded changed=%d", changed);
+}
+
 static void
 on_hup(void)
 {
 	log_reopen();
 	tls_reload();
+	reload();
 }
 
 int
 main(int argc, char **argv)
 {
-	if (parse_options(argc, argv) == -1 || check_options() == -1)
+	struct secret tok = { 0 }, key = { 0 };
+	char err[512];
+
+	/* wsd pub|sub|token|help: the client (cli.c), not the server. */
+	if (argc > 1 && cli_is_command(argv[1]))
+		return cli_main(argc - 1, argv + 1);
+	if (parse_options(argc, argv) == -1)
 		return 2;
+	if ((config_path != NULL && load_config(config_path, &boot_text, err,
+	    sizeof err) == -1) || check_options(err, sizeof err) == -1) {
+		fprintf(stderr, "wsd: %s\n", err);
+		return 2;
+	}
 	if (show_help) {
 		usage(stdout);
 		return 0;
@@ -601,30 +997,32 @@ main(int argc, char **argv)
 		printf("wsd %s\n", WSD_VERSION);
 		return 0;
 	}
+	log_set_format(log_format);
+	log_set_level(log_level);
 	if (log_file != NULL && log_set_file(log_file) == -1) {
 		fprintf(stderr, "wsd: cannot open log file %.200s: %s\n",
 		    log_file, strerror(errno));
 		return 1;
 	}
 	hubcfg.session_events = !no_session_events;
+	listen_given = listen_on;
 	if (listen_on.n == 0)
 		listen_on.v[listen_on.n++] = "127.0.0.1:8000";
 	hubcfg.allow_origin = allow_origin.v;
 	hubcfg.nallow_origin = allow_origin.n;
 	hubcfg.allow_host = allow_host.v;
 	hubcfg.nallow_host = allow_host.n;
-	if (take_secret(token_secret, token_secret_file, &hubcfg.token_secret,
-	    &hubcfg.token_secret_len) == -1 ||
-	    take_secret(api_key, NULL, &hubcfg.api_key, &hubcfg.api_key_len) ==
-	    -1 || check_listeners() == -1)
-		return 2;
-	auth_require_exp(token_require_exp);
-	if (hubcfg.token_secret != NULL &&
-	    hubcfg.token_secret_len < AUTH_MIN_SECRET) {
-		/* RFC 7518 §3.2: an HS256 key at least as long as the hash. */
-		fprintf(stderr, "wsd: the token secret needs at least 32 bytes\n");
+	if (read_secrets(0, &tok, &key, err, sizeof err) == -1) {
+		fprintf(stderr, "wsd: %s\n", err);
 		return 2;
 	}
+	hubcfg.token_secret = tok.p;
+	hubcfg.token_secret_len = tok.n;
+	hubcfg.api_key = key.p;
+	hubcfg.api_key_len = key.n;
+	if (check_listeners() == -1)
+		return 2;
+	auth_require_exp(token_require_exp);
 
 	if ((tls_cert == NULL) != (tls_key == NULL)) {
 		fprintf(stderr, "wsd: --tls-cert and --tls-key go together\n");
@@ -634,6 +1032,12 @@ main(int argc, char **argv)
 	    routes_init() == -1 || sess_init() == -1 ||
 	    (tls_cert != NULL && tls_init(tls_cert, tls_key) == -1))
 		return 1;
+	/* routes.c took copies; ours stay, wiped, as the marks of "tokens
+	 * on" and "API key on" that hub_config() gives (hub.h). */
+	if (tok.p != NULL)
+		OPENSSL_cleanse((void *)tok.p, tok.n);
+	if (key.p != NULL)
+		OPENSSL_cleanse((void *)key.p, key.n);
 	for (int i = 0; i < listen_on.n; i++)
 		if (ws_listen(listen_on.v[i]) == -1)
 			return 1;

@@ -257,6 +257,7 @@ on_publish(struct msg *m)
 	long n;
 
 	if (!rate_ok(m->a)) {
+		hub_limit_hit(HUB_L_PUBLISH_RATE);
 		fail(m, HUB_E_RATE_LIMITED, "publish rate limit reached");
 		return;
 	}

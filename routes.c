@@ -7,7 +7,10 @@
  * group here; every HTTP request's head passes routes_head() before its
  * body is read, and the API (api.c) asks routes_may_read() and
  * routes_api_key() for the calls that need them.  Refusals are JSON
- * errors with fixed texts.  No I/O of its own.
+ * errors with fixed texts.  It keeps its own copies of the secrets and
+ * the allowed origins and hosts, replaced on SIGHUP (routes_set_*): a
+ * rotated token secret stays accepted for --token-grace.  No I/O of its
+ * own.
  */
 #include <arpa/inet.h>
 
@@ -28,6 +31,128 @@
 
 static const struct hub_config *cfg;
 
+/*
+ * The secrets and lists in use: routes.c's own copies, taken from
+ * hub_config() at start and replaced on SIGHUP (routes_set_*).  A
+ * replaced secret is wiped.  After a rotation the token secret before
+ * stays in old_secret, still accepted, until old_until (loop ms).
+ */
+struct secret {
+	uint8_t	*p;		/* owned; NULL: off */
+	size_t	 n;
+};
+
+static struct secret	 api_key, token_secret, old_secret;
+static uint64_t		 old_until;
+static char		**allow_origin, **allow_host;	/* owned */
+static int		 nallow_origin, nallow_host;
+
+static void
+secret_drop(struct secret *s)
+{
+	if (s->p != NULL) {
+		OPENSSL_cleanse(s->p, s->n);
+		free(s->p);
+	}
+	s->p = NULL;
+	s->n = 0;
+}
+
+/* s becomes a copy of p[0..n) (NULL: off).  0, or -1 (s unchanged). */
+static int
+secret_set(struct secret *s, const uint8_t *p, size_t n)
+{
+	uint8_t *copy = NULL;
+
+	if (p != NULL && (copy = malloc(n ? n : 1)) == NULL)
+		return -1;
+	if (p != NULL)
+		memcpy(copy, p, n);
+	secret_drop(s);
+	s->p = copy;
+	s->n = p != NULL ? n : 0;
+	return 0;
+}
+
+static int
+secret_is(const struct secret *s, const uint8_t *p, size_t n)
+{
+	return (s->p == NULL) == (p == NULL) && s->n == n &&
+	    (p == NULL || CRYPTO_memcmp(s->p, p, n) == 0);
+}
+
+int
+routes_set_api_key(const uint8_t *key, size_t n)
+{
+	if (secret_is(&api_key, key, n))
+		return 0;
+	if (secret_set(&api_key, key, n) == -1)
+		return -1;
+	log_msg(LOG_INFO, "api key replaced");
+	return 0;
+}
+
+int
+routes_set_token_secret(const uint8_t *secret, size_t n, unsigned grace_ms)
+{
+	struct secret next = { NULL, 0 };
+
+	if (secret_is(&token_secret, secret, n))
+		return 0;
+	if (secret_set(&next, secret, n) == -1)
+		return -1;
+	secret_drop(&old_secret);
+	old_secret = token_secret;
+	old_until = loop_now_ms() + grace_ms;
+	if (grace_ms == 0)
+		secret_drop(&old_secret);
+	token_secret = next;
+	log_msg(LOG_INFO, "token secret rotated grace_ms=%u", grace_ms);
+	return 0;
+}
+
+/* A copy of v[0..n) in one allocation: the pointers, then the strings. */
+static char **
+list_copy(const char *const *v, int n)
+{
+	size_t size = (n + 1) * sizeof(char *);
+	char **out, *p;
+
+	for (int i = 0; i < n; i++)
+		size += strlen(v[i]) + 1;
+	if ((out = malloc(size)) == NULL)
+		return NULL;
+	p = (char *)(out + n + 1);
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(v[i]) + 1;
+
+		out[i] = memcpy(p, v[i], len);
+		p += len;
+	}
+	out[n] = NULL;
+	return out;
+}
+
+int
+routes_set_allow(const char *const *origin, int norigin,
+    const char *const *host, int nhost)
+{
+	char **o = list_copy(origin, norigin), **h = list_copy(host, nhost);
+
+	if (o == NULL || h == NULL) {
+		free(o);
+		free(h);
+		return -1;
+	}
+	free(allow_origin);
+	free(allow_host);
+	allow_origin = o;
+	nallow_origin = norigin;
+	allow_host = h;
+	nallow_host = nhost;
+	return 0;
+}
+
 /* ==== Host and Origin ================================================== */
 
 static int
@@ -47,8 +172,7 @@ routes_host_ok(const struct http_req *req)
 	struct in6_addr a;
 	size_t n;
 
-	if (host == NULL || cfg->token_secret != NULL ||
-	    cfg->api_key != NULL)
+	if (host == NULL || token_secret.p != NULL || api_key.p != NULL)
 		return 1;
 	if (host->n > 0 && host->p[0] == '[')
 		return memchr(host->p, ']', host->n) != NULL;	/* IPv6 */
@@ -61,8 +185,8 @@ routes_host_ok(const struct http_req *req)
 	if (strcasecmp(name, "localhost") == 0 ||
 	    inet_pton(AF_INET, name, &a) == 1)
 		return 1;
-	for (int i = 0; i < cfg->nallow_host; i++)
-		if (strcasecmp(name, cfg->allow_host[i]) == 0)
+	for (int i = 0; i < nallow_host; i++)
+		if (strcasecmp(name, allow_host[i]) == 0)
 			return 1;
 	return 0;
 }
@@ -79,10 +203,10 @@ origin_ok(const struct http_req *req, int credentials)
 	if (host != NULL && (origin_is(*o, "http://", *host) ||
 	    origin_is(*o, "https://", *host)))
 		return 1;
-	if (cfg->nallow_origin > 0) {
-		for (int i = 0; i < cfg->nallow_origin; i++)
-			if (strlen(cfg->allow_origin[i]) == o->n &&
-			    memcmp(cfg->allow_origin[i], o->p, o->n) == 0)
+	if (nallow_origin > 0) {
+		for (int i = 0; i < nallow_origin; i++)
+			if (strlen(allow_origin[i]) == o->n &&
+			    memcmp(allow_origin[i], o->p, o->n) == 0)
 				return 1;
 		return 0;
 	}
@@ -90,6 +214,27 @@ origin_ok(const struct http_req *req, int credentials)
 	 * is harmless only where the request needs credentials that page
 	 * cannot send. */
 	return credentials;
+}
+
+/*
+ * auth_verify() with the token secret or, within --token-grace of a
+ * rotation, the one before it: a token signed before the rotation keeps
+ * working while its clients fetch new ones.
+ */
+static int
+verify(const char *tok, size_t n, struct auth_claims *claims)
+{
+	int rc = auth_verify(token_secret.p, token_secret.n, tok, n,
+	    time(NULL), claims);
+
+	if (rc == AUTH_BAD_SIG && old_secret.p != NULL) {
+		if (loop_now_ms() < old_until)
+			rc = auth_verify(old_secret.p, old_secret.n, tok, n,
+			    time(NULL), claims);
+		else
+			secret_drop(&old_secret);
+	}
+	return rc;
 }
 
 /*
@@ -110,14 +255,14 @@ check_token(const struct http_req *req, struct auth_claims *claims)
 		n = bearer.n;
 	}
 	if (n < 0) {
-		log_msg(LOG_INFO, "upgrade refused: no token");
+		log_msg(LOG_INFO, "upgrade refused reason=\"no token\"");
 		return 401;
 	}
-	rc = auth_verify(cfg->token_secret, cfg->token_secret_len, p, n,
-	    time(NULL), claims);
+	rc = verify(p, n, claims);
 	OPENSSL_cleanse(tok, sizeof tok);
 	if (rc != AUTH_OK) {
-		log_msg(LOG_INFO, "upgrade refused: %s", auth_strerror(rc));
+		log_msg(LOG_INFO, "upgrade refused reason=\"%s\"",
+		    auth_strerror(rc));
 		return 401;
 	}
 	return 0;
@@ -143,7 +288,7 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 	int status = 0;
 
 	if (!routes_host_ok(req) ||
-	    !origin_ok(req, cfg->token_secret != NULL))
+	    !origin_ok(req, token_secret.p != NULL))
 		return 403;
 	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
 		path.p += 7;
@@ -181,7 +326,7 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 		a->has_since = 1;
 	} else if (pl == WS_ERROR)
 		goto refuse_400;
-	if (cfg->token_secret != NULL) {
+	if (token_secret.p != NULL) {
 		if ((status = check_token(req, &a->claims)) != 0)
 			goto refuse;
 		if (!auth_may_join(&a->claims, name, n)) {
@@ -257,6 +402,8 @@ expire_tokens(void *arg)
 
 	(void)arg;
 	ws_foreach(expire_one, &now);
+	if (old_secret.p != NULL && loop_now_ms() >= old_until)
+		secret_drop(&old_secret);
 }
 
 /* ==== HTTP calls: who may call ========================================= */
@@ -270,8 +417,8 @@ routes_api_key(struct ws_conn *c, const struct http_req *req)
 {
 	struct http_slice b = http_bearer(req);
 
-	if (cfg->api_key == NULL || auth_key_equal((const uint8_t *)b.p, b.n,
-	    cfg->api_key, cfg->api_key_len))
+	if (api_key.p == NULL || auth_key_equal((const uint8_t *)b.p, b.n,
+	    api_key.p, api_key.n))
 		return 1;
 	ws_http_error(c, 401, "unauthorized", "this call needs the API key",
 	    "WWW-Authenticate: Bearer\r\n");
@@ -293,7 +440,7 @@ routes_head(struct ws_conn *c, const struct http_req *req)
 	}
 	if (http_slice_eq(req->method, "GET"))
 		return 0;
-	if (!origin_ok(req, cfg->api_key != NULL)) {
+	if (!origin_ok(req, api_key.p != NULL)) {
 		ws_http_error(c, 403, "forbidden", "origin not allowed", NULL);
 		return -1;
 	}
@@ -314,13 +461,12 @@ routes_may_read(struct ws_conn *c, const struct http_req *req,
 	struct auth_claims claims;
 	int ok;
 
-	if (cfg->token_secret == NULL)
+	if (token_secret.p == NULL)
 		return 1;
-	if (b.n > 0 && cfg->api_key != NULL && auth_key_equal(
-	    (const uint8_t *)b.p, b.n, cfg->api_key, cfg->api_key_len))
+	if (b.n > 0 && api_key.p != NULL && auth_key_equal(
+	    (const uint8_t *)b.p, b.n, api_key.p, api_key.n))
 		return 1;
-	if (b.n == 0 || auth_verify(cfg->token_secret, cfg->token_secret_len,
-	    b.p, b.n, time(NULL), &claims) != AUTH_OK) {
+	if (b.n == 0 || verify(b.p, b.n, &claims) != AUTH_OK) {
 		ws_http_error(c, 401, "unauthorized", "this call needs a token",
 		    NULL);
 		return 0;
@@ -337,6 +483,11 @@ int
 routes_init(void)
 {
 	cfg = hub_config();
+	if (secret_set(&token_secret, cfg->token_secret,
+	    cfg->token_secret_len) == -1 || secret_set(&api_key, cfg->api_key,
+	    cfg->api_key_len) == -1 || routes_set_allow(cfg->allow_origin,
+	    cfg->nallow_origin, cfg->allow_host, cfg->nallow_host) == -1)
+		return -1;
 	if (cfg->token_secret != NULL &&
 	    loop_timer(1000, expire_tokens, NULL) == -1)
 		return -1;

@@ -7,8 +7,32 @@
 
 #include "ws.h"
 
-/* Reads the hub's configuration; starts the token expiry timer.  0/-1. */
+/*
+ * Copies the secrets and the allowed origins and hosts from the hub's
+ * configuration (the caller may wipe its own copies then); starts the
+ * token expiry timer.  0/-1.
+ */
 int	routes_init(void);
+
+/*
+ * SIGHUP.  Whether tokens and the API key are on is decided at start (it
+ * decides protected mode and the Host check): these replace a secret in
+ * use by another, never turn one on or off.  Each takes a copy; the one
+ * replaced is wiped.  An equal secret changes nothing.  0, or -1 when out
+ * of memory (nothing changed).
+ *
+ * routes_set_token_secret: the secret before stays accepted for grace_ms
+ * more (0: not at all), so a token signed before the rotation still opens
+ * a connection until its clients fetch new ones; connections already open
+ * are never closed by a rotation.
+ */
+int	routes_set_api_key(const uint8_t *key, size_t n);
+int	routes_set_token_secret(const uint8_t *secret, size_t n,
+	    unsigned grace_ms);
+
+/* --allow-origin and --allow-host, copied.  0, or -1 (nothing changed). */
+int	routes_set_allow(const char *const *origin, int norigin,
+	    const char *const *host, int nhost);
 
 /*
  * DNS rebinding: a page of attacker.example whose name is made to resolve

@@ -254,6 +254,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 		n = 16;
 	}
 	if (count >= hub_config()->max_sessions) {
+		hub_limit_hit(HUB_L_MAX_SESSIONS);
 		*status = 503;
 		return NULL;
 	}

@@ -23,6 +23,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -79,6 +80,7 @@ struct ws_conn {
 	uint8_t		 head_ok;	/* HTTP: this request's head passed */
 	uint8_t		 later;		/* on the input list */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
+	uint8_t		 why;		/* enum close_why, once closing */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
@@ -98,6 +100,38 @@ struct ws_conn {
 	uint64_t	 ping_at;	/* ms: our unanswered ping, 0 if none */
 };
 
+/*
+ * Why a connection closes: the first reason found.  conn_closing() logs
+ * it once, with the close code sent or received, when the close starts
+ * (our close frame, the last response, or the fd closed at once).
+ */
+enum close_why {
+	W_OPEN,		/* not closing */
+	W_PEER,		/* the peer closed: its close frame, or its FIN */
+	W_RESET,	/* a read or write failed: reset */
+	W_TLS,		/* the TLS handshake or a record failed */
+	W_PROTOCOL,	/* protocol error (1002, 1007) */
+	W_TOO_BIG,	/* a message or request over its limit (1009) */
+	W_ASSEMBLY,	/* --assembly-total (1013) */
+	W_SLOW,		/* slow consumer: --send-queue (1013) */
+	W_PING,		/* ping timeout */
+	W_MSG_SLOW,	/* a message slower than --handshake-timeout (1008) */
+	W_HANDSHAKE,	/* a request did not arrive whole in time */
+	W_IDLE,		/* an idle keep-alive connection */
+	W_DONE,		/* HTTP: answered, and the connection not kept */
+	W_SHUTDOWN,	/* SIGTERM, SIGINT (1001) */
+	W_POLICY,	/* closed by the layer above with 1008 (token expired) */
+	W_INTERNAL,	/* out of memory (1011) */
+	W_SERVER	/* closed by the layer above with another code */
+};
+
+static const char *const why_names[] = {
+	"open", "peer closed", "reset", "tls error", "protocol error",
+	"too large", "assembly limit", "slow consumer", "ping timeout",
+	"message too slow", "handshake timeout", "idle", "response sent",
+	"shutdown", "policy", "internal error", "closed by server"
+};
+
 #define WS_MAX_CTRL	16	/* control frames queued at once */
 #define HTTP_PER_TURN	32	/* requests answered per connection per turn */
 #define READ_SIZE	65536
@@ -107,6 +141,11 @@ struct ws_conn {
 static struct ws_stats ws_stats;
 const char *const ws_hs_fail_names[6] = {
 	"bad_request", "version", "too_large", "timeout", "refused", "limit"
+};
+const char *const ws_limit_names[WS_NLIMITS] = {
+	"max_connections", "max_header", "max_body", "max_body_total",
+	"max_message", "assembly_total", "send_queue", "handshake_timeout",
+	"message_timeout"
 };
 
 static struct ws_config		 cfg;
@@ -123,14 +162,16 @@ static size_t			 freed;		/* bytes freed since a trim */
 
 static void	conn_input(struct ws_conn *, uint8_t *, size_t);
 static void	conn_fail(struct ws_conn *, unsigned);
-static void	conn_kill(struct ws_conn *);
+static void	conn_kill(struct ws_conn *, enum close_why);
+static void	conn_closing(struct ws_conn *, enum close_why, unsigned);
 static void	conn_mark_dirty(struct ws_conn *);
 static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
 static int	body_hold(struct ws_conn *, size_t);
 static void	input_later(struct ws_conn *);
 static void	conn_event(struct loop_src *, uint32_t);
-static void	send_close(struct ws_conn *, unsigned, const char *);
+static void	send_close(struct ws_conn *, unsigned, const char *,
+		    enum close_why);
 static int	ep_mod(struct ws_conn *);
 
 /* ==== Send queue ===================================================== */
@@ -274,10 +315,11 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 	 * bounded by --max-message), so a large echo is not "slow". */
 	if (c->qbytes > 0 && c->qbytes + b->len > cfg.send_queue) {
 		ws_stats.slow_closes++;
+		ws_stats.limit[WS_L_SEND_QUEUE]++;
 		log_msg(LOG_INFO, "slow consumer conn=%llu queued=%zu",
 		    (unsigned long long)c->id, c->qbytes);
 		ring_release(c, 1);
-		send_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
+		send_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer", W_SLOW);
 		return -1;
 	}
 	if (conn_push(c, b) == -1) {
@@ -400,7 +442,7 @@ conn_flush(struct ws_conn *c)
 				}
 				return;
 			}
-			conn_kill(c);
+			conn_kill(c, errno == EPROTO ? W_TLS : W_RESET);
 			return;
 		}
 		ws_stats.bytes_out += w;
@@ -436,7 +478,7 @@ conn_flush(struct ws_conn *c)
 	c->q = NULL;
 	c->qcap = c->qhead = 0;
 	if (c->rd_eof)
-		conn_kill(c);
+		conn_kill(c, W_PEER);
 	else if (c->state == C_CLOSING)
 		conn_linger(c);
 	else if (c->want_room && c->state == C_WS && app.writable != NULL) {
@@ -456,7 +498,8 @@ conn_flush(struct ws_conn *c)
  * From here on nothing more is read from the peer.
  */
 static void
-send_close(struct ws_conn *c, unsigned code, const char *reason)
+send_close(struct ws_conn *c, unsigned code, const char *reason,
+    enum close_why why)
 {
 	uint8_t pl[125];
 	size_t n = 0;
@@ -464,6 +507,7 @@ send_close(struct ws_conn *c, unsigned code, const char *reason)
 
 	if (c->close_sent || c->dead)
 		return;
+	conn_closing(c, why, code);
 	if (code != 0) {
 		pl[0] = code >> 8;
 		pl[1] = code;
@@ -478,13 +522,13 @@ send_close(struct ws_conn *c, unsigned code, const char *reason)
 		}
 	}
 	if ((b = ws_buf_frame(WS_OP_CLOSE, pl, n)) == NULL) {
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 		return;
 	}
 	b->ctrl = 0;		/* behind the data, not ahead */
 	if (conn_push(c, b) == -1) {
 		ws_buf_unref(b);
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 		return;
 	}
 	/* Longer when data goes first: the reader gets the drain time. */
@@ -497,16 +541,19 @@ send_close(struct ws_conn *c, unsigned code, const char *reason)
 void
 ws_close(struct ws_conn *c, unsigned code, const char *reason)
 {
-	send_close(c, code, reason);
+	send_close(c, code, reason, code == WS_CLOSE_POLICY ? W_POLICY :
+	    code == WS_CLOSE_INTERNAL ? W_INTERNAL :
+	    code == WS_CLOSE_GOING_AWAY ? W_SHUTDOWN : W_SERVER);
 }
 
-/* A protocol violation: the close frame with its code, then stop. */
+/* A protocol violation, or a limit: the close frame with its code, then
+ * stop. */
 static void
 conn_fail(struct ws_conn *c, unsigned code)
 {
-	log_msg(LOG_DEBUG, "conn=%llu fail code=%u",
-	    (unsigned long long)c->id, code);
-	send_close(c, code, NULL);
+	send_close(c, code, NULL, code == WS_CLOSE_TOO_BIG ? W_TOO_BIG :
+	    code == WS_CLOSE_TRY_AGAIN ? W_ASSEMBLY :
+	    code == WS_CLOSE_INTERNAL ? W_INTERNAL : W_PROTOCOL);
 }
 
 /* ==== Message assembly =============================================== */
@@ -560,7 +607,7 @@ control(struct ws_conn *c, int opcode, const uint8_t *p, size_t n)
 			}
 		}
 		/* §5.5.1: answer with a close, echoing the code. */
-		send_close(c, code, NULL);
+		send_close(c, code, NULL, W_PEER);
 		break;
 	}
 	}
@@ -588,8 +635,12 @@ msg_reserve(struct ws_in *in, size_t want)
 		ncap = want;
 	if (ncap > cfg.max_message && want <= cfg.max_message)
 		ncap = cfg.max_message;
-	if (ncap - in->mcap > cfg.assembly_total - assembly_total)
+	/* The first test holds after a SIGHUP lowered the limit. */
+	if (assembly_total > cfg.assembly_total ||
+	    ncap - in->mcap > cfg.assembly_total - assembly_total) {
+		ws_stats.limit[WS_L_ASSEMBLY_TOTAL]++;
 		return WS_CLOSE_TRY_AGAIN;
+	}
 	if ((m = realloc(in->msg, ncap)) == NULL)
 		return WS_CLOSE_INTERNAL;
 	assembly_total += ncap - in->mcap;
@@ -707,6 +758,8 @@ conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 		if (n == WS_AGAIN)
 			break;
 		if (n == WS_ERROR) {
+			if (code == WS_CLOSE_TOO_BIG)
+				ws_stats.limit[WS_L_MAX_MESSAGE]++;
 			conn_fail(c, code);
 			break;
 		}
@@ -785,7 +838,7 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 	    keep ? "" : "Connection: close\r\n");
 	if (n < 0 || (size_t)n >= sizeof head ||
 	    (b = ws_buf_new(n + len)) == NULL) {
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 		return;
 	}
 	memcpy(b->data, head, n);
@@ -793,10 +846,12 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 		memcpy(b->data + n, body, len);
 	b->http = 1;
 	if (conn_push(c, b) == -1)
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 	ws_buf_unref(b);
-	if (!keep)
+	if (!keep) {
+		conn_closing(c, drain_until != 0 ? W_SHUTDOWN : W_DONE, 0);
 		c->state = C_CLOSING;
+	}
 }
 
 void
@@ -837,7 +892,7 @@ handshake_fail(struct ws_conn *c, int status, enum ws_hs_fail why,
     const char *extra)
 {
 	ws_stats.handshake_fail[why]++;
-	log_msg(LOG_DEBUG, "conn=%llu handshake refused status=%d reason=%s",
+	log_msg(LOG_DEBUG, "handshake refused conn=%llu status=%d reason=%s",
 	    (unsigned long long)c->id, status, ws_hs_fail_names[why]);
 	http_error(c, status, extra);
 }
@@ -873,6 +928,7 @@ handshake(struct ws_conn *c, const struct http_req *req)
 		return 0;
 	}
 	if (c->over_limit) {
+		ws_stats.limit[WS_L_MAX_CONNECTIONS]++;
 		handshake_fail(c, 503, WS_HS_LIMIT, NULL);
 		return 0;
 	}
@@ -902,7 +958,7 @@ handshake(struct ws_conn *c, const struct http_req *req)
 	if ((b = ws_buf_new(n)) == NULL) {
 		if (app.closed != NULL && a != NULL)
 			app.closed(c, a);
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 		return 0;
 	}
 	memcpy(b->data, resp, n);
@@ -911,7 +967,7 @@ handshake(struct ws_conn *c, const struct http_req *req)
 		ws_buf_unref(b);
 		if (app.closed != NULL && a != NULL)
 			app.closed(c, a);
-		conn_kill(c);
+		conn_kill(c, W_INTERNAL);
 		return 0;
 	}
 	ws_buf_unref(b);
@@ -936,10 +992,13 @@ static int
 head_ok(struct ws_conn *c, const struct http_req *req, int body_in)
 {
 	c->keep_alive = req->keep_alive && body_in;
-	if (req->content_length > cfg.max_body)
+	if (req->content_length > cfg.max_body) {
+		ws_stats.limit[WS_L_MAX_BODY]++;
 		http_error(c, 413, NULL);
-	else if (c->over_limit)
+	} else if (c->over_limit) {
+		ws_stats.limit[WS_L_MAX_CONNECTIONS]++;
 		http_error(c, 503, NULL);
+	}
 	else if (app.head == NULL || app.head(c, req) == 0) {
 		c->head_ok = 1;
 		return 1;
@@ -961,7 +1020,9 @@ body_hold(struct ws_conn *c, size_t n)
 		return 0;
 	body_total -= c->body_held;
 	c->body_held = 0;
-	if (n > cfg.max_body_total - body_total)
+	/* The first test holds after a SIGHUP lowered the limit. */
+	if (body_total > cfg.max_body_total ||
+	    n > cfg.max_body_total - body_total)
 		return -1;
 	body_total += n;
 	c->body_held = n;
@@ -991,6 +1052,8 @@ http_input(struct ws_conn *c)
 		if (n == HTTP_ERROR) {
 			ws_stats.handshake_fail[status == 431 ?
 			    WS_HS_TOO_LARGE : WS_HS_BAD_REQUEST]++;
+			if (status == 431)
+				ws_stats.limit[WS_L_MAX_HEADER]++;
 			http_error(c, status, NULL);
 			break;
 		}
@@ -1026,8 +1089,10 @@ http_input(struct ws_conn *c)
 		}
 		if (in->hlen - used - n < req.content_length) {
 			/* The body is still coming: hold room for it. */
-			if (body_hold(c, req.content_length) == -1)
+			if (body_hold(c, req.content_length) == -1) {
+				ws_stats.limit[WS_L_MAX_BODY_TOTAL]++;
 				http_error(c, 503, NULL);
+			}
 			break;
 		}
 		body_hold(c, 0);
@@ -1035,9 +1100,10 @@ http_input(struct ws_conn *c)
 		/* A client that pipelines requests but does not read the
 		 * answers may not grow our queue without bound either. */
 		if (c->qbytes > cfg.send_queue) {
-			log_msg(LOG_INFO, "conn=%llu does not read its responses",
-			    (unsigned long long)c->id);
-			conn_kill(c);
+			ws_stats.limit[WS_L_SEND_QUEUE]++;
+			log_msg(LOG_INFO, "does not read its responses conn=%llu "
+			    "queued=%zu", (unsigned long long)c->id, c->qbytes);
+			conn_kill(c, W_SLOW);
 			return;
 		}
 		ws_stats.http_requests++;
@@ -1067,7 +1133,11 @@ http_input(struct ws_conn *c)
 static size_t
 http_room(const struct ws_conn *c)
 {
-	return cfg.max_header + cfg.max_body - (c->in ? c->in->hlen : 0);
+	size_t have = c->in ? c->in->hlen : 0;
+
+	/* More than that is held only after a SIGHUP lowered the limits. */
+	return have < cfg.max_header + cfg.max_body ?
+	    cfg.max_header + cfg.max_body - have : 0;
 }
 
 /* Append to the head buffer; conn_read never reads more than http_room. */
@@ -1111,6 +1181,53 @@ ep_mod(struct ws_conn *c)
 	return loop_mod(&c->src, events);
 }
 
+/*
+ * The line a connection's close gets, once: at info for a WebSocket, at
+ * debug for plain HTTP, with the first reason found and the close code
+ * sent or received (0: none).
+ */
+static void
+conn_closing(struct ws_conn *c, enum close_why why, unsigned code)
+{
+	enum log_level level = c->upgraded ? LOG_INFO : LOG_DEBUG;
+
+	if (c->why != W_OPEN || why == W_OPEN)
+		return;
+	c->why = why;
+	if (code != 0)
+		log_msg(level, "connection closed conn=%llu reason=\"%s\" "
+		    "code=%u", (unsigned long long)c->id, why_names[why], code);
+	else
+		log_msg(level, "connection closed conn=%llu reason=\"%s\"",
+		    (unsigned long long)c->id, why_names[why]);
+}
+
+/* The peer's address as text, for the debug line of a new connection. */
+static void
+peer_name(int fd, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+			port = ntohs(s6->sin6_port);
+		} else if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+			port = ntohs(s4->sin_port);
+		}
+	}
+	snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+	    port);
+}
+
 static void
 conn_new(int fd)
 {
@@ -1147,15 +1264,24 @@ conn_new(int fd)
 	conns = c;
 	ws_stats.accepted++;
 	ws_stats.connections++;
+	if (log_on(LOG_DEBUG)) {
+		char peer[INET6_ADDRSTRLEN + 8];
+
+		peer_name(fd, peer, sizeof peer);
+		log_msg(LOG_DEBUG, "connection opened conn=%llu peer=%s tls=%s",
+		    (unsigned long long)c->id, peer, c->ssl ? "true" : "false");
+	}
 }
 
 /* Close the fd now; free the struct after this loop turn, since an epoll
- * batch or a broadcast may still hold the pointer. */
+ * batch or a broadcast may still hold the pointer.  why: the reason, when
+ * the close did not start before (conn_closing()). */
 static void
-conn_kill(struct ws_conn *c)
+conn_kill(struct ws_conn *c, enum close_why why)
 {
 	if (c->dead)
 		return;
+	conn_closing(c, why, 0);
 	c->dead = 1;
 	loop_del(&c->src);
 	tls_free(c->ssl, 0);
@@ -1252,14 +1378,14 @@ conn_read(struct ws_conn *c)
 		 * Otherwise it cannot happen: a whole request always fits
 		 * and is answered before more is read.  Refuse, not spin. */
 		if (!c->later)
-			conn_kill(c);
+			conn_kill(c, W_TOO_BIG);
 		return;
 	}
 	n = conn_recv(c, cap);
 
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EINTR)
-			conn_kill(c);
+			conn_kill(c, errno == EPROTO ? W_TLS : W_RESET);
 		return;
 	}
 	if (n == 0) {
@@ -1272,7 +1398,7 @@ conn_read(struct ws_conn *c)
 			ep_mod(c);
 			return;
 		}
-		conn_kill(c);
+		conn_kill(c, W_PEER);
 		return;
 	}
 	ws_stats.bytes_in += n;
@@ -1281,7 +1407,7 @@ conn_read(struct ws_conn *c)
 	switch (c->state) {
 	case C_HTTP:
 		if (http_append(c, rbuf, n) == -1) {
-			conn_kill(c);
+			conn_kill(c, W_INTERNAL);
 			return;
 		}
 		http_input(c);
@@ -1302,7 +1428,7 @@ conn_event(struct loop_src *s, uint32_t events)
 	if (c->dead)
 		return;
 	if (c->rd_eof && (events & (EPOLLHUP | EPOLLERR))) {
-		conn_kill(c);		/* cannot write either */
+		conn_kill(c, W_PEER);	/* cannot write either */
 		return;
 	}
 	if ((!c->rd_eof && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP |
@@ -1322,6 +1448,19 @@ const struct ws_stats *
 ws_stats_get(void)
 {
 	return &ws_stats;
+}
+
+void
+ws_set_limits(const struct ws_config *c)
+{
+	cfg.max_connections = c->max_connections;
+	cfg.max_header = c->max_header;
+	cfg.max_body = c->max_body;
+	cfg.max_body_total = c->max_body_total;
+	cfg.max_message = c->max_message;
+	cfg.assembly_total = c->assembly_total;
+	cfg.send_queue = c->send_queue;
+	cfg.drain_ms = c->drain_ms;
 }
 
 uint64_t
@@ -1377,22 +1516,22 @@ sweep(void *arg)
 		case C_HTTP:
 			/* No slowloris: a request has handshake_ms to
 			 * arrive whole, an idle keep-alive as long. */
-			if (loop_now_ms() >= c->deadline) {
-				if (c->in != NULL && c->in->hlen > 0)
-					ws_stats.handshake_fail[WS_HS_TIMEOUT]++;
-				conn_kill(c);
-			}
+			if (loop_now_ms() < c->deadline)
+				break;
+			if (c->in != NULL && c->in->hlen > 0) {
+				ws_stats.handshake_fail[WS_HS_TIMEOUT]++;
+				ws_stats.limit[WS_L_HANDSHAKE_TIMEOUT]++;
+				conn_kill(c, W_HANDSHAKE);
+			} else
+				conn_kill(c, W_IDLE);
 			break;
 		case C_WS:
 			if (c->deadline != 0 && loop_now_ms() >= c->deadline) {
-				log_msg(LOG_INFO, "message too slow conn=%llu",
-				    (unsigned long long)c->id);
+				ws_stats.limit[WS_L_MESSAGE_TIMEOUT]++;
 				send_close(c, WS_CLOSE_POLICY,
-				    "message too slow");
+				    "message too slow", W_MSG_SLOW);
 			} else if (loop_now_ms() - c->last_rx >= cfg.ping_timeout_ms) {
-				log_msg(LOG_INFO, "ping timeout conn=%llu",
-				    (unsigned long long)c->id);
-				conn_kill(c);
+				conn_kill(c, W_PING);
 			} else if (loop_now_ms() - c->last_rx >= cfg.ping_interval_ms &&
 			    (c->ping_at == 0 ||
 			    loop_now_ms() - c->ping_at >= cfg.ping_interval_ms)) {
@@ -1407,8 +1546,9 @@ sweep(void *arg)
 			}
 			break;
 		default:
+			/* Closing: the reason was given when it started. */
 			if (loop_now_ms() >= c->deadline)
-				conn_kill(c);
+				conn_kill(c, W_PEER);
 			break;
 		}
 	}
@@ -1427,6 +1567,7 @@ conn_accept(int fd)
 	/* Past the limit we still read the request, to answer 503, but
 	 * only up to a hard ceiling. */
 	if (ws_stats.connections >= cfg.max_connections + 1024) {
+		ws_stats.limit[WS_L_MAX_CONNECTIONS]++;
 		close(fd);
 		return;
 	}
@@ -1500,10 +1641,11 @@ ws_shutdown(void)
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->state == C_WS)
-			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down");
+			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down",
+			    W_SHUTDOWN);
 		else if (c->state == C_HTTP && c->qlen == 0 &&
 		    (c->in == NULL || c->in->hlen == 0))
-			conn_kill(c);
+			conn_kill(c, W_SHUTDOWN);
 	}
 }
 
@@ -1592,7 +1734,7 @@ ws_run(void (*on_hup)(void))
 	int rc = loop_run(&h);
 
 	while (conns != NULL)
-		conn_kill(conns);
+		conn_kill(conns, W_SHUTDOWN);
 	do {
 		input_all();
 		flush_all();

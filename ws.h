@@ -80,6 +80,23 @@ struct ws_config {
 	const char *subprotocol;	/* echoed when offered; may be NULL */
 };
 
+/*
+ * The limits of struct ws_config that refuse something, for /metrics
+ * (ws_limit_names: the option's name with '_' for '-'; the timeouts are
+ * --handshake-timeout for a request and for a message).  Each refusal is
+ * counted where it happens: 503 at max_connections (or the connection
+ * dropped past its hard ceiling), 431, 413, 503 at max_body_total, close
+ * 1009, close 1013 at assembly_total, close 1013 at send_queue (or an
+ * HTTP client that does not read its answers), a request or a message
+ * that did not arrive whole in time.
+ */
+enum ws_limit {
+	WS_L_MAX_CONNECTIONS, WS_L_MAX_HEADER, WS_L_MAX_BODY,
+	WS_L_MAX_BODY_TOTAL, WS_L_MAX_MESSAGE, WS_L_ASSEMBLY_TOTAL,
+	WS_L_SEND_QUEUE, WS_L_HANDSHAKE_TIMEOUT, WS_L_MESSAGE_TIMEOUT,
+	WS_NLIMITS
+};
+
 /* Counters for /health and /metrics. */
 struct ws_stats {
 	uint64_t accepted;
@@ -90,6 +107,7 @@ struct ws_stats {
 	uint64_t slow_closes;		/* 1013 */
 	uint64_t handshake_fail[6];	/* by enum ws_hs_fail */
 	uint64_t http_requests;
+	uint64_t limit[WS_NLIMITS];	/* refusals, by enum ws_limit */
 };
 
 enum ws_hs_fail {
@@ -99,9 +117,21 @@ enum ws_hs_fail {
 
 const struct ws_stats *ws_stats_get(void);
 extern const char *const ws_hs_fail_names[6];
+extern const char *const ws_limit_names[WS_NLIMITS];
 
 /* Set up the reactor (loop_init) and the deadline sweep.  0 or -1. */
 int	ws_init(const struct ws_config *cfg, const struct ws_handlers *h);
+
+/*
+ * SIGHUP: take from cfg the limits that may change while running --
+ * max_connections, max_header, max_body, max_body_total, max_message,
+ * assembly_total, send_queue, drain_ms -- and keep the rest as ws_init()
+ * set them (the timeouts set the sweep's period; echo and subprotocol
+ * are for a restart).  A lowered limit meets what comes next: a
+ * connection is not closed for what it already holds, but its next
+ * request, message or send is measured against the new value.
+ */
+void	ws_set_limits(const struct ws_config *cfg);
 
 /* Listen on "HOST:PORT" ("[::1]:PORT" for IPv6).  0 or -1 (logged). */
 int	ws_listen(const char *hostport);

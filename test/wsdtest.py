@@ -74,7 +74,9 @@ class Server:
         self.lock = threading.Lock()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        m = wait_for(lambda: self.find(r"listening addr=\S+:(\d+)"))
+        # "listening addr=HOST:PORT", or its --log-format json line.
+        m = wait_for(lambda: self.find(
+            r'listening(?: addr=|",.*"addr":")[^"\s]*:(\d+)'))
         if not m:
             self.proc.kill()
             raise RuntimeError("wsd did not start: %s" % "".join(self.log))
