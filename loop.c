@@ -129,30 +129,48 @@ timer_event(struct loop_src *s, uint32_t events)
 
 /* ==== Listeners ====================================================== */
 
+/*
+ * Split HOST:PORT as loop_listen() reads it ("[::1]:80" for IPv6, ":80" for
+ * every address) and check what getaddrinfo() would not: the port is 1-5
+ * digits up to 65535 (getaddrinfo() takes "99999" and wraps it).  0 or -1.
+ */
 int
-loop_listen(const char *hostport, void (*on_accept)(int))
+loop_split_hostport(const char *hostport, char host[256], char port[6])
 {
-	struct addrinfo hints = { 0 }, *res = NULL;
-	char host[256], shown[300];
-	const char *colon = strrchr(hostport, ':'), *port;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	struct listener *l = NULL;
-	size_t hl;
-	int fd = -1, one = 1, err;
+	const char *colon = strrchr(hostport, ':');
+	size_t hl, pl;
 
-	if (colon == NULL || (hl = colon - hostport) >= sizeof host) {
-		log_msg(LOG_ERROR, "listen: expected HOST:PORT, got %.64s",
-		    hostport);
+	if (colon == NULL || (hl = colon - hostport) >= 256)
 		return -1;
-	}
-	port = colon + 1;
+	pl = strlen(colon + 1);
+	if (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") != pl ||
+	    strtoul(colon + 1, NULL, 10) > 65535)
+		return -1;
+	memcpy(port, colon + 1, pl + 1);
 	if (hl >= 2 && hostport[0] == '[' && hostport[hl - 1] == ']') {
 		memcpy(host, hostport + 1, hl - 2);
 		host[hl - 2] = '\0';
 	} else {
 		memcpy(host, hostport, hl);
 		host[hl] = '\0';
+	}
+	return 0;
+}
+
+int
+loop_listen(const char *hostport, void (*on_accept)(int))
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	char host[256], port[6], shown[300];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct listener *l = NULL;
+	int fd = -1, one = 1, err;
+
+	if (loop_split_hostport(hostport, host, port) == -1) {
+		log_msg(LOG_ERROR, "listen: expected HOST:PORT, got %.64s",
+		    hostport);
+		return -1;
 	}
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;

@@ -44,6 +44,13 @@ int	loop_timer(unsigned interval_ms, void (*fn)(void *), void *arg);
 int	loop_listen(const char *hostport, void (*on_accept)(int fd));
 void	loop_stop_listening(void);
 
+/*
+ * Split HOST:PORT ("[::1]:80" for IPv6, ":80" for every address) into
+ * host and port, checking what getaddrinfo() would not: the port is 1-5
+ * digits up to 65535.  0 or -1.
+ */
+int	loop_split_hostport(const char *hostport, char host[256], char port[6]);
+
 /* Monotonic milliseconds, read once per turn. */
 uint64_t loop_now_ms(void);
 

@@ -256,33 +256,6 @@ parse_size(const char *s, size_t *out)
 	return 0;
 }
 
-/*
- * Split HOST:PORT as ws_listen() reads it ("[::1]:80" for IPv6, ":80" for
- * every address) and check what getaddrinfo() would not: the port is 1-5
- * digits up to 65535 (getaddrinfo() takes "99999" and wraps it).  0 or -1.
- */
-static int
-split_hostport(const char *hostport, char host[256], char port[6])
-{
-	const char *colon = strrchr(hostport, ':');
-	size_t hl, pl;
-
-	if (colon == NULL || (hl = colon - hostport) >= 256)
-		return -1;
-	pl = strlen(colon + 1);
-	if (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") != pl ||
-	    strtoul(colon + 1, NULL, 10) > 65535)
-		return -1;
-	memcpy(port, colon + 1, pl + 1);
-	if (hl >= 2 && hostport[0] == '[' && hostport[hl - 1] == ']') {
-		memcpy(host, hostport + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, hostport, hl);
-		host[hl] = '\0';
-	}
-	return 0;
-}
 
 /*
  * Set one option from its text.  from is the environment variable or the
@@ -317,7 +290,7 @@ set_opt(const struct opt *o, const char *val, const char *from, char *err,
 			why = " (too many)";
 			goto bad;
 		}
-		if (l == &listen_on && split_hostport(val, host, port) == -1) {
+		if (l == &listen_on && loop_split_hostport(val, host, port) == -1) {
 			why = " (expected HOST:PORT, port 0-65535)";
 			goto bad;
 		}
@@ -757,7 +730,7 @@ check_listeners(void)
 		char host[256], port[6], num[NI_MAXHOST];
 		int err;
 
-		if (split_hostport(listen_on.v[i], host, port) == -1) {
+		if (loop_split_hostport(listen_on.v[i], host, port) == -1) {
 			fprintf(stderr, "wsd: bad value for --listen: %.64s "
 			    "(expected HOST:PORT)\n", listen_on.v[i]);
 			return -1;
