@@ -64,6 +64,7 @@
 #include "cli.h"
 #include "frame.h"
 #include "http_parse.h"
+#include "hub.h"
 #include "json.h"
 
 #define CLI_AGAIN		(-1)
@@ -77,7 +78,7 @@
 #define CLI_MAX_LINE		(1u << 20)	/* a stdin line (wsd's --max-body) */
 #define CLI_PUB_WINDOW		32		/* publishes awaiting an answer */
 #define CLI_MAX_GROUPS		1024		/* a sub's groups, state included */
-#define CLI_EPOCH_LEN		8		/* wsd's epochs: 8 hex digits */
+#define CLI_EPOCH_LEN		HUB_EPOCH_LEN
 #define CLI_PING_MS		40000		/* sub: silence before it pings */
 #define CLI_DEAD_MS		70000		/* sub: silence before it reconnects */
 #define CLI_BACKOFF_MIN_MS	500
@@ -1561,31 +1562,16 @@ struct sub {
 	int64_t       saved_ms;
 };
 
-/* EPOCH:SEQ or SEQ into *g; 0 or -1. */
+/* EPOCH:SEQ or SEQ into *g, read as the server reads it; 0 or -1. */
 static int
 pos_parse(const char *s, size_t n, struct group *g)
 {
-	const char *colon = memchr(s, ':', n);
-	size_t i = 0;
-	uint64_t v = 0;
+	struct hub_pos p;
 
-	g->epoch[0] = '\0';
-	if (colon != NULL) {
-		if (colon - s != CLI_EPOCH_LEN ||
-		    strspn(s, "0123456789abcdef") < CLI_EPOCH_LEN)
-			return -1;
-		memcpy(g->epoch, s, CLI_EPOCH_LEN);
-		g->epoch[CLI_EPOCH_LEN] = '\0';
-		i = CLI_EPOCH_LEN + 1;
-	}
-	if (i == n)
+	if (hub_parse_pos(s, n, &p) == -1)
 		return -1;
-	for (; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9' || v > (UINT64_MAX - 9) / 10)
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	g->seq = v;
+	memcpy(g->epoch, p.epoch, sizeof g->epoch);
+	g->seq = p.seq;
 	g->have = 1;
 	return 0;
 }
