@@ -3,7 +3,7 @@
 #
 # Building wsd needs build-essential and libssl-dev; the tests also need
 # Debian's python3 with python3-websockets, chromium, clang with its
-# runtime libraries (libFuzzer, sanitizers), mandoc, systemd-analyze,
+# runtime libraries (libFuzzer, sanitizers), mandoc, systemd-analyze, curl,
 # openssl, redis-server, Node.js with npm, and test/node_modules as pinned
 # by test/package-lock.json.
 #
@@ -27,6 +27,7 @@ compgen -G '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a' \
 command -v mandoc >/dev/null || need mandoc
 command -v systemd-analyze >/dev/null || need systemd
 command -v openssl >/dev/null || need openssl
+command -v curl >/dev/null || need curl
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need ca-certificates
 command -v redis-server >/dev/null || need redis-server
 command -v node >/dev/null || need nodejs
