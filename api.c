@@ -23,7 +23,6 @@
 #include "auth.h"
 #include "api.h"
 #include "hub.h"
-#include "routes.h"
 #include "session_events.h"
 #include "json.h"
 #include "ws.h"
@@ -33,17 +32,9 @@ extern const size_t dashboard_html_len;
 
 #define MAX_LIMIT	1000	/* items in one page */
 
-struct req {
-	struct ws_conn		 *c;
-	const struct http_req *h;
-	const uint8_t		 *body;
-	size_t			  blen;
-	char			  seg[4][HUB_GROUP_MAX + 1];	/* path */
-	int			  nseg;
-};
 
 static void
-respond_json(struct req *r, int status, struct json_buf *jb)
+respond_json(const struct api_req *r, int status, struct json_buf *jb)
 {
 	if (jb->oom)
 		ws_http_respond(r->c, 500, NULL, NULL,
@@ -54,64 +45,15 @@ respond_json(struct req *r, int status, struct json_buf *jb)
 }
 
 static void
-error(struct req *r, int status, const char *code, const char *msg)
+error(const struct api_req *r, int status, const char *code, const char *msg)
 {
 	ws_http_error(r->c, status, code, msg, status == 405 ?
 	    "Allow: GET, POST, PUT, DELETE\r\n" : NULL);
 }
 
-/*
- * Split the path into up to four percent-decoded segments.  Returns 0,
- * 400 for a malformed escape, or 404 when it cannot match a route (a
- * segment longer than a group name, or a fifth one).
- */
-static int
-split_path(struct req *r)
-{
-	const char *p = r->h->path.p, *end = p + r->h->path.n;
-
-	r->nseg = 0;
-	if (p == end || *p != '/')
-		return 404;
-	while (p < end) {
-		const char *s = ++p, *e = memchr(s, '/', end - s);
-		long n;
-
-		if (e == NULL)
-			e = end;
-		if (s == end && r->nseg > 0)
-			break;		/* trailing slash */
-		if (r->nseg == 4)
-			return 404;
-		n = http_pct_decode((struct http_slice){ s, e - s }, 0,
-		    r->seg[r->nseg], sizeof r->seg[0]);
-		if (n == WS_ERROR)
-			return 400;
-		if ((size_t)n >= sizeof r->seg[0])
-			return 404;
-		r->nseg++;
-		p = e;
-	}
-	return 0;
-}
-
-static int
-is(const struct req *r, int i, const char *s)
-{
-	return i < r->nseg && strcmp(r->seg[i], s) == 0;
-}
-
-static int
-method(const struct req *r, const char *m)
-{
-	size_t n = strlen(m);
-
-	return r->h->method.n == n && memcmp(r->h->method.p, m, n) == 0;
-}
-
 /* A query parameter as a number in [0, max]; dflt when absent. */
 static int
-query_uint(struct req *r, const char *name, uint64_t dflt, uint64_t max,
+query_uint(const struct api_req *r, const char *name, uint64_t dflt, uint64_t max,
     uint64_t *out)
 {
 	return http_query_uint(r->h->query, name, dflt, max, out) == -1 ? -1 : 0;
@@ -144,8 +86,8 @@ inline_hash(const char *open, const char *close, char out[64])
 	snprintf(out, 64, "'sha256-%s'", b64);
 }
 
-static void
-get_dashboard(struct req *r)
+void
+api_dashboard(const struct api_req *r)
 {
 	static char headers[512];
 
@@ -168,8 +110,8 @@ get_dashboard(struct req *r)
 
 /* ---- Health and metrics ---------------------------------------------- */
 
-static void
-get_health(struct req *r)
+void
+api_health(const struct api_req *r)
 {
 	char body[256];
 	int n = snprintf(body, sizeof body, "{\"status\":\"ok\","
@@ -272,8 +214,8 @@ process_metrics(struct json_buf *b)
 		    rl.rlim_cur);
 }
 
-static void
-get_metrics(struct req *r)
+void
+api_metrics(const struct api_req *r)
 {
 	struct json_buf b = { 0 };
 	char label[64];
@@ -361,9 +303,10 @@ publish_status(int err)
 	}
 }
 
-static void
-post_event(struct req *r, const char *name)
+void
+api_post_event(const struct api_req *r)
 {
+	const char *name = r->arg;
 	struct json_doc doc = { 0 };
 	struct hub_result res;
 	char num[64];
@@ -374,7 +317,7 @@ post_event(struct req *r, const char *name)
 		error(r, 400, "bad_json", "body must be a JSON object");
 		goto out;
 	}
-	/* The API key, checked by the router, is the right to publish. */
+	/* The API key, checked on the head, is the right to publish. */
 	if (hub_client_publish(name, strlen(name), &doc, json_find(&doc, 0,
 	    "type"), json_find(&doc, 0, "data"), NULL, &res) == -1) {
 		error(r, publish_status(res.err), hub_error_names[res.err],
@@ -389,17 +332,16 @@ out:
 }
 
 
-static void
-get_events(struct req *r, const char *name)
+void
+api_get_events(const struct api_req *r)
 {
+	const char *name = r->arg;
 	struct json_buf jb = { 0 };
 	struct hub_pos since = { 0, "" };
 	char pos[64];
 	uint64_t limit;
 	long n;
 
-	if (!routes_may_read(r->c, r->h, name))
-		return;
 	n = http_query_param(r->h->query, "since", pos, sizeof pos);
 	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == WS_ERROR ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
@@ -418,16 +360,12 @@ get_events(struct req *r, const char *name)
 	respond_json(r, 200, &jb);
 }
 
-/* With tokens on, the list of groups is for the API key or a token that
- * grants every group, as "*" is. */
-static void
-get_groups(struct req *r)
+void
+api_groups(const struct api_req *r)
 {
 	struct json_buf jb = { 0 };
 	uint64_t offset, limit;
 
-	if (!routes_may_read(r->c, r->h, "*"))
-		return;
 	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
 		error(r, 400, "bad_request", "offset and limit are integers");
@@ -446,7 +384,7 @@ get_groups(struct req *r)
  * absent), or -1 with the error sent; doc is the caller's to free.
  */
 static int
-session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
+session_body(const struct api_req *r, struct json_doc *doc, const uint8_t **meta,
     size_t *mlen)
 {
 	int m;
@@ -482,15 +420,15 @@ session_body(struct req *r, struct json_doc *doc, const uint8_t **meta,
 }
 
 static void
-session_error(struct req *r, int status)
+session_error(const struct api_req *r, int status)
 {
 	error(r, status, status == 409 ? "conflict" : status == 503 ?
 	    "unavailable" : "internal", status == 409 ?
 	    "session exists" : "cannot create a session now");
 }
 
-static void
-post_session(struct req *r)
+void
+api_post_session(const struct api_req *r)
 {
 	struct json_doc doc = { 0 };
 	struct json_buf jb = { 0 };
@@ -527,9 +465,10 @@ out:
 }
 
 /* Create-or-update: 201 when made, 200 when its metadata was replaced. */
-static void
-put_session(struct req *r, const char *id)
+void
+api_put_session(const struct api_req *r)
 {
+	const char *id = r->arg;
 	struct json_doc doc = { 0 };
 	struct json_buf jb = { 0 };
 	struct sess *s;
@@ -556,8 +495,8 @@ out:
 	json_doc_free(&doc);
 }
 
-static void
-get_sessions(struct req *r)
+void
+api_get_sessions(const struct api_req *r)
 {
 	struct json_buf jb = { 0 };
 	uint64_t offset, limit;
@@ -571,92 +510,37 @@ get_sessions(struct req *r)
 	respond_json(r, 200, &jb);
 }
 
-/* ---- The router ------------------------------------------------------ */
+void
+api_session_count(const struct api_req *r)
+{
+	char b[64];
+	int n = snprintf(b, sizeof b, "{\"active_sessions\":%u}",
+	    sess_count());
+
+	ws_http_respond(r->c, 200, NULL, NULL, b, n);
+}
 
 void
-api_request(struct ws_conn *c, const struct http_req *h,
-    const uint8_t *body, size_t blen)
+api_delete_session(const struct api_req *r)
 {
-	struct req r = { .c = c, .h = h, .body = body, .blen = blen };
-	int get = method(&r, "GET"), st;
+	if (sess_delete(r->arg, strlen(r->arg)) == -1)
+		error(r, 404, "not_found", "no such session");
+	else
+		ws_http_respond(r->c, 204, NULL, NULL, NULL, 0);
+}
 
-	if ((st = split_path(&r)) != 0) {
-		error(&r, st, st == 400 ? "bad_request" : "not_found",
-		    st == 400 ? "malformed percent-encoding in the path" :
-		    "no such resource");
-		return;
-	}
-	if (r.nseg == 0 || (r.nseg == 1 && r.seg[0][0] == '\0')) {
-		if (!get)
-			goto not_allowed;
-		get_dashboard(&r);
-		return;
-	}
-	if (r.nseg == 1 && (is(&r, 0, "health") || is(&r, 0, "livez") ||
-	    is(&r, 0, "readyz") || is(&r, 0, "metrics"))) {
-		if (!get)
-			goto not_allowed;
-		if (is(&r, 0, "health"))
-			get_health(&r);
-		else if (is(&r, 0, "metrics")) {
-			if (routes_api_key(c, h))
-				get_metrics(&r);
-		}
-		else if (is(&r, 0, "readyz") && ws_draining())
-			error(&r, 503, "draining", "shutting down");
-		else
-			ws_http_respond(c, 200, NULL, NULL,
-			    "{\"status\":\"ok\"}", 15);
-		return;
-	}
-	if (is(&r, 0, "ws") || (is(&r, 0, "api") && is(&r, 1, "v1"))) {
-		error(&r, 426, "upgrade_required", "this is a WebSocket route");
-		return;
-	}
-	if (!is(&r, 0, "api"))
-		goto not_found;
-	if (is(&r, 1, "groups")) {
-		if (r.nseg == 2 && get)
-			get_groups(&r);
-		else if (r.nseg == 2)
-			goto not_allowed;
-		else if (r.nseg != 4 || !is(&r, 3, "events"))
-			goto not_found;
-		else if (method(&r, "POST"))
-			post_event(&r, r.seg[2]);
-		else if (get)
-			get_events(&r, r.seg[2]);
-		else
-			goto not_allowed;
-		return;
-	}
-	if (is(&r, 1, "sessions")) {
-		if (r.nseg == 2 && method(&r, "POST"))
-			post_session(&r);
-		else if (r.nseg == 2 && get)
-			get_sessions(&r);
-		else if (r.nseg == 3 && is(&r, 2, "count") && get) {
-			char b[64];
-			int n = snprintf(b, sizeof b, "{\"active_sessions\":%u}",
-			    sess_count());
+/* /livez: the loop turns.  /readyz: and is not draining. */
+void
+api_livez(const struct api_req *r)
+{
+	ws_http_respond(r->c, 200, NULL, NULL, "{\"status\":\"ok\"}", 15);
+}
 
-			ws_http_respond(c, 200, NULL, NULL, b, n);
-		} else if (r.nseg == 3 && method(&r, "PUT"))
-			put_session(&r, r.seg[2]);
-		else if (r.nseg == 3 && method(&r, "DELETE")) {
-			if (sess_delete(r.seg[2], strlen(r.seg[2])) == -1)
-				error(&r, 404, "not_found", "no such session");
-			else
-				ws_http_respond(c, 204, NULL, NULL, NULL, 0);
-		} else if (r.nseg <= 3)
-			goto not_allowed;
-		else
-			goto not_found;
-		return;
-	}
-not_found:
-	error(&r, 404, "not_found", "no such resource");
-	return;
-not_allowed:
-	error(&r, 405, "method_not_allowed", "method not allowed here");
+void
+api_readyz(const struct api_req *r)
+{
+	if (ws_draining())
+		error(r, 503, "draining", "shutting down");
+	else
+		api_livez(r);
 }

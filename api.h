@@ -13,8 +13,32 @@
 /* wsd --version, and wsd_build_info{version=...} in /metrics. */
 #define WSD_VERSION	"0.1.0"
 
-/* handlers.http: a whole request that passed routes_head(). */
-void	api_request(struct ws_conn *c, const struct http_req *req,
-	    const uint8_t *body, size_t blen);
+/*
+ * One HTTP call, routed by routes.c (which has already decided that the
+ * caller may make it): the request, its body, and the route's variable
+ * path segment, percent-decoded (the group or the session id), or NULL.
+ */
+struct api_req {
+	struct ws_conn		*c;
+	const struct http_req	*h;
+	const uint8_t		*body;
+	size_t			 blen;
+	const char		*arg;
+};
+
+/* The handlers, one per route; each answers with ws_http_respond(). */
+void	api_dashboard(const struct api_req *r);
+void	api_health(const struct api_req *r);
+void	api_livez(const struct api_req *r);
+void	api_readyz(const struct api_req *r);
+void	api_metrics(const struct api_req *r);
+void	api_groups(const struct api_req *r);
+void	api_post_event(const struct api_req *r);
+void	api_get_events(const struct api_req *r);
+void	api_post_session(const struct api_req *r);
+void	api_get_sessions(const struct api_req *r);
+void	api_session_count(const struct api_req *r);
+void	api_put_session(const struct api_req *r);
+void	api_delete_session(const struct api_req *r);
 
 #endif

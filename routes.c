@@ -1,16 +1,17 @@
 /*
- * routes.c - who may call what: the WebSocket routes and their upgrade,
- * the policy for every request (Host, Origin, API key, token), and the
- * life of a hub connection (open, close, token expiry).
+ * routes.c - every URL in one place: which handler runs and who may call
+ * it.  The WebSocket routes and their upgrade, the table of HTTP routes
+ * (method, path, policy, handler in api.c), the checks behind every policy
+ * (Host, Origin, API key, token), and the life of a hub connection (open,
+ * close, token expiry).
  *
  * /ws/NAME, /ws/KIND/ID and /ws/sessions/ID (and /api/v1/ws/...) map to a
  * group here; every HTTP request's head passes routes_head() before its
- * body is read, and the API (api.c) asks routes_may_read() and
- * routes_api_key() for the calls that need them.  Refusals are JSON
- * errors with fixed texts.  It keeps its own copies of the secrets and
- * the allowed origins and hosts, replaced on SIGHUP (routes_set_*): a
- * rotated token secret stays accepted for --token-grace.  No I/O of its
- * own.
+ * body is read, then routes_request() finds its route, applies the
+ * route's policy and calls its handler.  Refusals are JSON errors with
+ * fixed texts.  It keeps its own copies of the secrets and the allowed
+ * origins and hosts, replaced on SIGHUP (routes_set_*): a rotated token
+ * secret stays accepted for --token-grace.  No I/O of its own.
  */
 #include <arpa/inet.h>
 
@@ -22,6 +23,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api.h"
 #include "auth.h"
 #include "hub.h"
 #include "log.h"
@@ -492,4 +494,163 @@ routes_init(void)
 	    loop_timer(1000, expire_tokens, NULL) == -1)
 		return -1;
 	return 0;
+}
+
+/* ==== HTTP routes: which handler runs, and who may call it ============= */
+
+/*
+ * Every HTTP route, its method, who may call it, and its handler (api.c).
+ * A path segment "*" is the route's variable (a group or a session id).
+ * Before any route is looked up, routes_head() has checked the Host of
+ * every request and, for every call that changes something (CHANGE), the
+ * Origin and the API key, on the head, before the body was read.
+ */
+enum policy {
+	OPEN,		/* anyone who passed the Host check */
+	KEY,		/* --api-key, when set */
+	READ_ALL,	/* with tokens on: the API key, or a token granting * */
+	READ,		/* with tokens on: the API key, or a token granting
+			 * the route's group */
+	CHANGE		/* Origin and --api-key, checked on the head */
+};
+
+static const struct route {
+	const char	*method;
+	const char	*path;
+	enum policy	 policy;
+	void		(*fn)(const struct api_req *);
+} http_routes[] = {
+	{ "GET",	"/",			OPEN,		api_dashboard },
+	{ "GET",	"/health",		OPEN,		api_health },
+	{ "GET",	"/livez",		OPEN,		api_livez },
+	{ "GET",	"/readyz",		OPEN,		api_readyz },
+	{ "GET",	"/metrics",		KEY,		api_metrics },
+	{ "GET",	"/api/groups",		READ_ALL,	api_groups },
+	{ "POST",	"/api/groups/*/events",	CHANGE,		api_post_event },
+	{ "GET",	"/api/groups/*/events",	READ,		api_get_events },
+	{ "POST",	"/api/sessions",	CHANGE,		api_post_session },
+	{ "GET",	"/api/sessions",	OPEN,		api_get_sessions },
+	{ "GET",	"/api/sessions/count",	OPEN,		api_session_count },
+	{ "PUT",	"/api/sessions/*",	CHANGE,		api_put_session },
+	{ "DELETE",	"/api/sessions/*",	CHANGE,		api_delete_session },
+};
+
+#define NSEG	4	/* path segments a route has at most */
+
+struct path {
+	char	seg[NSEG][HUB_GROUP_MAX + 1];
+	int	n;
+};
+
+/*
+ * Split the request's path into up to NSEG percent-decoded segments (a
+ * trailing slash is dropped).  Returns 0, 400 for a malformed escape, or
+ * 404 when it cannot match a route (a segment longer than a group name,
+ * or one too many).
+ */
+static int
+split_path(struct http_slice path, struct path *out)
+{
+	const char *p = path.p, *end = p + path.n;
+
+	out->n = 0;
+	if (p == end || *p != '/')
+		return 404;
+	while (p < end) {
+		const char *s = ++p, *e = memchr(s, '/', end - s);
+		long n;
+
+		if (e == NULL)
+			e = end;
+		if (s == end && out->n > 0)
+			break;		/* trailing slash */
+		if (out->n == NSEG)
+			return 404;
+		n = http_pct_decode((struct http_slice){ s, e - s }, 0,
+		    out->seg[out->n], sizeof out->seg[0]);
+		if (n == HTTP_ERROR)
+			return 400;
+		if ((size_t)n >= sizeof out->seg[0])
+			return 404;
+		out->n++;
+		p = e;
+	}
+	return 0;
+}
+
+/* 1 if path matches pattern; *arg is then its "*" segment (or NULL). */
+static int
+path_is(const struct path *path, const char *pattern, const char **arg)
+{
+	int i = 0;
+
+	*arg = NULL;
+	for (const char *p = pattern; *p == '/'; i++) {
+		const char *e = strchr(p + 1, '/');
+		size_t n = e ? (size_t)(e - p - 1) : strlen(p + 1);
+
+		if (i == path->n)
+			return 0;
+		if (n == 1 && p[1] == '*')
+			*arg = path->seg[i];
+		else if (strlen(path->seg[i]) != n ||
+		    memcmp(path->seg[i], p + 1, n) != 0)
+			return 0;
+		if (e == NULL) {
+			i++;
+			break;
+		}
+		p = e;
+	}
+	return i == path->n;
+}
+
+void
+routes_request(struct ws_conn *c, const struct http_req *req,
+    const uint8_t *body, size_t blen)
+{
+	struct api_req r = { c, req, body, blen, NULL };
+	struct path path;
+	char allow[64] = "Allow: ";
+	int st, known = 0;
+
+	if ((st = split_path(req->path, &path)) != 0) {
+		ws_http_error(c, st, st == 400 ? "bad_request" : "not_found",
+		    st == 400 ? "malformed percent-encoding in the path" :
+		    "no such resource", NULL);
+		return;
+	}
+	if (path.n > 0 && (strcmp(path.seg[0], "ws") == 0 ||
+	    (path.n > 1 && strcmp(path.seg[0], "api") == 0 &&
+	    strcmp(path.seg[1], "v1") == 0))) {
+		ws_http_error(c, 426, "upgrade_required",
+		    "this is a WebSocket route", NULL);
+		return;
+	}
+	for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0];
+	    i++) {
+		const struct route *rt = &http_routes[i];
+
+		if (!path_is(&path, rt->path, &r.arg))
+			continue;
+		if (!http_slice_eq(req->method, rt->method)) {
+			/* The table has at most a few methods a path. */
+			if (known++)
+				strcat(allow, ", ");
+			strcat(allow, rt->method);
+			continue;
+		}
+		if ((rt->policy == KEY && !routes_api_key(c, req)) ||
+		    (rt->policy == READ_ALL && !routes_may_read(c, req, "*")) ||
+		    (rt->policy == READ && !routes_may_read(c, req, r.arg)))
+			return;
+		rt->fn(&r);
+		return;
+	}
+	if (known) {
+		strcat(allow, "\r\n");
+		ws_http_error(c, 405, "method_not_allowed",
+		    "method not allowed here", allow);
+	} else
+		ws_http_error(c, 404, "not_found", "no such resource", NULL);
 }

@@ -1,6 +1,6 @@
 /*
- * routes.h - routes and policy (routes.c): the WebSocket routes, and who
- * may call each URL (Host, Origin, API key, token).
+ * routes.h - routes and policy (routes.c): every URL, which handler runs
+ * and who may call it (Host, Origin, API key, token).
  */
 #ifndef ROUTES_H
 #define ROUTES_H
@@ -59,6 +59,13 @@ int	routes_upgrade(struct ws_conn *c, const struct http_req *req,
 void	routes_open(struct ws_conn *c, struct ws_app_conn *a);
 /* handlers.closed: leave every group and the session. */
 void	routes_closed(struct ws_conn *c, struct ws_app_conn *a);
+
+/*
+ * handlers.http: the table of HTTP routes says which handler (api.c)
+ * runs and who may call it; 404, 405 (with Allow) or 426 otherwise.
+ */
+void	routes_request(struct ws_conn *c, const struct http_req *req,
+	    const uint8_t *body, size_t blen);
 
 /* handlers.head: Host, then Origin and API key for every non-GET. */
 int	routes_head(struct ws_conn *c, const struct http_req *req);

@@ -1231,7 +1231,7 @@ static const struct ws_handlers handlers = {
 	.closed = routes_closed,
 	.writable = hub_writable,
 	.head = routes_head,
-	.http = api_request,
+	.http = routes_request,
 };
 
 int
