@@ -414,7 +414,7 @@ expire_tokens(void *arg)
  * --api-key as "Authorization: Bearer KEY", compared in constant time.
  * 1 if it is not required or given; else 401 is answered.
  */
-int
+static int
 routes_api_key(struct ws_conn *c, const struct http_req *req)
 {
 	struct http_slice b = http_bearer(req);
@@ -455,7 +455,7 @@ routes_head(struct ws_conn *c, const struct http_req *req)
  * the group ("*" needs a token granting every group).  1 if allowed;
  * else the 401 or 403 is answered.
  */
-int
+static int
 routes_may_read(struct ws_conn *c, const struct http_req *req,
     const char *name)
 {

@@ -70,11 +70,4 @@ void	routes_request(struct ws_conn *c, const struct http_req *req,
 /* handlers.head: Host, then Origin and API key for every non-GET. */
 int	routes_head(struct ws_conn *c, const struct http_req *req);
 
-/* 1 if --api-key is not set or given as Bearer; else 401 answered. */
-int	routes_api_key(struct ws_conn *c, const struct http_req *req);
-
-/* 1 if the request may read group name's history; else 401/403 answered. */
-int	routes_may_read(struct ws_conn *c, const struct http_req *req,
-	    const char *name);
-
 #endif
