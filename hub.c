@@ -40,7 +40,7 @@
  * send.
  */
 struct hub_group {
-	struct hub_group  *hnext;	/* hash chain */
+	struct hub_name	   hn;		/* first: its name, in groups */
 	struct hub_group  *all_prev, *all_next;	/* every group */
 	struct hub_group  *idle_prev, *idle_next; /* while nsubs == 0 */
 	struct ws_app_conn **subs;	/* owned array; entries borrowed */
@@ -53,8 +53,6 @@ struct hub_group {
 	uint32_t	   npend, pendcap;
 	struct hub_group  *turn_next;	/* on the list of groups with pend */
 	uint8_t		   on_turn;
-	uint8_t		   nlen;
-	char		   name[HUB_GROUP_MAX + 1];
 	char		   epoch[HUB_EPOCH_LEN + 1];	/* this stream's */
 };
 
@@ -69,9 +67,7 @@ const char *const hub_limit_names[HUB_NLIMITS] = {
 	"publish_rate"
 };
 
-static struct hub_group	**table;	/* hash table of every group */
-static uint32_t		  tcap;		/* power of 2 */
-static uint32_t		  ngroups;
+static struct hub_table	  groups;	/* every group but "*" */
 static struct hub_group	 *all_first, *all_last;
 static struct hub_group	 *idle_first, *idle_last;	/* oldest first */
 static struct hub_group	 *star;		/* "*": every connection */
@@ -124,38 +120,71 @@ hub_grow(void *arr, uint32_t n, uint32_t *cap, size_t elem, uint32_t first)
 	return p;
 }
 
-static struct hub_group **
-group_slot(const char *name, size_t n)
+static struct hub_name **
+table_slot(const struct hub_table *t, const char *name, size_t n)
 {
-	struct hub_group **gp = &table[hub_hash(name, n) & (tcap - 1)];
+	struct hub_name **ep = &t->b[hub_hash(name, n) & (t->cap - 1)];
 
-	while (*gp != NULL && ((*gp)->nlen != n ||
-	    memcmp((*gp)->name, name, n) != 0))
-		gp = &(*gp)->hnext;
-	return gp;
+	while (*ep != NULL && ((*ep)->len != n ||
+	    memcmp((*ep)->name, name, n) != 0))
+		ep = &(*ep)->hnext;
+	return ep;
 }
 
-static int
-table_grow(void)
+int
+hub_table_init(struct hub_table *t, uint32_t cap)
 {
-	uint32_t ncap = tcap * 2;
-	struct hub_group **nt = calloc(ncap, sizeof *nt);
+	t->n = 0;
+	t->cap = cap;
+	return (t->b = calloc(cap, sizeof *t->b)) == NULL ? -1 : 0;
+}
 
-	if (nt == NULL)
-		return -1;
-	for (uint32_t i = 0; i < tcap; i++)
-		while (table[i] != NULL) {
-			struct hub_group *g = table[i];
-			uint32_t h = hub_hash(g->name, g->nlen) & (ncap - 1);
+struct hub_name *
+hub_table_get(const struct hub_table *t, const char *name, size_t n)
+{
+	return *table_slot(t, name, n);
+}
 
-			table[i] = g->hnext;
-			g->hnext = nt[h];
-			nt[h] = g;
+static void
+table_grow(struct hub_table *t)
+{
+	uint32_t ncap = t->cap * 2;
+	struct hub_name **nb;
+
+	if (ncap == 0 || (nb = calloc(ncap, sizeof *nb)) == NULL)
+		return;		/* longer chains, still correct */
+	for (uint32_t i = 0; i < t->cap; i++)
+		while (t->b[i] != NULL) {
+			struct hub_name *e = t->b[i];
+			uint32_t h = hub_hash(e->name, e->len) & (ncap - 1);
+
+			t->b[i] = e->hnext;
+			e->hnext = nb[h];
+			nb[h] = e;
 		}
-	free(table);
-	table = nt;
-	tcap = ncap;
-	return 0;
+	free(t->b);
+	t->b = nb;
+	t->cap = ncap;
+}
+
+void
+hub_table_add(struct hub_table *t, struct hub_name *e)
+{
+	struct hub_name **ep;
+
+	if (t->n >= t->cap)
+		table_grow(t);
+	ep = &t->b[hub_hash(e->name, e->len) & (t->cap - 1)];
+	e->hnext = *ep;
+	*ep = e;
+	t->n++;
+}
+
+void
+hub_table_del(struct hub_table *t, struct hub_name *e)
+{
+	*table_slot(t, e->name, e->len) = e->hnext;
+	t->n--;
 }
 
 /* The two doubly linked lists of groups, with their own link fields. */
@@ -194,9 +223,7 @@ hist_drop_oldest(struct hub_group *g)
 static void
 group_free(struct hub_group *g)
 {
-	struct hub_group **gp = group_slot(g->name, g->nlen);
-
-	*gp = g->hnext;
+	hub_table_del(&groups, &g->hn);
 	LIST_REMOVE(all_first, all_last, g, all_prev, all_next);
 	if (g->nsubs == 0)
 		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
@@ -206,7 +233,6 @@ group_free(struct hub_group *g)
 	free(g->subs);
 	free(g->pend);
 	free(g);
-	ngroups--;
 }
 
 /* Free g if it holds nothing worth keeping: no subscribers, no history,
@@ -296,8 +322,8 @@ hub_parse_pos(const char *s, size_t n, struct hub_pos *pos)
 const char *
 hub_group_name(const struct hub_group *g, size_t *n)
 {
-	*n = g->nlen;
-	return g->name;
+	*n = g->hn.len;
+	return g->hn.name;
 }
 
 const char *
@@ -309,30 +335,28 @@ hub_group_epoch(const struct hub_group *g)
 struct hub_group *
 hub_group(const char *name, size_t n, int create)
 {
-	struct hub_group **gp, *g;
+	struct hub_group *g;
 
 	if (n == 1 && name[0] == '*')
 		return star;
 	if (!hub_name_valid(name, n))
 		return NULL;
-	gp = group_slot(name, n);
-	if (*gp != NULL || !create)
-		return *gp;
-	if (ngroups >= hub_cfg.max_groups && evict_idle_group(NULL) == -1) {
+	/* hn is a group's first member: the entry is the group. */
+	g = (struct hub_group *)hub_table_get(&groups, name, n);
+	if (g != NULL || !create)
+		return g;
+	if (groups.n >= hub_cfg.max_groups && evict_idle_group(NULL) == -1) {
 		hub_stats.limit[HUB_L_MAX_GROUPS]++;
 		return NULL;
 	}
-	if (ngroups >= tcap && table_grow() == 0)
-		gp = group_slot(name, n);
 	if ((g = calloc(1, sizeof *g)) == NULL)
 		return NULL;
-	memcpy(g->name, name, n);
-	g->nlen = n;
+	memcpy(g->hn.name, name, n);
+	g->hn.len = n;
 	new_epoch(g->epoch);
-	*gp = g;
+	hub_table_add(&groups, &g->hn);
 	LIST_APPEND(all_first, all_last, g, all_prev, all_next);
 	LIST_APPEND(idle_first, idle_last, g, idle_prev, idle_next);
-	ngroups++;
 	return g;
 }
 
@@ -371,7 +395,7 @@ hub_limit_hit(enum hub_limit l)
 unsigned
 hub_group_count(void)
 {
-	return ngroups;
+	return groups.n;
 }
 
 uint64_t
@@ -588,7 +612,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	if (extra != NULL)
 		json_put_cstr(&jb, extra);
 	json_put_cstr(&jb, ",\"group\":");
-	json_put_str(&jb, g->name, g->nlen);
+	json_put_str(&jb, g->hn.name, g->hn.len);
 	snprintf(seq, sizeof seq, ",\"seq\":%llu,\"timestamp\":",
 	    (unsigned long long)g->seq + 1);
 	json_put_cstr(&jb, seq);
@@ -821,24 +845,24 @@ hub_groups_json(unsigned offset, unsigned limit, struct json_buf *out)
 	char tail[64];
 
 	/* From the nearer end: no page costs more than half the groups. */
-	if (offset < ngroups / 2) {
+	if (offset < groups.n / 2) {
 		g = all_first;
 		for (unsigned i = 0; i < offset; i++)
 			g = g->all_next;
-	} else if (offset < ngroups) {
+	} else if (offset < groups.n) {
 		g = all_last;
-		for (unsigned i = ngroups - 1; i > offset; i--)
+		for (unsigned i = groups.n - 1; i > offset; i--)
 			g = g->all_prev;
 	}
 	json_put_cstr(out, "{\"groups\":[");
 	for (unsigned n = 0; g != NULL && n < limit; g = g->all_next, n++) {
 		json_put_cstr(out, n > 0 ? ",{\"group\":" : "{\"group\":");
-		json_put_str(out, g->name, g->nlen);
+		json_put_str(out, g->hn.name, g->hn.len);
 		put_position(out, g);
 		snprintf(tail, sizeof tail, ",\"subscribers\":%u}", g->nsubs);
 		json_put_cstr(out, tail);
 	}
-	snprintf(tail, sizeof tail, "],\"total\":%u}", ngroups);
+	snprintf(tail, sizeof tail, "],\"total\":%u}", groups.n);
 	json_put_cstr(out, tail);
 }
 
@@ -893,7 +917,7 @@ send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
 	hub_begin(&jb, "error", NULL, 0);
 	json_put_cstr(&jb, ",\"code\":\"history_gap\",\"message\":"
 	    "\"events after since are no longer kept\",\"group\":");
-	json_put_str(&jb, g->name, g->nlen);
+	json_put_str(&jb, g->hn.name, g->hn.len);
 	put_position(&jb, g);
 	snprintf(tail, sizeof tail, ",\"oldest\":%llu",
 	    (unsigned long long)oldest);
@@ -980,7 +1004,7 @@ hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g)
 
 	hub_begin(&jb, "subscribed", NULL, 0);
 	json_put_cstr(&jb, ",\"group\":");
-	json_put_str(&jb, g->name, g->nlen);
+	json_put_str(&jb, g->hn.name, g->hn.len);
 	put_position(&jb, g);
 	hub_reply(a->c, &jb);
 }
@@ -990,14 +1014,13 @@ hub_init(const struct hub_config *cfg)
 {
 	hub_cfg = *cfg;
 	start_ms = loop_now_ms();
-	tcap = 64;
-	if ((table = calloc(tcap, sizeof *table)) == NULL ||
+	if (hub_table_init(&groups, 64) == -1 ||
 	    (star = calloc(1, sizeof *star)) == NULL) {
 		log_msg(LOG_ERROR, "out of memory");
 		return -1;
 	}
-	star->name[0] = '*';
-	star->nlen = 1;
+	star->hn.name[0] = '*';
+	star->hn.len = 1;
 	ws_on_turn(hub_turn);
 	return 0;
 }

@@ -96,6 +96,35 @@ uint32_t hub_hash(const char *s, size_t n);
 void	*hub_grow(void *arr, uint32_t n, uint32_t *cap, size_t elem,
 	    uint32_t first);
 
+/*
+ * A hash table of named objects (groups, sessions), intrusive: such an
+ * object starts with struct hub_name, its chain link and its name.  The
+ * table doubles when it holds more entries than buckets; without memory
+ * for that, chains grow longer and it stays correct.
+ */
+struct hub_name {
+	struct hub_name	*hnext;			/* hash chain */
+	uint8_t		 len;
+	char		 name[HUB_GROUP_MAX + 1];	/* NUL-terminated */
+};
+
+struct hub_table {
+	struct hub_name	**b;			/* owned; cap buckets */
+	uint32_t	  cap;			/* a power of 2 */
+	uint32_t	  n;
+};
+
+/* cap buckets (a power of 2).  0 or -1 (out of memory). */
+int	hub_table_init(struct hub_table *t, uint32_t cap);
+
+/* The entry called name[0..n), or NULL. */
+struct hub_name *hub_table_get(const struct hub_table *t, const char *name,
+	    size_t n);
+
+/* Add e (its name set, not yet in t), or take it out of t. */
+void	hub_table_add(struct hub_table *t, struct hub_name *e);
+void	hub_table_del(struct hub_table *t, struct hub_name *e);
+
 /* 1 if name[0..n) is a valid group name: 1-64 bytes of [A-Za-z0-9._:-]. */
 int	hub_name_valid(const char *name, size_t n);
 

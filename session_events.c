@@ -35,7 +35,7 @@
 #include "ws.h"
 
 struct sess {
-	struct sess	*hnext;		/* hash chain */
+	struct hub_name	 hn;		/* first: its id, in the registry */
 	struct sess	*prev, *next;	/* creation order */
 	struct sess	*iprev, *inext;	/* idle list, while idle */
 	char		*meta;		/* owned raw JSON, or NULL */
@@ -47,12 +47,9 @@ struct sess {
 	uint8_t		 idle;		/* by_conn, no connection: on the idle list */
 	uint64_t	 empty_since;	/* ms since its last connection left */
 	char		 created_at[32];
-	uint8_t		 idlen;
-	char		 id[HUB_GROUP_MAX + 1];
 };
 
-static struct sess	**table;
-static uint32_t		  tcap;
+static struct hub_table	  table;	/* every live session by id */
 static struct sess	 *first, *last;	/* creation order */
 /*
  * Connection-made sessions without a connection, in the order they became
@@ -136,34 +133,11 @@ sess_diff(unsigned previous, const struct sess_journal *j,
 
 /* ==== Registry ======================================================== */
 
-static struct sess **
-slot(const char *id, size_t n)
+/* The live session called id[0..n), or NULL (hn is its first member). */
+static struct sess *
+find(const char *id, size_t n)
 {
-	struct sess **sp = &table[hub_hash(id, n) & (tcap - 1)];
-
-	while (*sp != NULL && ((*sp)->idlen != n ||
-	    memcmp((*sp)->id, id, n) != 0))
-		sp = &(*sp)->hnext;
-	return sp;
-}
-
-static void
-grow(void)
-{
-	uint32_t ncap = tcap * 2;
-	struct sess **nt = calloc(ncap, sizeof *nt);
-
-	if (nt == NULL)
-		return;		/* longer chains, still correct */
-	for (struct sess *s = first; s != NULL; s = s->next) {
-		uint32_t h = hub_hash(s->id, s->idlen) & (ncap - 1);
-
-		s->hnext = nt[h];
-		nt[h] = s;
-	}
-	free(table);
-	table = nt;
-	tcap = ncap;
+	return (struct sess *)hub_table_get(&table, id, n);
 }
 
 /* The tick; a full journal runs it early, without expiry or update. */
@@ -246,7 +220,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
     int by_conn, int *status)
 {
 	char rid[17];
-	struct sess **sp, *s;
+	struct sess *s;
 
 	if (id == NULL) {
 		random_id(rid);
@@ -258,7 +232,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 		*status = 503;
 		return NULL;
 	}
-	if (*(sp = slot(id, n)) != NULL) {
+	if (find(id, n) != NULL) {
 		*status = 409;
 		return NULL;
 	}
@@ -272,10 +246,10 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 		memcpy(s->meta, meta, mlen);
 	s->mlen = mlen;
 	s->by_conn = by_conn;
-	memcpy(s->id, id, n);
-	s->idlen = n;
+	memcpy(s->hn.name, id, n);
+	s->hn.len = n;
 	log_timestamp(s->created_at);
-	*sp = s;
+	hub_table_add(&table, &s->hn);
 	s->prev = last;
 	if (last != NULL)
 		last->next = s;
@@ -286,8 +260,6 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	count++;
 	total++;
 	note(SESS_CREATED, id, n);
-	if (count > tcap)
-		grow();
 	return s;
 }
 
@@ -300,7 +272,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 static void
 destroy(struct sess *s)
 {
-	*slot(s->id, s->idlen) = s->hnext;
+	hub_table_del(&table, &s->hn);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -312,9 +284,10 @@ destroy(struct sess *s)
 	journal_room();
 	count--;
 	idle_del(s);
-	note(SESS_DESTROYED, s->id, s->idlen);
+	note(SESS_DESTROYED, s->hn.name, s->hn.len);
 	if (s->conns > 0) {
-		s->prev = s->next = s->hnext = NULL;
+		s->prev = s->next = NULL;
+		s->hn.hnext = NULL;
 		s->orphan = 1;
 		return;
 	}
@@ -325,7 +298,7 @@ destroy(struct sess *s)
 int
 sess_delete(const char *id, size_t n)
 {
-	struct sess *s = *slot(id, n);
+	struct sess *s = find(id, n);
 
 	if (s == NULL)
 		return -1;
@@ -336,7 +309,7 @@ sess_delete(const char *id, size_t n)
 struct sess *
 sess_attach(const char *id, size_t n, int *status)
 {
-	struct sess *s = *slot(id, n);
+	struct sess *s = find(id, n);
 
 	if (s == NULL && (s = sess_create(id, n, NULL, 0, 1, status)) == NULL)
 		return NULL;
@@ -374,7 +347,7 @@ struct sess *
 sess_put(const char *id, size_t n, const uint8_t *meta, size_t mlen,
     int *status)
 {
-	struct sess *s = *slot(id, n);
+	struct sess *s = find(id, n);
 	char *copy = NULL;
 
 	if (s == NULL) {
@@ -394,7 +367,7 @@ sess_put(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 		s->mlen = mlen;
 		if (s->updated_tick != tick_no) {
 			journal_room();
-			note(SESS_UPDATED, s->id, s->idlen);
+			note(SESS_UPDATED, s->hn.name, s->hn.len);
 			s->updated_tick = tick_no;
 		}
 	}
@@ -407,7 +380,7 @@ sess_put(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 const char *
 sess_id(const struct sess *s)
 {
-	return s->id;
+	return s->hn.name;
 }
 
 unsigned
@@ -436,7 +409,7 @@ sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
 	json_put_cstr(out, "{\"sessions\":[");
 	for (; s != NULL && n < limit; s = s->next, n++) {
 		json_put_cstr(out, n ? ",{\"id\":" : "{\"id\":");
-		json_put_str(out, s->id, s->idlen);
+		json_put_str(out, s->hn.name, s->hn.len);
 		json_put_cstr(out, ",\"created_at\":\"");
 		json_put_cstr(out, s->created_at);
 		snprintf(num, sizeof num, "\",\"connections\":%u,\"metadata\":",
@@ -578,8 +551,7 @@ tick_timer(void *arg)
 int
 sess_init(void)
 {
-	tcap = 1024;
-	if ((table = calloc(tcap, sizeof *table)) == NULL)
+	if (hub_table_init(&table, 1024) == -1)
 		return -1;
 	return loop_timer(hub_config()->tick_ms, tick_timer, NULL);
 }
