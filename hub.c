@@ -758,8 +758,7 @@ group_flush(struct hub_group *g)
 	g->npend = 0;
 }
 
-/* End of the loop turn: every group's events go out, in one block each. */
-static void
+void
 hub_turn(void)
 {
 	while (turn_list != NULL) {
@@ -1021,6 +1020,5 @@ hub_init(const struct hub_config *cfg)
 	}
 	star->hn.name[0] = '*';
 	star->hn.len = 1;
-	ws_on_turn(hub_turn);
 	return 0;
 }

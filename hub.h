@@ -61,7 +61,7 @@ struct hub_config {
 };
 
 
-/* 0, or -1 (logged).  Registers the end-of-turn flush with ws.c. */
+/* 0, or -1 (logged). */
 int	hub_init(const struct hub_config *cfg);
 
 /* The configuration hub_init() was given, with the limits
@@ -322,6 +322,9 @@ void	hub_unsubscribe(struct ws_app_conn *a, int i);
  */
 void	hub_replay(struct ws_app_conn *a, struct hub_group *g,
 	    const struct hub_pos *pos);
+
+/* handlers.turn: every group's events of the turn go out, one block each. */
+void	hub_turn(void);
 
 /* handlers.writable: a replay goes on once the queue has drained. */
 void	hub_writable(struct ws_conn *c, struct ws_app_conn *a);

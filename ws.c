@@ -156,7 +156,6 @@ static struct ws_conn		*reap_list;
 static struct ws_conn		*later_list;	/* requests left for next turn */
 static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
-static void			(*on_turn)(void);
 static uint8_t			 rbuf[READ_SIZE];
 static size_t			 freed;		/* bytes freed since a trim */
 
@@ -1606,12 +1605,6 @@ ws_init(const struct ws_config *c, const struct ws_handlers *h)
 	return loop_timer(shortest, sweep, NULL);
 }
 
-void
-ws_on_turn(void (*fn)(void))
-{
-	on_turn = fn;
-}
-
 int
 ws_draining(void)
 {
@@ -1635,8 +1628,8 @@ ws_shutdown(void)
 	log_msg(LOG_INFO, "shutting down connections=%llu",
 	    (unsigned long long)ws_stats.connections);
 	/* Events accepted this turn go out ahead of the 1001. */
-	if (on_turn != NULL)
-		on_turn();
+	if (app.turn != NULL)
+		app.turn();
 	loop_stop_listening();
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
@@ -1702,7 +1695,7 @@ turn_timeout(void)
 }
 
 /*
- * The end of a turn: the layer above's batch (on_turn), then every queue
+ * The end of a turn: the layer above's batch (handlers.turn), then every queue
  * written.  Reaping may queue output (see reap()): go round until nothing
  * is left to write or to free this turn (one left on the input list is
  * freed next turn).
@@ -1711,8 +1704,8 @@ static void
 turn_end(void)
 {
 	do {
-		if (on_turn != NULL)
-			on_turn();
+		if (app.turn != NULL)
+			app.turn();
 		flush_all();
 	} while (reap() > 0 || flush_list != NULL);
 }

@@ -51,6 +51,9 @@ struct ws_handlers {
 		    int opcode, const uint8_t *p, size_t n);
 	/* The connection is about to be freed: drop every reference. */
 	void	(*closed)(struct ws_conn *c, struct ws_app_conn *app);
+	/* The end of every loop turn, before output is written: the hook
+	 * for work that is cheaper done once per turn (batching). */
+	void	(*turn)(void);
 	/* The send queue drained after ws_want_writable(c): send more. */
 	void	(*writable)(struct ws_conn *c, struct ws_app_conn *app);
 	/*
@@ -164,11 +167,6 @@ int	ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n);
 /* Start the close handshake with code (0: empty close payload). */
 void	ws_close(struct ws_conn *c, unsigned code, const char *reason);
 
-/*
- * Call fn at the end of every loop turn, before output is written: the
- * hook for work that is cheaper done once per turn (batching).
- */
-void	ws_on_turn(void (*fn)(void));
 
 /*
  * Queue an HTTP response.  headers are extra header lines, each ending in

@@ -1230,6 +1230,7 @@ static const struct ws_handlers handlers = {
 	.message = proto_message,
 	.closed = routes_closed,
 	.writable = hub_writable,
+	.turn = hub_turn,
 	.head = routes_head,
 	.http = routes_request,
 };
