@@ -1,9 +1,10 @@
 /*
- * api.c - the HTTP API: health, metrics, groups, events, sessions, and
- * the dashboard page.
+ * api.c - the HTTP API's handlers: health, metrics, groups, events,
+ * sessions, and the dashboard page.
  *
- * ws.c hands over whole requests (head parsed, Content-Length body read);
- * this file routes them and answers with ws_http_respond().  Bodies are
+ * routes.c hands over whole requests (head parsed, Content-Length body
+ * read) it has routed and allowed; each handler answers with
+ * ws_http_respond().  Bodies are
  * JSON and decoded with json.c; answers are JSON, errors are
  * {"error":CODE,"message":TEXT} with fixed texts that never echo input.
  * Its only reads of its own are /proc/self's, for /metrics.
@@ -343,7 +344,7 @@ api_get_events(const struct api_req *r)
 	long n;
 
 	n = http_query_param(r->h->query, "since", pos, sizeof pos);
-	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == WS_ERROR ||
+	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == HTTP_ERROR ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
 		error(r, 400, "bad_request", "since is SEQ or EPOCH:SEQ, limit "
 		    "an integer");

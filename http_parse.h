@@ -49,8 +49,8 @@ struct http_req {
 
 /*
  * Parse one request head from buf[0..len).  Returns the head's length
- * (through the blank line) when complete, WS_AGAIN when the blank line has
- * not arrived and len < max, or WS_ERROR with *status set: 400 malformed,
+ * (through the blank line) when complete, HTTP_AGAIN when the blank line
+ * has not arrived and len < max, or HTTP_ERROR with *status set: 400 malformed,
  * 431 head over max bytes or over HTTP_MAX_HEADERS lines, 501 a
  * Transfer-Encoding (wsd takes Content-Length bodies only), 505 not
  * HTTP/1.x.  A bare LF (anywhere, even before the head is complete) and
@@ -76,13 +76,14 @@ int	http_has_token(struct http_slice value, const char *token);
  * Percent-decode in (RFC 3986 §2.1; plus: '+' is a space, as in a query)
  * into out, NUL-terminated, writing at most cap bytes.  Returns the
  * decoded length, which is >= cap when it did not fit (as snprintf does),
- * or WS_ERROR for a malformed escape or an encoded NUL.
+ * or HTTP_ERROR for a malformed escape or an encoded NUL.
  */
 long	http_pct_decode(struct http_slice in, int plus, char *out, size_t cap);
 
 /*
  * The value of query parameter name, percent-decoded into out (cap bytes,
- * NUL-terminated).  Returns its length, -1 if absent, or WS_ERROR if
+ * NUL-terminated).  Returns its length, -1 if absent (not a parser's
+ * HTTP_AGAIN: this is a lookup), or HTTP_ERROR if
  * malformed or too long for out.
  */
 long	http_query_param(struct http_slice query, const char *name, char *out,

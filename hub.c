@@ -75,7 +75,6 @@ static struct hub_group	 *turn_list;	/* groups with events to send */
 static size_t		  hist_total;	/* bytes in every group's history */
 static uint64_t		  start_ms;
 
-#define MAX_ID_JSON	256	/* bytes of a client's "id" echoed back */
 
 /* ==== Group table ===================================================== */
 
@@ -640,7 +639,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 		ws_foreach(send_star, &f);
 	else if (g->nsubs > 0 && pend_add(g, f.b) == 0)
 		f.n = g->nsubs;
-	else {			/* no memory to hold it: send it now */
+	else if (g->nsubs > 0) {	/* no memory to hold it: send it now */
 		group_flush(g);
 		for (uint32_t i = 0; i < g->nsubs; i++)
 			if (member_live(g->subs[i], g))
@@ -666,6 +665,7 @@ hub_client_publish(const char *group, size_t glen,
 	size_t dlen = 0;
 	struct hub_group *g;
 	long n;
+	int fresh;
 
 	r->err = HUB_E_BAD_JSON;
 	r->why = "the event type must be a string of 1-128 bytes";
@@ -698,12 +698,13 @@ hub_client_publish(const char *group, size_t glen,
 		d = json_tok_json(doc, data, &dlen);
 	r->err = HUB_E_UNAVAILABLE;
 	r->why = "out of memory";
-	if ((r->seq = hub_publish(g, name, n, NULL, d, dlen,
-	    &r->delivered)) == 0) {
+	fresh = g->seq == 0;
+	r->seq = hub_publish(g, name, n, NULL, d, dlen, &r->delivered);
+	/* A group this publish created, whose event was neither kept nor
+	 * sent (no members, no history), is not kept either. */
+	if (fresh)
 		hub_group_release(g);
-		return -1;
-	}
-	return 0;
+	return r->seq == 0 ? -1 : 0;
 }
 
 /* Hold b (a new reference) until the end of the turn. */

@@ -1,10 +1,12 @@
 /*
- * hub.h - groups, events, history, the client protocol and sessions.
+ * hub.h - groups, events, history and delivery (hub.c).
  *
  * The layer above ws.c: it decides which connection belongs to which
  * group, turns published events into envelopes (encoded once, shared by
- * every subscriber), keeps each group's history for resume, and answers
- * the JSON messages of SPEC.md "Client -> server messages".
+ * every subscriber), keeps each group's history and epoch for resume,
+ * and paces replays.  The client protocol (proto.c), the routes
+ * (routes.c), the HTTP API (api.c) and sessions (session_events.c) are
+ * above it.
  */
 #ifndef HUB_H
 #define HUB_H
@@ -150,13 +152,15 @@ struct hub_group *hub_group(const char *name, size_t n, int create);
 /*
  * The one seam every event goes through, from HTTP, WebSocket or the
  * session diff: assign the group's next seq, encode the envelope once,
- * keep it in the group's history, and queue the same bytes on every
- * subscriber.  type is the event name (escaped as needed), data raw JSON
+ * keep it in the group's history, and hold it for the end of the turn,
+ * when hub_turn() queues the same bytes on every member ("*": queued on
+ * every connection at once).  type is the event name (escaped as needed), data raw JSON
  * text (already validated; "null" when dlen is 0), extra either NULL or
  * raw JSON members to place after "type" (",\"event_type\":...").  A later
  * broker spanning several nodes slots in here.  Returns the seq (>= 1)
- * and sets *delivered to the number of connections it was queued on, or
- * returns 0 when out of memory.
+ * and sets *delivered to the number of members it goes to (a member
+ * still replaying gets it from the history), or returns 0 when out of
+ * memory.
  */
 uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	    const char *extra, const uint8_t *data, size_t dlen,

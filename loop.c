@@ -235,6 +235,8 @@ listener_event(struct loop_src *s, uint32_t events)
 	struct listener *l = (struct listener *)s;
 
 	(void)events;
+	if (l->src.fd == -1)
+		return;		/* stopped earlier in this turn */
 	for (int i = 0; i < 1024; i++) {
 		int fd = accept4(l->src.fd, NULL, NULL,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -261,13 +263,14 @@ listener_event(struct loop_src *s, uint32_t events)
 void
 loop_stop_listening(void)
 {
-	while (listeners != NULL) {
-		struct listener *l = listeners;
-
-		listeners = l->next;
-		close(l->src.fd);
-		free(l);
-	}
+	/* An event of this turn's batch may still point at a listener:
+	 * close its fd now, free it in loop_free(). */
+	for (struct listener *l = listeners; l != NULL; l = l->next)
+		if (l->src.fd != -1) {
+			loop_del(&l->src);
+			close(l->src.fd);
+			l->src.fd = -1;
+		}
 }
 
 /* ==== Signals and the loop =========================================== */
@@ -359,6 +362,12 @@ void
 loop_free(void)
 {
 	loop_stop_listening();
+	while (listeners != NULL) {
+		struct listener *ls = listeners;
+
+		listeners = ls->next;
+		free(ls);
+	}
 	while (timers != NULL) {
 		struct timer *t = timers;
 

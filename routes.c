@@ -326,7 +326,7 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 		if (hub_parse_pos(pos, pl, &a->since) == -1)
 			goto refuse_400;
 		a->has_since = 1;
-	} else if (pl == WS_ERROR)
+	} else if (pl == HTTP_ERROR)
 		goto refuse_400;
 	if (token_secret.p != NULL) {
 		if ((status = check_token(req, &a->claims)) != 0)
@@ -363,14 +363,19 @@ refuse:
 void
 routes_open(struct ws_conn *c, struct ws_app_conn *a)
 {
-	(void)c;
-	if (hub_subscribe(a, a->route) == -1) {
+	struct hub_group *g = a->route;
+
+	/* From here the membership holds the group, not a->route: a group
+	 * left later may be freed, and the pointer with it. */
+	a->route = NULL;
+	if (hub_subscribe(a, g) == -1) {
+		hub_group_release(g);
 		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
-	hub_send_subscribed(a, a->route);
+	hub_send_subscribed(a, g);
 	if (a->has_since)
-		hub_replay(a, a->route, &a->since);
+		hub_replay(a, g, &a->since);
 }
 
 void
@@ -379,6 +384,10 @@ routes_closed(struct ws_conn *c, struct ws_app_conn *a)
 	(void)c;
 	while (a->nsubs > 0)
 		hub_unsubscribe(a, a->nsubs - 1);
+	/* Upgraded but never opened (the 101 could not be queued): the
+	 * route's group, created for it, may be left empty. */
+	if (a->route != NULL)
+		hub_group_release(a->route);
 	if (a->session != NULL)
 		sess_detach(a->session);
 	auth_claims_free(&a->claims);

@@ -1,8 +1,8 @@
 /*
- * session_events.h - the pure part of the session diff, for tests.
+ * session_events.h - sessions (session_events.c): the registry, and the
+ * timer-driven diff that announces what changed to group "monitor".
  *
- * The registry's functions are declared in hub.h; this header exposes the
- * journal and the diff that turns it into session_event payloads.
+ * The journal and the diff are pure (no I/O) and tested alone.
  */
 #ifndef SESSION_EVENTS_H
 #define SESSION_EVENTS_H

@@ -749,7 +749,7 @@ conn_input(struct ws_conn *c, uint8_t *buf, size_t len)
 		ws_parser_init(&tmp.p, cfg.max_message);
 		in = &tmp;
 	}
-	while (c->state == C_WS) {
+	while (c->state == C_WS && !c->dead) {
 		struct ws_chunk ch;
 		int code;
 		long n = ws_frame_parse(&in->p, buf + off, len - off, &ch, &code);
@@ -1041,7 +1041,7 @@ http_input(struct ws_conn *c)
 	size_t used = 0;
 	int budget = HTTP_PER_TURN;
 
-	while (c->state == C_HTTP && used < in->hlen) {
+	while (c->state == C_HTTP && !c->dead && used < in->hlen) {
 		int status;
 		long n = http_parse(in->head + used, in->hlen - used,
 		    cfg.max_header, &req, &status);
@@ -1059,14 +1059,23 @@ http_input(struct ws_conn *c)
 		if (req.upgrade) {
 			used += n;
 			if (handshake(c, &req) && used < in->hlen) {
-				/* The frames may outlive the head buffer's
-				 * reuse, so move them to the read buffer. */
-				size_t rest = in->hlen - used;
-
-				memcpy(rbuf, in->head + used, rest);
-				in_free(c->in);
+				/* The client's first frames came with its
+				 * head (as much as max_header + max_body):
+				 * the decoder unmasks in place, so they go
+				 * through the read buffer, a piece at a
+				 * time, and the head buffer is freed after. */
 				c->in = NULL;
-				conn_input(c, rbuf, rest);
+				while (used < in->hlen && c->state == C_WS &&
+				    !c->dead) {
+					size_t k = in->hlen - used;
+
+					if (k > sizeof rbuf)
+						k = sizeof rbuf;
+					memcpy(rbuf, in->head + used, k);
+					used += k;
+					conn_input(c, rbuf, k);
+				}
+				in_free(in);
 				return;
 			}
 			break;
@@ -1286,9 +1295,9 @@ conn_kill(struct ws_conn *c, enum close_why why)
 	tls_free(c->ssl, 0);
 	c->ssl = NULL;
 	close(c->src.fd);
+	/* c->in may be in use by the caller (a handler failed while its
+	 * input was being decoded): reap() frees it. */
 	ring_release(c, 0);
-	in_free(c->in);
-	c->in = NULL;
 	body_hold(c, 0);
 	ws_stats.connections--;
 	if (c->upgraded)
@@ -1330,6 +1339,7 @@ reap(void)
 		}
 		if (c->app != NULL && app.closed != NULL)
 			app.closed(c, c->app);
+		in_free(c->in);
 		free(c);
 		n++;
 	}

@@ -123,7 +123,7 @@ def eviction():
         check("HTTP since in the current epoch: after the position",
               st == 200 and [e.get("seq") for e in h.get("events", [])] ==
               [2], repr(h))
-        for q in ("since=x:1", "since=%s:" % eb, "since=%s" % eb,
+        for q in ("since=x:1", "since=%s:" % eb, "since=abcdef12",
                   "since=1:2:3"):
             st, h = http_json(s.port, "GET", "/api/groups/a/events?" + q)
             check("HTTP since malformed (%s) -> 400" % q, st == 400, st)

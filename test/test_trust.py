@@ -21,6 +21,7 @@ import json
 import os
 import random
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -1269,6 +1270,52 @@ def t19_http_since_ahead():
               repr(h)[:300])
 
 
+# ---- 20-21. found by a second reader -----------------------------------------
+
+# Guards: frames that came in the same packet as the upgrade, after many
+# pipelined requests, can be larger than the read buffer (they overflowed
+# it: ASan, a write of 126,920 bytes past it).
+def t20_frames_after_pipeline():
+    with start("--echo", "--no-session-events") as srv:
+        big = os.urandom(200000)
+        s = socket.create_connection(("127.0.0.1", srv.port),
+                                     timeout=DEADLINE)
+        s.sendall(request("GET", "/livez") * 100 +
+                  upgrade_head(srv.port, "/echo") +
+                  WS.frame(2, big))
+        rd = Responses(s)
+        ok = all(rd.read()[0] == 200 for _ in range(100))
+        check("20: the 100 pipelined answers", ok)
+        while b"\r\n\r\n" not in rd.buf:
+            rd._fill()
+        head, _, rest = rd.buf.partition(b"\r\n\r\n")
+        check("20: then the 101", head.startswith(b"HTTP/1.1 101"),
+              head[:40])
+        c = WS(srv.port, sock=s, connect_only=True)
+        c.buf = rest
+        got = c.recv_message()
+        check("20: then the echo of the 200 KB message, intact",
+              got == (2, big), len(got[1]) if got else None)
+        s.close()
+
+
+# Guards: SIGTERM and a new connection in the same epoll batch (the
+# listener was freed while its event was still to be handled).
+def t21_sigterm_and_accept():
+    srv = start("--no-session-events")
+    os.kill(srv.pid(), signal.SIGSTOP)
+    os.kill(srv.pid(), signal.SIGTERM)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE)
+    # Both are pending for the stopped process: one batch when it goes on.
+    os.kill(srv.pid(), signal.SIGCONT)
+    rc = srv.stop()
+    check("21: exits 0 with an accept in the SIGTERM batch", rc == 0, rc)
+    check("21: no sanitizer report", not any(
+        "ERROR: AddressSanitizer" in line for line in srv.log),
+        "".join(srv.log[-5:]))
+    s.close()
+
+
 def main():
     """Every topic, or those whose name contains an argument (t5_, churn)."""
     started = time.monotonic()
@@ -1278,7 +1325,8 @@ def main():
                   t11_publish_validation, t12_small, t13_wire_order,
                   t14_rss_rounds, t15_unkept_event, t16_refused_then_next,
                   t17_refused_holds_nothing, t18_paging_ends,
-                  t19_http_since_ahead):
+                  t19_http_since_ahead, t20_frames_after_pipeline,
+                  t21_sigterm_and_accept):
         if sys.argv[1:] and not any(a in topic.__name__ for a in sys.argv[1:]):
             continue
         t0 = time.monotonic()
