@@ -338,13 +338,10 @@ api_get_events(const struct api_req *r)
 {
 	const char *name = r->arg;
 	struct json_buf jb = { 0 };
-	struct hub_pos since = { 0, "" };
-	char pos[64];
+	struct hub_pos since;
 	uint64_t limit;
-	long n;
 
-	n = http_query_param(r->h->query, "since", pos, sizeof pos);
-	if ((n >= 0 && hub_parse_pos(pos, n, &since) == -1) || n == HTTP_ERROR ||
+	if (hub_parse_query_pos(r->h->query, &since) == -1 ||
 	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
 		error(r, 400, "bad_request", "since is SEQ or EPOCH:SEQ, limit "
 		    "an integer");

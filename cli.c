@@ -1003,6 +1003,7 @@ ws_connect(struct link *l, const struct url *u, const char *path,
 	size_t blen;
 	int rc;
 	long n;
+	int64_t deadline;
 
 	if (link_open(l, u) == -1)
 		return -1;
@@ -1032,8 +1033,13 @@ ws_connect(struct link *l, const struct url *u, const char *path,
 	json_buf_free(&req);
 	if (rc == -1)
 		goto fail;
+	deadline = now_ms() + CLI_IO_MS;
 	while ((rc = resp_next(l, &r, &body, &blen)) == 0) {
-		if (!link_pending(l) && wait_fd(l->fd, POLLIN, CLI_IO_MS) != 1) {
+		/* The whole answer within CLI_IO_MS, however it trickles. */
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0 || (!link_pending(l) &&
+		    wait_fd(l->fd, POLLIN, (int)left) != 1)) {
 			if (!stop_sig)
 				say("no answer to the upgrade from %.200s",
 				    u->authority);
@@ -1398,9 +1404,14 @@ pub_run(struct pub *p, const char *data)
 			long n = link_fill(&p->l, CLI_MAX_HEAD + CLI_MAX_BODY);
 
 			if (n > 0) {
-				p->deadline = now_ms() + CLI_IO_MS;
+				unsigned before = p->inflight;
+
 				if (pub_answers(p) == -1)
 					goto out;
+				/* An answer, not a byte, earns more time:
+				 * a server that trickles cannot hold us. */
+				if (p->inflight < before)
+					p->deadline = now_ms() + CLI_IO_MS;
 			}
 			if (n <= 0 || (p->closing && p->inflight == 0) ||
 			    p->in.close_code != 0) {

@@ -261,6 +261,28 @@ evict_idle_group(const struct hub_group *keep)
 	return -1;
 }
 
+void
+hub_random_hex(char *out, size_t digits)
+{
+	static const char hex[] = "0123456789abcdef";
+	static uint64_t fallback;
+	uint8_t r[32];
+	size_t n = (digits + 1) / 2;
+
+	if (n > sizeof r)
+		n = sizeof r;
+	if (getrandom(r, n, 0) != (ssize_t)n) {
+		/* Unique, if not secret: these are names, not passwords. */
+		uint64_t t = loop_now_ms() * 2654435761u + ++fallback;
+
+		for (size_t i = 0; i < n; i++)
+			r[i] = t >> (8 * (i % 8));
+	}
+	for (size_t i = 0; i < digits && i < 2 * n; i++)
+		out[i] = hex[i % 2 ? r[i / 2] & 15 : r[i / 2] >> 4];
+	out[digits < 2 * n ? digits : 2 * n] = '\0';
+}
+
 /*
  * A new stream's identity: HUB_EPOCH_LEN hex digits from the kernel's
  * generator.  Positions (epoch, seq) compare only within one epoch, so a
@@ -270,20 +292,22 @@ evict_idle_group(const struct hub_group *keep)
 static void
 new_epoch(char out[HUB_EPOCH_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	static uint32_t fallback;
-	uint8_t r[HUB_EPOCH_LEN / 2];
+	hub_random_hex(out, HUB_EPOCH_LEN);
+}
 
-	if (getrandom(r, sizeof r, 0) != sizeof r) {
-		uint64_t t = loop_now_ms() * 2654435761u + ++fallback;
+int
+hub_parse_query_pos(struct http_slice query, struct hub_pos *pos)
+{
+	char text[64];
+	long n = http_query_param(query, "since", text, sizeof text);
 
-		memcpy(r, &t, sizeof r < sizeof t ? sizeof r : sizeof t);
-	}
-	for (size_t i = 0; i < sizeof r; i++) {
-		out[2 * i] = hex[r[i] >> 4];
-		out[2 * i + 1] = hex[r[i] & 15];
-	}
-	out[HUB_EPOCH_LEN] = '\0';
+	pos->seq = 0;
+	pos->epoch[0] = '\0';
+	if (n == -1)
+		return 0;
+	if (n < 0 || hub_parse_pos(text, n, pos) == -1)
+		return -1;
+	return 1;
 }
 
 int

@@ -197,6 +197,15 @@ struct hub_pos {
 	char	 epoch[HUB_EPOCH_LEN + 1];
 };
 
+/* digits random hex digits (at most 64) and a NUL into out. */
+void	hub_random_hex(char *out, size_t digits);
+
+/*
+ * The query's since=POS into *pos: 1 when given, 0 when absent (seq 0),
+ * -1 when malformed.
+ */
+int	hub_parse_query_pos(struct http_slice query, struct hub_pos *pos);
+
 /* Parse "SEQ" or "EPOCH:SEQ" from s[0..n).  0, or -1 if malformed. */
 int	hub_parse_pos(const char *s, size_t n, struct hub_pos *pos);
 

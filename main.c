@@ -9,15 +9,18 @@
  * running to each layer's setter (reload()).
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <netinet/in.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -419,21 +422,42 @@ static int
 load_config(const char *path, char **text, char *err, size_t errcap)
 {
 	char *buf = NULL, *line, *next, why[256];
-	FILE *f = fopen(path, "re");
-	int lineno = 0;
-	size_t n;
+	int lineno = 0, fd;
+	struct stat st;
+	size_t n = 0;
+	ssize_t r;
 
-	if (f == NULL) {
-		snprintf(err, errcap, "%.200s: %s", path, strerror(errno));
+	/* Only a regular file: a FIFO or a device would block the loop on
+	 * SIGHUP (O_NONBLOCK keeps even the open from waiting), and a read
+	 * error is an error, not an empty file. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errcap, "%.200s: %s", path, fd == -1 ||
+		    S_ISREG(st.st_mode) ? strerror(errno) :
+		    "not a regular file");
+		if (fd != -1)
+			close(fd);
 		return -1;
 	}
 	if ((buf = malloc(CONFIG_MAX + 1)) == NULL) {
-		fclose(f);
+		close(fd);
 		snprintf(err, errcap, "%.200s: out of memory", path);
 		return -1;
 	}
-	n = fread(buf, 1, CONFIG_MAX + 1, f);
-	fclose(f);
+	while (n <= CONFIG_MAX && (r = read(fd, buf + n,
+	    CONFIG_MAX + 1 - n)) != 0) {
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errcap, "%.200s: %s", path,
+			    strerror(errno));
+			close(fd);
+			free(buf);
+			return -1;
+		}
+		n += r;
+	}
+	close(fd);
 	buf[n > CONFIG_MAX ? CONFIG_MAX : n] = '\0';
 	if (n > CONFIG_MAX || strlen(buf) != n) {
 		snprintf(why, sizeof why, n > CONFIG_MAX ? "over %u bytes" :

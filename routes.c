@@ -283,11 +283,10 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 {
 	struct http_slice path = req->path;
 	struct ws_app_conn *a;
-	char name[HUB_GROUP_MAX + 16], pos[64];
+	char name[HUB_GROUP_MAX + 16];
 	const char *slash;
 	size_t n;
-	long pl;
-	int status = 0;
+	int status = 0, rc;
 
 	if (!routes_host_ok(req) ||
 	    !origin_ok(req, token_secret.p != NULL))
@@ -322,12 +321,9 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return 503;
 	a->c = c;
-	if ((pl = http_query_param(req->query, "since", pos, sizeof pos)) >= 0) {
-		if (hub_parse_pos(pos, pl, &a->since) == -1)
-			goto refuse_400;
-		a->has_since = 1;
-	} else if (pl == HTTP_ERROR)
+	if ((rc = hub_parse_query_pos(req->query, &a->since)) == -1)
 		goto refuse_400;
+	a->has_since = rc;
 	if (token_secret.p != NULL) {
 		if ((status = check_token(req, &a->claims)) != 0)
 			goto refuse;
@@ -449,7 +445,7 @@ routes_head(struct ws_conn *c, const struct http_req *req)
 		ws_http_error(c, 403, "forbidden", "host not allowed", NULL);
 		return -1;
 	}
-	if (http_slice_eq(req->method, "GET"))
+	if (req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0)
 		return 0;
 	if (!origin_ok(req, api_key.p != NULL)) {
 		ws_http_error(c, 403, "forbidden", "origin not allowed", NULL);
@@ -629,11 +625,14 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 		    "no such resource", NULL);
 		return;
 	}
-	if (path.n > 0 && (strcmp(path.seg[0], "ws") == 0 ||
-	    (path.n > 1 && strcmp(path.seg[0], "api") == 0 &&
-	    strcmp(path.seg[1], "v1") == 0))) {
+	/* /ws/... and /api/v1/ws/... are WebSocket routes (RFC 9110
+	 * §15.5.22: a 426 says which protocol to upgrade to). */
+	if ((path.n > 1 && strcmp(path.seg[0], "ws") == 0) ||
+	    (path.n > 3 && strcmp(path.seg[0], "api") == 0 &&
+	    strcmp(path.seg[1], "v1") == 0 && strcmp(path.seg[2], "ws") == 0)) {
 		ws_http_error(c, 426, "upgrade_required",
-		    "this is a WebSocket route", NULL);
+		    "this is a WebSocket route",
+		    "Upgrade: websocket\r\n");
 		return;
 	}
 	for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0];
@@ -642,7 +641,9 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 
 		if (!path_is(&path, rt->path, &r.arg))
 			continue;
-		if (!http_slice_eq(req->method, rt->method)) {
+		/* RFC 9110 §9.1: methods are case-sensitive. */
+		if (req->method.n != strlen(rt->method) || memcmp(req->method.p,
+		    rt->method, req->method.n) != 0) {
 			/* The table has at most a few methods a path. */
 			if (known++)
 				strcat(allow, ", ");

@@ -194,26 +194,6 @@ idle_del(struct sess *s)
 	s->idle = 0;
 }
 
-/* A random id: 16 hex digits from the kernel's generator. */
-static void
-random_id(char out[17])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t r[8];
-
-	if (getrandom(r, sizeof r, 0) != sizeof r) {
-		/* Unique, if not secret: the id is a name, not a password. */
-		static uint64_t n;
-		uint64_t t = loop_now_ms() << 20 | ++n;
-
-		memcpy(r, &t, sizeof r);
-	}
-	for (int i = 0; i < 8; i++) {
-		out[2 * i] = hex[r[i] >> 4];
-		out[2 * i + 1] = hex[r[i] & 15];
-	}
-	out[16] = '\0';
-}
 
 struct sess *
 sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
@@ -223,7 +203,7 @@ sess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
 	struct sess *s;
 
 	if (id == NULL) {
-		random_id(rid);
+		hub_random_hex(rid, 16);
 		id = rid;
 		n = 16;
 	}

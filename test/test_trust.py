@@ -1316,6 +1316,63 @@ def t21_sigterm_and_accept():
     s.close()
 
 
+# ---- 22-23. found by the third attack run -----------------------------------
+
+# Guards: a --config that cannot be read (a directory, a FIFO) is refused
+# at start and on SIGHUP, where it must neither reset the settings to
+# their defaults nor block the loop.
+def t22_config_unreadable():
+    import tempfile
+    d = tempfile.mkdtemp()
+    cfg = os.path.join(d, "wsd.conf")
+    p = subprocess.run([WSD, "--config", d, "--version"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=DEADLINE)
+    check("22: a directory as --config: exit 2", p.returncode == 2,
+          p.returncode)
+    with open(cfg, "w") as f:
+        f.write("max-body = 100\n")
+    with start("--config", cfg, "--no-session-events") as srv:
+        body = {"type": "e", "data": "x" * 150}
+        st, _ = http_json(srv.port, "POST", "/api/groups/g/events", body)
+        check("22: the file's limit applies (413)", st == 413, st)
+        os.unlink(cfg)
+        os.mkdir(cfg)
+        os.kill(srv.pid(), signal.SIGHUP)
+        wait_for(lambda: srv.find("SIGHUP handled"))
+        st, _ = http_json(srv.port, "POST", "/api/groups/g/events", body)
+        check("22: after SIGHUP with a directory, the limit stays (413)",
+              st == 413, st)
+        os.rmdir(cfg)
+        os.mkfifo(cfg)
+        os.kill(srv.pid(), signal.SIGHUP)
+        st, _ = http_json(srv.port, "GET", "/livez")
+        check("22: SIGHUP with a FIFO does not block the loop", st == 200,
+              st)
+        os.unlink(cfg)
+    os.rmdir(d)
+
+
+# Guards: only WebSocket routes answer 426, with Upgrade: websocket;
+# methods are case-sensitive.
+def t23_route_edges():
+    with start("--no-session-events") as srv:
+        st, h, _ = http(srv.port, "GET", "/ws/g")
+        check("23: GET /ws/g without Upgrade: 426 with Upgrade: websocket",
+              st == 426 and h.get("upgrade", "").lower() == "websocket",
+              (st, h))
+        for path in ("/ws", "/api/v1", "/api/v1/health", "/api/v1/groups"):
+            st, _, _ = http(srv.port, "GET", path)
+            check("23: GET %s is not a WebSocket route: 404" % path,
+                  st == 404, st)
+        st, _, _ = http(srv.port, "GET", "/api/v1/ws/g")
+        check("23: /api/v1/ws/g: 426", st == 426, st)
+        res = pipeline(srv.port, [b"get /health HTTP/1.1\r\nHost: "
+                                  b"127.0.0.1\r\n\r\n"], batch=1)
+        check("23: a lowercase method is not GET: 405",
+              [s for s, _ in res] == [405], res)
+
+
 def main():
     """Every topic, or those whose name contains an argument (t5_, churn)."""
     started = time.monotonic()
@@ -1326,7 +1383,8 @@ def main():
                   t14_rss_rounds, t15_unkept_event, t16_refused_then_next,
                   t17_refused_holds_nothing, t18_paging_ends,
                   t19_http_since_ahead, t20_frames_after_pipeline,
-                  t21_sigterm_and_accept):
+                  t21_sigterm_and_accept, t22_config_unreadable,
+                  t23_route_edges):
         if sys.argv[1:] and not any(a in topic.__name__ for a in sys.argv[1:]):
             continue
         t0 = time.monotonic()
