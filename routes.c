@@ -270,6 +270,51 @@ check_token(const struct http_req *req, struct auth_claims *claims)
 	return 0;
 }
 
+/* ==== Paths ========================================================== */
+
+#define NSEG	5	/* path segments a route has at most */
+
+struct path {
+	char	seg[NSEG][HUB_GROUP_MAX + 1];
+	int	n;
+};
+
+/*
+ * Split the request's path into up to NSEG percent-decoded segments (a
+ * trailing slash is dropped).  Returns 0, 400 for a malformed escape, 404
+ * for one segment too many, or 414 for a segment longer than a group name
+ * (which no route takes).
+ */
+static int
+split_path(struct http_slice path, struct path *out)
+{
+	const char *p = path.p, *end = p + path.n;
+
+	out->n = 0;
+	if (p == end || *p != '/')
+		return 404;
+	while (p < end) {
+		const char *s = ++p, *e = memchr(s, '/', end - s);
+		long n;
+
+		if (e == NULL)
+			e = end;
+		if (s == end && out->n > 0)
+			break;		/* trailing slash */
+		if (out->n == NSEG)
+			return 404;
+		n = http_pct_decode((struct http_slice){ s, e - s }, 0,
+		    out->seg[out->n], sizeof out->seg[0]);
+		if (n == HTTP_ERROR)
+			return 400;
+		if ((size_t)n >= sizeof out->seg[0])
+			return 414;
+		out->n++;
+		p = e;
+	}
+	return 0;
+}
+
 /*
  * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
  * (creating session ID); /api/v1/ws/... is the same.  Refusals, in order:
@@ -281,41 +326,37 @@ int
 routes_upgrade(struct ws_conn *c, const struct http_req *req,
     struct ws_app_conn **out)
 {
-	struct http_slice path = req->path;
+	struct path path;
 	struct ws_app_conn *a;
-	char name[HUB_GROUP_MAX + 16];
-	const char *slash;
+	char name[2 * HUB_GROUP_MAX + 2];
 	size_t n;
-	int status = 0, rc;
+	int status = 0, rc, st, s = 0;
 
 	if (!routes_host_ok(req) ||
 	    !origin_ok(req, token_secret.p != NULL))
 		return 403;
-	if (path.n >= 7 && memcmp(path.p, "/api/v1", 7) == 0) {
-		path.p += 7;
-		path.n -= 7;
-	}
-	if (path.n < 5 || memcmp(path.p, "/ws/", 4) != 0)
-		return 404;
-	path.p += 4;
-	path.n -= 4;
-	if (path.n > HUB_GROUP_MAX + 8)
+	/* The same strict percent-decoding as every path (split_path):
+	 * /ws/NAME, /ws/KIND/ID, /api/v1/ws/... */
+	if ((st = split_path(req->path, &path)) != 0)
+		return st == 414 ? 400 : st;
+	/* split_path() drops a trailing slash; here it is an empty ID. */
+	if (req->path.n > 4 && req->path.p[req->path.n - 1] == '/')
 		return 400;
-	slash = memchr(path.p, '/', path.n);
-	if (slash == NULL) {
-		memcpy(name, path.p, path.n);
-		n = path.n;
-	} else {
-		int kind = slash - path.p, id = path.n - kind - 1;
-		int sess = kind == 8 && memcmp(path.p, "sessions", 8) == 0;
-
-		if (memchr(slash + 1, '/', id) != NULL)
-			return 404;
-		if (kind == 0 || id == 0)
-			return 400;
-		n = snprintf(name, sizeof name, "%.*s:%.*s",
-		    sess ? 7 : kind, sess ? "session" : path.p, id, slash + 1);
-	}
+	if (path.n >= 2 && strcmp(path.seg[0], "api") == 0 &&
+	    strcmp(path.seg[1], "v1") == 0)
+		s = 2;
+	if (path.n - s < 2 || strcmp(path.seg[s], "ws") != 0)
+		return 404;
+	if (path.n - s > 3)
+		return 404;
+	if (path.n - s == 2)
+		n = snprintf(name, sizeof name, "%s", path.seg[s + 1]);
+	else if (path.seg[s + 1][0] == '\0' || path.seg[s + 2][0] == '\0')
+		return 400;
+	else
+		n = snprintf(name, sizeof name, "%s:%s",
+		    strcmp(path.seg[s + 1], "sessions") == 0 ? "session" :
+		    path.seg[s + 1], path.seg[s + 2]);
 	if (n > HUB_GROUP_MAX || !hub_name_valid(name, n))
 		return 400;
 	if ((a = calloc(1, sizeof *a)) == NULL)
@@ -540,49 +581,6 @@ static const struct route {
 	{ "DELETE",	"/api/sessions/*",	CHANGE,		api_delete_session },
 };
 
-#define NSEG	4	/* path segments a route has at most */
-
-struct path {
-	char	seg[NSEG][HUB_GROUP_MAX + 1];
-	int	n;
-};
-
-/*
- * Split the request's path into up to NSEG percent-decoded segments (a
- * trailing slash is dropped).  Returns 0, 400 for a malformed escape, or
- * 404 when it cannot match a route (a segment longer than a group name,
- * or one too many).
- */
-static int
-split_path(struct http_slice path, struct path *out)
-{
-	const char *p = path.p, *end = p + path.n;
-
-	out->n = 0;
-	if (p == end || *p != '/')
-		return 404;
-	while (p < end) {
-		const char *s = ++p, *e = memchr(s, '/', end - s);
-		long n;
-
-		if (e == NULL)
-			e = end;
-		if (s == end && out->n > 0)
-			break;		/* trailing slash */
-		if (out->n == NSEG)
-			return 404;
-		n = http_pct_decode((struct http_slice){ s, e - s }, 0,
-		    out->seg[out->n], sizeof out->seg[0]);
-		if (n == HTTP_ERROR)
-			return 400;
-		if ((size_t)n >= sizeof out->seg[0])
-			return 404;
-		out->n++;
-		p = e;
-	}
-	return 0;
-}
-
 /* 1 if path matches pattern; *arg is then its "*" segment (or NULL). */
 static int
 path_is(const struct path *path, const char *pattern, const char **arg)
@@ -620,6 +618,7 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 	int st, known = 0;
 
 	if ((st = split_path(req->path, &path)) != 0) {
+		st = st == 400 ? 400 : 404;
 		ws_http_error(c, st, st == 400 ? "bad_request" : "not_found",
 		    st == 400 ? "malformed percent-encoding in the path" :
 		    "no such resource", NULL);

@@ -1367,6 +1367,16 @@ def t23_route_edges():
                   st == 404, st)
         st, _, _ = http(srv.port, "GET", "/api/v1/ws/g")
         check("23: /api/v1/ws/g: 426", st == 426, st)
+        c = srv.ws("/ws/%67")
+        check("23: WebSocket routes are percent-decoded too: /ws/%67 is g",
+              c.status == 101 and (c.subscribed or {}).get("group") == "g",
+              c.status)
+        c.close()
+        c = srv.ws("/ws/chat/%61")
+        check("23: /ws/chat/%61 is chat:a", c.status == 101 and
+              (c.subscribed or {}).get("group") == "chat:a", c.status)
+        c.close()
+        check("23: /ws/%zz is 400", srv.ws("/ws/%zz").status == 400)
         res = pipeline(srv.port, [b"get /health HTTP/1.1\r\nHost: "
                                   b"127.0.0.1\r\n\r\n"], batch=1)
         check("23: a lowercase method is not GET: 405",
