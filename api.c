@@ -358,17 +358,27 @@ api_get_events(const struct api_req *r)
 	respond_json(r, 200, &jb);
 }
 
+/* ?offset=O&limit=N of a listing (limit 100 by default, at most
+ * MAX_LIMIT).  0, or -1 with 400 answered. */
+static int
+page_query(const struct api_req *r, uint64_t *offset, uint64_t *limit)
+{
+	if (query_uint(r, "offset", 0, UINT32_MAX, offset) == -1 ||
+	    query_uint(r, "limit", 100, MAX_LIMIT, limit) == -1) {
+		error(r, 400, "bad_request", "offset and limit are integers");
+		return -1;
+	}
+	return 0;
+}
+
 void
 api_groups(const struct api_req *r)
 {
 	struct json_buf jb = { 0 };
 	uint64_t offset, limit;
 
-	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
-	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
-		error(r, 400, "bad_request", "offset and limit are integers");
+	if (page_query(r, &offset, &limit) == -1)
 		return;
-	}
 	hub_groups_json(offset, limit, &jb);
 	respond_json(r, 200, &jb);
 }
@@ -499,11 +509,8 @@ api_get_sessions(const struct api_req *r)
 	struct json_buf jb = { 0 };
 	uint64_t offset, limit;
 
-	if (query_uint(r, "offset", 0, UINT32_MAX, &offset) == -1 ||
-	    query_uint(r, "limit", 100, MAX_LIMIT, &limit) == -1) {
-		error(r, 400, "bad_request", "offset and limit are integers");
+	if (page_query(r, &offset, &limit) == -1)
 		return;
-	}
 	sess_list_json(offset, limit, &jb);
 	respond_json(r, 200, &jb);
 }
