@@ -4,8 +4,8 @@
  * Only wiring: every option has a long flag, a WSD_* environment
  * variable and a name in the --config file (the flag wins over the
  * variable, the variable over the file), defaults come from the layers'
- * headers, and the reactor (ws.c) is started with the hub (hub.c) as its
- * handlers.  SIGHUP reads the file again and hands what may change while
+ * headers, and the reactor (ws.c) is started with routes.c's handler
+ * table.  SIGHUP reads the file again and hands what may change while
  * running to each layer's setter (reload()).
  */
 #include <sys/socket.h>
@@ -29,7 +29,6 @@
 #include "api.h"
 #include "hub.h"
 #include "json.h"
-#include "proto.h"
 #include "routes.h"
 #include "session_events.h"
 #include "log.h"
@@ -827,22 +826,6 @@ check_options(char *err, size_t errcap)
 }
 
 /*
- * The layers above the reactor, as ws.c's handlers: routes.c decides who
- * may connect and call, proto.c answers a client's messages, hub.c goes
- * on with paced replays, api.c answers HTTP calls.
- */
-static const struct ws_handlers handlers = {
-	.upgrade = routes_upgrade,
-	.open = routes_open,
-	.message = proto_message,
-	.closed = routes_closed,
-	.writable = hub_writable,
-	.turn = hub_turn,
-	.head = routes_head,
-	.http = routes_request,
-};
-
-/*
  * systemd's watchdog (WatchdogSec=): WATCHDOG=1 from a timer of the loop
  * itself, at half the interval asked for, so a stuck loop stops it.
  */
@@ -1026,7 +1009,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "wsd: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
-	if (ws_init(&wscfg, &handlers) == -1 || hub_init(&hubcfg) == -1 ||
+	if (ws_init(&wscfg, &routes_handlers) == -1 || hub_init(&hubcfg) == -1 ||
 	    routes_init() == -1 || sess_init() == -1 ||
 	    (tls_cert != NULL && tls_init(tls_cert, tls_key) == -1))
 		return 1;

@@ -27,6 +27,7 @@
 #include "auth.h"
 #include "hub.h"
 #include "log.h"
+#include "proto.h"
 #include "routes.h"
 #include "session_events.h"
 #include "ws.h"
@@ -663,3 +664,21 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 	} else
 		ws_http_error(c, 404, "not_found", "no such resource", NULL);
 }
+
+/*
+ * The layers above the reactor, as ws.c's handlers, in one place for the
+ * daemon (main.c) and its simulation: routes.c decides who may connect
+ * and call and which handler runs, proto.c answers a client's messages,
+ * hub.c batches each turn's events and goes on with paced replays, api.c
+ * answers HTTP calls.
+ */
+const struct ws_handlers routes_handlers = {
+	.upgrade = routes_upgrade,
+	.open = routes_open,
+	.message = proto_message,
+	.closed = routes_closed,
+	.writable = hub_writable,
+	.turn = hub_turn,
+	.head = routes_head,
+	.http = routes_request,
+};

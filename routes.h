@@ -70,4 +70,7 @@ void	routes_request(struct ws_conn *c, const struct http_req *req,
 /* handlers.head: Host, then Origin and API key for every non-GET. */
 int	routes_head(struct ws_conn *c, const struct http_req *req);
 
+/* Every handler ws.c calls, wired once (main.c and the simulation). */
+extern const struct ws_handlers routes_handlers;
+
 #endif

@@ -39,7 +39,6 @@
 #include "api.h"
 #include "hub.h"
 #include "log.h"
-#include "proto.h"
 #include "routes.h"
 #include "session_events.h"
 #include "sim.h"
@@ -1223,24 +1222,12 @@ __wrap_getrandom(void *buf, size_t n, unsigned flags)
 
 /* ==== The daemon, wired as main.c wires it ============================== */
 
-/* main.c's handlers: the layers above the reactor. */
-static const struct ws_handlers handlers = {
-	.upgrade = routes_upgrade,
-	.open = routes_open,
-	.message = proto_message,
-	.closed = routes_closed,
-	.writable = hub_writable,
-	.turn = hub_turn,
-	.head = routes_head,
-	.http = routes_request,
-};
-
 int
 sim_start(const struct ws_config *wcfg, const struct hub_config *hcfg,
     const char *level)
 {
 	if (log_set_file(SIM_LOG) == -1 || log_set_level(level) == -1 ||
-	    ws_init(wcfg, &handlers) == -1 || hub_init(hcfg) == -1 ||
+	    ws_init(wcfg, &routes_handlers) == -1 || hub_init(hcfg) == -1 ||
 	    routes_init() == -1 || sess_init() == -1 ||
 	    ws_listen("127.0.0.1:8000") == -1)
 		return -1;
