@@ -10,6 +10,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <netinet/in.h>
 
@@ -27,6 +28,7 @@
 #include "auth.h"
 #include "cli.h"
 #include "api.h"
+#include "host.h"
 #include "hub.h"
 #include "json.h"
 #include "routes.h"
@@ -38,6 +40,7 @@
 
 #define MAX_LISTEN	16
 #define CONFIG_MAX	(64u << 10)	/* bytes in a --config file */
+#define NUM_MAX		1e6		/* an O_NUM option's largest value */
 
 enum opt_type {
 	O_FLAG,		/* no value; sets an int to 1 */
@@ -45,7 +48,8 @@ enum opt_type {
 	O_LIST,		/* repeatable string */
 	O_UINT,		/* unsigned integer */
 	O_SIZE,		/* bytes, with an optional K, M or G suffix (powers of 2) */
-	O_SECS		/* seconds, fractions allowed; stored in ms */
+	O_SECS,		/* seconds, fractions allowed; stored in ms */
+	O_NUM		/* a number 0..NUM_MAX, fractions allowed; a double */
 };
 
 struct list {
@@ -78,6 +82,10 @@ static struct hub_config hubcfg = {
 	.session_ttl_ms = HUB_SESSION_TTL_MS,
 	.max_sessions = HUB_MAX_SESSIONS,
 	.max_metadata = HUB_MAX_METADATA,
+};
+
+static struct host_config hostcfg = {
+	.disk_path = HOST_DISK_PATH,
 };
 
 static struct list	 listen_on, allow_origin, allow_host;
@@ -159,6 +167,21 @@ static const struct opt {
 	    "sessions in all (100000)", LIVE },
 	{ "max-metadata", O_SIZE, &hubcfg.max_metadata,
 	    "bytes of one session's metadata; past it 413 (16K)", LIVE },
+	{ "disk-path", O_STR, &hostcfg.disk_path,
+	    "file system whose size and free space are reported (/)", LIVE },
+	{ "alert-cpu", O_NUM, &hostcfg.cpu_pct,
+	    "system_alert over this CPU, % of one core (0: off)", LIVE },
+	{ "alert-rss", O_SIZE, &hostcfg.rss_bytes,
+	    "system_alert over this resident memory (0: off)", LIVE },
+	{ "alert-fds", O_UINT, &hostcfg.fds,
+	    "system_alert over this many open fds (0: off)", LIVE },
+	{ "alert-load", O_NUM, &hostcfg.load,
+	    "system_alert over this 1-minute load average (0: off)", LIVE },
+	{ "alert-mem-free", O_NUM, &hostcfg.mem_free_pct,
+	    "system_alert under this % of host memory available (0: off)",
+	    LIVE },
+	{ "alert-disk-free", O_NUM, &hostcfg.disk_free_pct,
+	    "system_alert under this % of --disk-path free (0: off)", LIVE },
 	{ "token-secret", O_STR, &token_secret,
 	    "HS256 secret: WebSocket clients need a JWT (none)", LIVE },
 	{ "token-secret-file", O_STR, &token_secret_file,
@@ -218,6 +241,7 @@ union optval {
 	struct list  l;
 	unsigned     u;
 	size_t	     z;
+	double	     d;
 };
 
 static union optval	 defaults[NOPTS];
@@ -320,6 +344,14 @@ set_opt(const struct opt *o, const char *val, const char *from, char *err,
 			goto bad;
 		*(unsigned *)o->dst = (unsigned)(d * 1000 + 0.5);
 		return 0;
+	case O_NUM:
+		errno = 0;
+		d = strtod(val, &end);
+		if (errno != 0 || end == val || *end != '\0' || !(d >= 0) ||
+		    d > NUM_MAX)
+			goto bad;
+		*(double *)o->dst = d;
+		return 0;
 	}
 bad:
 	if (from == NULL)
@@ -351,6 +383,7 @@ opt_save(const struct opt *o, union optval *v)
 	case O_UINT:
 	case O_SECS:	v->u = *(unsigned *)o->dst; break;
 	case O_SIZE:	v->z = *(size_t *)o->dst; break;
+	case O_NUM:	v->d = *(double *)o->dst; break;
 	}
 }
 
@@ -364,6 +397,7 @@ opt_load(const struct opt *o, const union optval *v)
 	case O_UINT:
 	case O_SECS:	*(unsigned *)o->dst = v->u; break;
 	case O_SIZE:	*(size_t *)o->dst = v->z; break;
+	case O_NUM:	*(double *)o->dst = v->d; break;
 	}
 }
 
@@ -386,6 +420,7 @@ opt_equal(const struct opt *o, const union optval *v)
 	case O_UINT:
 	case O_SECS:	return now.u == v->u;
 	case O_SIZE:	return now.z == v->z;
+	case O_NUM:	return now.d == v->d;
 	case O_LIST:
 		if (now.l.n != v->l.n)
 			return 0;
@@ -798,6 +833,7 @@ static int
 check_options(char *err, size_t errcap)
 {
 	const char *why = NULL;
+	struct statvfs sv;
 
 	if (wscfg.max_header < 256)
 		why = "--max-header must be at least 256";
@@ -818,8 +854,23 @@ check_options(char *err, size_t errcap)
 		why = "--log-format must be text or json";
 	else if (log_level_from(log_level) == -1)
 		why = "--log-level must be debug, info, warn or error";
+	else if (hostcfg.cpu_pct > 100)
+		why = "--alert-cpu must be 0..100 (percent of one core)";
+	else if (hostcfg.mem_free_pct > 100)
+		why = "--alert-mem-free must be 0..100 (percent)";
+	else if (hostcfg.disk_free_pct > 100)
+		why = "--alert-disk-free must be 0..100 (percent)";
+	else if (strlen(hostcfg.disk_path) >= HOST_PATH_MAX)
+		why = "--disk-path must be under 1024 bytes";
 	if (why != NULL) {
 		snprintf(err, errcap, "%s", why);
+		return -1;
+	}
+	/* A path that names nothing is a typo: said now, not a null figure
+	 * in every realtime_update. */
+	if (statvfs(hostcfg.disk_path, &sv) == -1) {
+		snprintf(err, errcap, "--disk-path %.200s: %s",
+		    hostcfg.disk_path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -938,6 +989,7 @@ reload(void)
 	secret_free(&key);
 	ws_set_limits(&wscfg);
 	hub_set_limits(&hubcfg);
+	host_set_config(&hostcfg);
 	auth_require_exp(token_require_exp);
 	log_set_format(log_format);
 	log_set_level(log_level);
@@ -1010,7 +1062,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (ws_init(&wscfg, &routes_handlers) == -1 || hub_init(&hubcfg) == -1 ||
-	    routes_init() == -1 || sess_init() == -1 ||
+	    routes_init() == -1 || host_init(&hostcfg) == -1 ||
+	    sess_init() == -1 ||
 	    (tls_cert != NULL && tls_init(tls_cert, tls_key) == -1))
 		return 1;
 	/* routes.c took copies; ours stay, wiped, as the marks of "tokens

@@ -10,7 +10,10 @@
  *      session_created with every id created, session_updated with every
  *      id whose metadata a PUT changed, then session_destroyed with every
  *      id destroyed, never netted against each other,
- *   3. publishes realtime_update to "monitor" when anyone watches.
+ *   3. has host.c read the host and process figures and raise or clear
+ *      its system_alert events,
+ *   4. publishes realtime_update to "monitor" when anyone watches, the
+ *      host figures in its "host" member.
  *
  * A snapshot alone cannot see a session that came and went between two
  * ticks, so the diff is driven by a journal: every create, update and
@@ -19,7 +22,7 @@
  * counts: previous + created = the first event's current; minus destroyed
  * = now.  "delta" is the size of each change; event_type says which way.
  *
- * It does no I/O: events leave through hub_publish().
+ * It does no I/O (host.c reads /proc): events leave through hub_publish().
  */
 #include <sys/random.h>
 
@@ -28,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "host.h"
 #include "hub.h"
 #include "json.h"
 #include "log.h"
@@ -457,25 +461,39 @@ publish_diff(void)
 	count_at_tick = count;
 }
 
+static int
+watched(void)
+{
+	struct hub_group *mon = hub_group("monitor", 7, 0);
+
+	return mon != NULL && hub_group_subscribers(mon) > 0;
+}
+
 /* One encode for every watcher, and none when nobody watches. */
 static void
 realtime_update(void)
 {
 	struct hub_group *mon = hub_group("monitor", 7, 0);
+	struct json_buf jb = { 0 };
 	char data[512];
-	int n;
 
 	if (mon == NULL || hub_group_subscribers(mon) == 0)
 		return;
-	n = snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%u,"
+	snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%u,"
 	    "\"sessions\":{\"active_count\":%u,\"total_count\":%llu},"
-	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu}",
+	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu,",
 	    (unsigned long long)ws_stats_get()->websockets, hub_group_count(), count,
 	    (unsigned long long)total,
 	    (unsigned long long)ws_stats_get()->messages_in,
 	    (unsigned long long)ws_stats_get()->messages_out,
 	    (unsigned long long)hub_uptime_s());
-	hub_publish(mon, "realtime_update", 15, NULL, (uint8_t *)data, n, NULL);
+	json_put_cstr(&jb, data);
+	host_put_figures(&jb);
+	json_put_raw(&jb, "}", 1);
+	if (!jb.oom)
+		hub_publish(mon, "realtime_update", 15, NULL, jb.p, jb.len,
+		    NULL);
+	json_buf_free(&jb);
 }
 
 static void
@@ -512,8 +530,10 @@ tick(int timer)
 	destroyed = jrnl.destroyed.n;
 	if (hub_config()->session_events)
 		publish_diff();
-	if (timer)
+	if (timer) {
+		host_tick(loop_now_ms(), watched());
 		realtime_update();
+	}
 	/* bench/tick.py reads this line to measure the cost of a tick. */
 	if (created + destroyed > 0)
 		log_msg(LOG_DEBUG, "tick sessions=%u created=%u destroyed=%u "

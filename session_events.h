@@ -46,7 +46,8 @@ unsigned sess_count(void);
 /* Append {"sessions":[...],"total":N} for one page in creation order. */
 void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
 
-/* Start the tick: session diff, expiry and realtime_update.  0 or -1. */
+/* Start the tick: session diff, expiry, the host figures and alerts
+ * (host.c), realtime_update.  0 or -1. */
 int	sess_init(void);
 
 
