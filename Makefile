@@ -15,8 +15,8 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse notify loop ws log json auth tls hub proto routes api \
-	session_events dashboard cli
+LIB   = frame http_parse sse notify loop ws log json auth tls hub proto routes \
+	api host_parse host session_events embed cli
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
 
@@ -33,24 +33,34 @@ $(B)/wsd: $(B)/main.o $(OBJS)
 $(B)/%.o: %.c $(wildcard *.h) | $(B)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-# The dashboard page is kept readable as dashboard.html and embedded here.
-$(B)/dashboard.c: dashboard.html | $(B)
+# The dashboard page and the client module are kept readable as files and
+# embedded here: NAME.EXT becomes the array NAME_EXT and its NAME_EXT_len.
+EMBED = dashboard.html wsd.js
+$(B)/embed.c: $(EMBED) | $(B)
 	{ echo '#include <stddef.h>'; \
-	  echo 'const unsigned char dashboard_html[] = {'; \
-	  od -An -v -tx1 dashboard.html | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
-	  echo '};'; \
-	  echo 'const size_t dashboard_html_len = sizeof dashboard_html;'; } > $@
+	  for f in $(EMBED); do v=$$(echo $$f | tr . _); \
+	    echo "const unsigned char $$v[] = {"; \
+	    od -An -v -tx1 $$f | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	    echo '};'; \
+	    echo "const size_t $${v}_len = sizeof $$v;"; \
+	  done; } > $@
 
-$(B)/dashboard.o: $(B)/dashboard.c
+$(B)/embed.o: $(B)/embed.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # Each unit test links only the layers it tests: the pure codecs alone.
 # test_sessions drives the registry, which publishes through the hub.
 $(B)/test_ws: $(B)/frame.o $(B)/http_parse.o
+$(B)/test_sse: $(B)/sse.o
 $(B)/test_json: $(B)/json.o
 $(B)/test_auth: $(B)/auth.o $(B)/json.o test/tjwt.h
 $(B)/test_sessions: $(OBJS)
+$(B)/test_host: $(B)/host_parse.o
 $(B)/test_notify: $(B)/notify.o
+# The Redis layers: the codec alone; the client over the reactor, against
+# a redis-server the test starts.
+$(B)/test_resp: $(B)/resp.o
+$(B)/test_redis: $(B)/redis.o $(B)/resp.o $(B)/loop.o $(B)/log.o $(B)/tls.o
 $(B)/test_%: test/test_%.c test/t.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(filter %.o,$^) \
 	    $(LDLIBS)
@@ -76,7 +86,7 @@ san:
 # libFuzzer targets: each runs FUZZ_SECONDS on a copy of its seed corpus
 # (test/corpus/NAME), so new inputs do not pile up in the tree.
 FUZZ_SECONDS ?= 60
-FUZZ = http frame json token conn
+FUZZ = http frame json token conn resp
 FUZZFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -I.
 fuzz:
 	mkdir -p build/fuzz
@@ -84,10 +94,11 @@ fuzz:
 	clang $(FUZZFLAGS) -o build/fuzz/frame test/fuzz_frame.c frame.c $(LDLIBS)
 	clang $(FUZZFLAGS) -o build/fuzz/json test/fuzz_json.c json.c
 	clang $(FUZZFLAGS) -o build/fuzz/token test/fuzz_token.c auth.c json.c $(LDLIBS)
-	$(MAKE) -s B=build/fuzz build/fuzz/dashboard.c
+	clang $(FUZZFLAGS) -o build/fuzz/resp test/fuzz_resp.c resp.c
+	$(MAKE) -s B=build/fuzz build/fuzz/embed.c
 	clang $(FUZZFLAGS) $(SIMLDFLAGS) -o build/fuzz/conn test/fuzz_conn.c \
-	    test/simkern.c $(patsubst %,%.c,$(filter-out dashboard,$(LIB))) \
-	    build/fuzz/dashboard.c -lpthread $(LDLIBS)
+	    test/simkern.c $(patsubst %,%.c,$(filter-out embed,$(LIB))) \
+	    build/fuzz/embed.c -lpthread $(LDLIBS)
 	for t in $(FUZZ); do \
 		rm -rf build/fuzz/corpus-$$t && cp -r test/corpus/$$t build/fuzz/corpus-$$t && \
 		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \

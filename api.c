@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "api.h"
+#include "host.h"
 #include "hub.h"
 #include "session_events.h"
 #include "json.h"
@@ -30,6 +31,8 @@
 
 extern const unsigned char dashboard_html[];
 extern const size_t dashboard_html_len;
+extern const unsigned char wsd_js[];
+extern const size_t wsd_js_len;
 
 #define MAX_LIMIT	1000	/* items in one page */
 
@@ -99,7 +102,7 @@ api_dashboard(const struct api_req *r)
 		inline_hash("<style>", "</style>", style);
 		snprintf(headers, sizeof headers, "Cache-Control: no-cache\r\n"
 		    "Content-Security-Policy: default-src 'none'; "
-		    "script-src %s; style-src %s; connect-src 'self'; "
+		    "script-src 'self' %s; style-src %s; connect-src 'self'; "
 		    "img-src data:; base-uri 'none'; form-action 'none'; "
 		    "frame-ancestors 'none'\r\n"
 		    "X-Content-Type-Options: nosniff\r\n"
@@ -107,6 +110,36 @@ api_dashboard(const struct api_req *r)
 	}
 	ws_http_respond(r->c, 200, "text/html; charset=utf-8", headers,
 	    dashboard_html, dashboard_html_len);
+}
+
+/*
+ * GET /wsd.js: the client module, embedded like the page.  Its ETag is the
+ * start of its SHA-256, so a browser revalidates (no-cache) and gets 304
+ * while the binary is the same.
+ */
+void
+api_client_js(const struct api_req *r)
+{
+	static char etag[32], headers[160];
+	const struct http_slice *inm = http_header(r->h, "if-none-match");
+
+	if (etag[0] == '\0') {
+		uint8_t md[SHA256_DIGEST_LENGTH];
+
+		SHA256(wsd_js, wsd_js_len, md);
+		snprintf(etag, sizeof etag, "\"%02x%02x%02x%02x%02x%02x%02x%02x\"",
+		    md[0], md[1], md[2], md[3], md[4], md[5], md[6], md[7]);
+		snprintf(headers, sizeof headers, "ETag: %s\r\n"
+		    "Cache-Control: no-cache\r\n"
+		    "X-Content-Type-Options: nosniff\r\n", etag);
+	}
+	if (inm != NULL && http_has_token(*inm, etag)) {
+		ws_http_respond(r->c, 304, "text/javascript; charset=utf-8",
+		    headers, NULL, 0);
+		return;
+	}
+	ws_http_respond(r->c, 200, "text/javascript; charset=utf-8", headers,
+	    wsd_js, wsd_js_len);
 }
 
 /* ---- Health and metrics ---------------------------------------------- */
@@ -230,6 +263,8 @@ api_metrics(const struct api_req *r)
 	    ws_stats_get()->connections);
 	metric(&b, "wsd_websockets", "gauge", "Open WebSocket connections.",
 	    NULL, ws_stats_get()->websockets);
+	metric(&b, "wsd_sse_streams", "gauge", "Open event streams (GET /sse).",
+	    NULL, ws_stats_get()->streams);
 	metric(&b, "wsd_groups", "gauge", "Groups.", NULL, hub_group_count());
 	metric(&b, "wsd_history_bytes", "gauge",
 	    "Bytes of events kept for resume, all groups.", NULL,
@@ -282,6 +317,7 @@ api_metrics(const struct api_req *r)
 	metric(&b, "wsd_uptime_seconds", "gauge", "Seconds since start.", NULL,
 	    hub_uptime_s());
 	process_metrics(&b);
+	host_metrics(&b);
 	if (b.oom)
 		error(r, 500, "internal", "out of memory");
 	else
@@ -380,6 +416,107 @@ api_groups(const struct api_req *r)
 	if (page_query(r, &offset, &limit) == -1)
 		return;
 	hub_groups_json(offset, limit, &jb);
+	respond_json(r, 200, &jb);
+}
+
+/* ---- Alerts ---------------------------------------------------------- */
+
+/* GET /api/alerts: the thresholds and the last alerts, newest first. */
+void
+api_alerts(const struct api_req *r)
+{
+	struct json_buf jb = { 0 };
+
+	host_alerts_json(&jb);
+	respond_json(r, 200, &jb);
+}
+
+/* ---- Connections ----------------------------------------------------- */
+
+struct conn_page {
+	uint64_t	 skip, left;	/* the page: offset, limit */
+	unsigned	 total;
+	struct json_buf	*jb;
+};
+
+/*
+ * One connection of the page: {"id","kind","tls","peer","subject",
+ * "session","groups","queued","age_s","rtt_ms"}.
+ */
+static void
+conn_json(struct ws_conn *c, struct ws_app_conn *a, void *arg)
+{
+	struct conn_page *pg = arg;
+	struct ws_conn_info ci;
+	char num[160];
+
+	if (a == NULL)
+		return;			/* /echo: no hub state */
+	pg->total++;
+	if (pg->skip > 0) {
+		pg->skip--;
+		return;
+	}
+	if (pg->left == 0)
+		return;
+	pg->left--;
+	ws_conn_info(c, &ci);
+	json_put_raw(pg->jb, "{", 1);
+	snprintf(num, sizeof num, "\"id\":%llu,\"kind\":\"%s\",\"tls\":%s,"
+	    "\"peer\":", (unsigned long long)ci.id, ci.stream ? "sse" :
+	    "websocket", ci.tls ? "true" : "false");
+	json_put_cstr(pg->jb, num);
+	json_put_str(pg->jb, ci.peer, strlen(ci.peer));
+	json_put_cstr(pg->jb, ",\"subject\":");
+	if (a->claims.sub != NULL)
+		json_put_str(pg->jb, a->claims.sub, strlen(a->claims.sub));
+	else
+		json_put_cstr(pg->jb, "null");
+	json_put_cstr(pg->jb, ",\"session\":");
+	if (a->session != NULL)
+		json_put_str(pg->jb, sess_id(a->session),
+		    strlen(sess_id(a->session)));
+	else
+		json_put_cstr(pg->jb, "null");
+	json_put_cstr(pg->jb, ",\"groups\":[");
+	for (uint32_t i = 0; i < a->nsubs; i++) {
+		size_t n;
+		const char *name = hub_group_name(a->subs[i].g, &n);
+
+		if (i > 0)
+			json_put_raw(pg->jb, ",", 1);
+		json_put_str(pg->jb, name, n);
+	}
+	snprintf(num, sizeof num, "],\"queued\":%zu,\"age_s\":%llu,"
+	    "\"rtt_ms\":", ci.queued, (unsigned long long)ci.age_s);
+	json_put_cstr(pg->jb, num);
+	if (ci.rtt_ms >= 0) {
+		snprintf(num, sizeof num, "%d},", ci.rtt_ms);
+		json_put_cstr(pg->jb, num);
+	} else
+		json_put_cstr(pg->jb, "null},");
+}
+
+/*
+ * GET /api/connections?offset=O&limit=N: the WebSockets and event streams
+ * open now, newest first, one page of them:
+ * {"connections":[...],"total":T}.
+ */
+void
+api_connections(const struct api_req *r)
+{
+	struct json_buf jb = { 0 };
+	struct conn_page pg = { 0, 0, 0, &jb };
+	char tail[48];
+
+	if (page_query(r, &pg.skip, &pg.left) == -1)
+		return;
+	json_put_cstr(&jb, "{\"connections\":[");
+	ws_foreach(conn_json, &pg);
+	if (jb.len > 0 && jb.p[jb.len - 1] == ',')
+		jb.len--;
+	snprintf(tail, sizeof tail, "],\"total\":%u}", pg.total);
+	json_put_cstr(&jb, tail);
 	respond_json(r, 200, &jb);
 }
 

@@ -28,11 +28,14 @@ struct api_req {
 
 /* The handlers, one per route; each answers with ws_http_respond(). */
 void	api_dashboard(const struct api_req *r);
+void	api_client_js(const struct api_req *r);
 void	api_health(const struct api_req *r);
 void	api_livez(const struct api_req *r);
 void	api_readyz(const struct api_req *r);
 void	api_metrics(const struct api_req *r);
 void	api_groups(const struct api_req *r);
+void	api_connections(const struct api_req *r);
+void	api_alerts(const struct api_req *r);
 void	api_post_event(const struct api_req *r);
 void	api_get_events(const struct api_req *r);
 void	api_post_session(const struct api_req *r);

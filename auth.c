@@ -556,6 +556,24 @@ auth_may_join_all(const struct auth_claims *c)
 	return 0;
 }
 
+int
+auth_may_publish_all(const struct auth_claims *c)
+{
+	const char *p;
+
+	if (c == NULL || c->sub == NULL)
+		return 0;
+	if (c->pub_join)
+		return auth_may_join_all(c);
+	p = first_pattern(c);
+	for (unsigned k = 0; k < c->njoin; k++)
+		p += strlen(p) + 1;
+	for (unsigned k = 0; k < c->npub; k++, p += strlen(p) + 1)
+		if (strcmp(p, "*") == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * API keys
  */

@@ -178,6 +178,13 @@ int	auth_may_publish(const struct auth_claims *c, const char *group,
  */
 int	auth_may_join_all(const struct auth_claims *c);
 
+/*
+ * 1 if c may publish to every group: "publish" holds "*", or is true
+ * with "groups" holding "*".  What the session calls of the HTTP API
+ * take with tokens on and no API key.
+ */
+int	auth_may_publish_all(const struct auth_claims *c);
+
 /* 1 if s[0..len) is a valid group name, else 0. */
 int	auth_group_valid(const char *s, size_t len);
 

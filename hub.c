@@ -29,6 +29,7 @@
 #include "hub.h"
 #include "json.h"
 #include "log.h"
+#include "sse.h"
 #include "ws.h"
 
 /*
@@ -594,9 +595,98 @@ hist_at(const struct hub_group *g, uint64_t s)
 	return g->hist[(g->hhead + (uint32_t)(s - oldest)) & (g->hcap - 1)];
 }
 
+/* ==== Delivery to one member: a WebSocket, or an event stream ======= */
+
+/*
+ * Where member a stands in membership s's group: the last seq it was
+ * sent.  A replaying member is at the seq before the next it replays; a
+ * live one has every event flushed so far (the group's pending events of
+ * this turn reach it with the others).
+ */
+static uint64_t
+member_pos(const struct hub_sub *s)
+{
+	return s->replay != 0 ? s->replay - 1 : s->g->seq - s->g->npend;
+}
+
+/*
+ * An event stream's id: the position of every group of the stream,
+ * "NAME=EPOCH:SEQ,..." in membership order, with g at seq (the event
+ * being sent; 0: every group where it stands).  Its length.
+ */
+#define SSE_ID_MAX	(HUB_SSE_GROUPS * (HUB_GROUP_MAX + HUB_EPOCH_LEN + 23))
+
+static size_t
+sse_id(const struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
+    char *out, size_t cap)
+{
+	size_t len = 0;
+
+	for (uint32_t i = 0; i < a->nsubs && len < cap; i++) {
+		const struct hub_sub *s = &a->subs[i];
+		int n = snprintf(out + len, cap - len, "%s%s=%s:%llu",
+		    i > 0 ? "," : "", s->g->hn.name, s->g->epoch,
+		    (unsigned long long)(s->g == g ? seq : member_pos(s)));
+
+		len += n > 0 ? (size_t)n : 0;
+	}
+	return len < cap ? len : cap;
+}
+
+/* A record of stream a: id (NULL: none) and the payload of frame b (NULL:
+ * none), queued on a's connection. */
+static int
+sse_send(struct ws_app_conn *a, const char *id, size_t idlen,
+    const struct ws_buf *b)
+{
+	const uint8_t *p = b != NULL ? b->data + b->hlen : NULL;
+	size_t n = b != NULL ? b->len - b->hlen : 0;
+	struct ws_buf *r = ws_buf_new(sse_record(NULL, id, idlen, p, n));
+	int rc;
+
+	if (r == NULL) {
+		ws_close(a->c, WS_CLOSE_INTERNAL, "out of memory");
+		return -1;
+	}
+	sse_record(r->data, id, idlen, p, n);
+	r->nframes = 1;
+	rc = ws_send(a->c, r);
+	ws_buf_unref(r);
+	return rc;
+}
+
+/*
+ * Send member a the event b, seq of group g: the shared frame itself to a
+ * WebSocket; to an event stream, a record of its own, whose id says where
+ * the stream stands in each of its groups after this event ("*" has no
+ * position: a broadcast is live only, and moves no id).  Returns
+ * ws_send()'s answer.
+ */
+static int
+member_send(struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
+    struct ws_buf *b)
+{
+	static char id[SSE_ID_MAX];
+
+	if (!a->sse)
+		return ws_send(a->c, b);
+	if (g == star)
+		return sse_send(a, NULL, 0, b);
+	return sse_send(a, id, sse_id(a, g, seq, id, sizeof id), b);
+}
+
+void
+hub_sse_mark(struct ws_app_conn *a)
+{
+	static char id[SSE_ID_MAX];
+
+	sse_send(a, id, sse_id(a, NULL, 0, id, sizeof id), NULL);
+}
+
 struct fanout {
-	struct ws_buf *b;
-	unsigned       n;
+	struct hub_group *g;
+	struct ws_buf	*b;
+	unsigned	 n;
 };
 
 static int	pend_add(struct hub_group *, struct ws_buf *);
@@ -606,9 +696,9 @@ send_one(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 {
 	struct fanout *f = arg;
 
-	if (ws_send(c, f->b) == 0)
+	(void)c;
+	if (member_send(a, f->g, f->g->seq, f->b) == 0)
 		f->n++;
-	(void)a;
 }
 
 /* "*" reaches every hub connection (not /echo), save those whose token
@@ -627,7 +717,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
     const char *extra, const uint8_t *data, size_t dlen, unsigned *delivered)
 {
 	struct json_buf jb = { 0 };
-	struct fanout f = { NULL, 0 };
+	struct fanout f = { g, NULL, 0 };
 	char seq[64];
 
 	json_put_cstr(&jb, "{\"type\":");
@@ -667,7 +757,7 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 		group_flush(g);
 		for (uint32_t i = 0; i < g->nsubs; i++)
 			if (member_live(g->subs[i], g))
-				send_one(g->subs[i]->c, g->subs[i], &f);
+				send_one(NULL, g->subs[i], &f);
 	}
 	ws_buf_unref(f.b);
 	hub_stats.events_published++;
@@ -677,7 +767,8 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 }
 
 /* Event types only the server publishes: clients may not forge them. */
-static const char *const server_types[] = { "session_event", "realtime_update" };
+static const char *const server_types[] = { "session_event", "realtime_update",
+    "system_alert" };
 
 int
 hub_client_publish(const char *group, size_t glen,
@@ -753,7 +844,8 @@ pend_add(struct hub_group *g, struct ws_buf *b)
 
 /*
  * Queue g's pending events on every subscriber: the one frame as it is,
- * or several as one block.  Without memory for the block, frame by frame.
+ * or several as one block.  Without memory for the block, frame by frame;
+ * an event stream gets a record per event.
  */
 static void
 group_flush(struct hub_group *g)
@@ -766,11 +858,18 @@ group_flush(struct hub_group *g)
 	if (g->npend > 1)
 		b = ws_buf_batch(g->pend, g->npend);
 	for (i = 0; i < g->nsubs; i++) {
-		struct ws_conn *c = g->subs[i]->c;
+		struct ws_app_conn *a = g->subs[i];
+		struct ws_conn *c = a->c;
 
-		if (!member_live(g->subs[i], g))
+		if (!member_live(a, g))
 			continue;	/* it replays these from history */
-		if (g->npend == 1 || b != NULL)
+		if (a->sse) {
+			uint64_t seq = g->seq - g->npend;
+
+			for (uint32_t k = 0; k < g->npend; k++)
+				if (member_send(a, g, ++seq, g->pend[k]) == -1)
+					break;
+		} else if (g->npend == 1 || b != NULL)
 			ws_send(c, b != NULL ? b : g->pend[0]);
 		else
 			for (uint32_t k = 0; k < g->npend; k++)
@@ -979,7 +1078,7 @@ replay_more(struct ws_app_conn *a)
 				ws_want_writable(a->c);
 				return;
 			}
-			if (ws_send(a->c, b) == -1)
+			if (member_send(a, g, s->replay, b) == -1)
 				return;		/* closing */
 		}
 		s->replay = 0;

@@ -31,6 +31,8 @@
 #define HUB_EVENT_MAX		128		/* bytes in an event type */
 #define HUB_EPOCH_LEN		8		/* hex digits of a stream's epoch */
 #define HUB_HISTORY_PAGE	1000		/* events in one history answer */
+#define HUB_SSE_GROUPS		64		/* groups in one event stream,
+						 * so its id fits in a head */
 
 struct hub_config {
 	unsigned history;
@@ -177,8 +179,8 @@ struct hub_result {
 /*
  * A publish from a client, over HTTP or WebSocket: the one place its rules
  * are checked, in order: the event type (token type of doc: a string of
- * 1-HUB_EVENT_MAX bytes, not one the server owns, session_event and
- * realtime_update), the group name (or "*"), the right to publish (claims
+ * 1-HUB_EVENT_MAX bytes, not one the server owns: session_event,
+ * realtime_update, system_alert), the group name (or "*"), the right to publish (claims
  * NULL: none needed), then the group, created on its first event; only
  * then hub_publish() with the raw JSON of token data (-1: null).  A
  * refused publish creates nothing.  Returns 0 with r->seq and
@@ -292,8 +294,9 @@ struct hub_sub {
 };
 
 /*
- * A hub connection: the state of one WebSocket above ws.c, created by
- * routes_upgrade() and freed by routes_closed().  Owners of the fields:
+ * A hub connection: the state of one WebSocket or event stream above
+ * ws.c, created by routes_upgrade() or routes_sse() and freed by
+ * routes_closed().  Owners of the fields:
  * the membership (subs, nsubs, subcap, nreplay) is hub.c's; session is
  * session_events.c's, attached and detached by routes.c; claims and the
  * upgrade's route and since are routes.c's; the rate bucket is proto.c's.
@@ -311,6 +314,7 @@ struct ws_app_conn {
 	struct hub_group *route;
 	struct hub_pos	 since;
 	uint8_t		 has_since;
+	uint8_t		 sse;		/* an event stream (GET /sse) */
 };
 
 
@@ -341,6 +345,13 @@ void	hub_turn(void);
 
 /* handlers.writable: a replay goes on once the queue has drained. */
 void	hub_writable(struct ws_conn *c, struct ws_app_conn *a);
+
+/*
+ * An event stream's mark: a record with only an id, where a stands in each
+ * of its groups.  Its reader's Last-Event-ID moves there, so a stream cut
+ * before any event resumes from where it started, not from "now".
+ */
+void	hub_sse_mark(struct ws_app_conn *a);
 
 /* {"type":"subscribed","group":G,"epoch":E,"seq":S} to a. */
 void	hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g);

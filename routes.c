@@ -30,6 +30,7 @@
 #include "proto.h"
 #include "routes.h"
 #include "session_events.h"
+#include "sse.h"
 #include "ws.h"
 
 static const struct hub_config *cfg;
@@ -194,6 +195,19 @@ routes_host_ok(const struct http_req *req)
 	return 0;
 }
 
+/* The request's Origin as listed with --allow-origin, or NULL. */
+static const char *
+origin_listed(const struct http_req *req)
+{
+	const struct http_slice *o = http_header(req, "origin");
+
+	for (int i = 0; o != NULL && i < nallow_origin; i++)
+		if (strlen(allow_origin[i]) == o->n &&
+		    memcmp(allow_origin[i], o->p, o->n) == 0)
+			return allow_origin[i];
+	return NULL;
+}
+
 static int
 origin_ok(const struct http_req *req, int credentials)
 {
@@ -206,13 +220,8 @@ origin_ok(const struct http_req *req, int credentials)
 	if (host != NULL && (origin_is(*o, "http://", *host) ||
 	    origin_is(*o, "https://", *host)))
 		return 1;
-	if (nallow_origin > 0) {
-		for (int i = 0; i < nallow_origin; i++)
-			if (strlen(allow_origin[i]) == o->n &&
-			    memcmp(allow_origin[i], o->p, o->n) == 0)
-				return 1;
-		return 0;
-	}
+	if (nallow_origin > 0)
+		return origin_listed(req) != NULL;
 	/* Another page driving a visitor's browser (CSWSH, or a form POST)
 	 * is harmless only where the request needs credentials that page
 	 * cannot send. */
@@ -433,6 +442,184 @@ routes_closed(struct ws_conn *c, struct ws_app_conn *a)
 	free(a);
 }
 
+/* ==== Event streams: GET /sse ========================================= */
+
+/*
+ * The groups of one stream: names from ?groups=G1,G2,... and where each
+ * resumes (from Last-Event-ID, else ?since=, both G=POS,G=POS,...).
+ */
+struct sse_req {
+	char		 names[HUB_SSE_GROUPS * (HUB_GROUP_MAX + 1) + 1];
+	const char	*name[HUB_SSE_GROUPS];
+	struct hub_pos	 pos[HUB_SSE_GROUPS];
+	uint8_t		 has_pos[HUB_SSE_GROUPS];
+	int		 n;
+};
+
+/* ?groups= into sr: 0, or -1 with *why (a fixed text). */
+static int
+sse_groups(const struct http_req *req, struct sse_req *sr, const char **why)
+{
+	unsigned most = cfg->max_conn_groups < HUB_SSE_GROUPS ?
+	    cfg->max_conn_groups : HUB_SSE_GROUPS;
+	long n = http_query_param(req->query, "groups", sr->names,
+	    sizeof sr->names);
+	char *p = sr->names, *e;
+
+	*why = "groups=G1,G2,... is required";
+	if (n <= 0)
+		return -1;
+	*why = "group names must be 1-64 bytes of [A-Za-z0-9._:-]";
+	for (sr->n = 0; p != NULL; p = e) {
+		int dup = 0;
+
+		if ((e = strchr(p, ',')) != NULL)
+			*e++ = '\0';
+		if (!hub_name_valid(p, strlen(p)))
+			return -1;
+		for (int i = 0; i < sr->n; i++)
+			dup |= strcmp(sr->name[i], p) == 0;
+		if (dup)
+			continue;
+		*why = "too many groups for one stream";
+		if ((unsigned)sr->n >= most) {
+			hub_limit_hit(HUB_L_MAX_CONN_GROUPS);
+			return -1;
+		}
+		sr->name[sr->n++] = p;
+	}
+	return 0;
+}
+
+/* Where each group resumes: 0, or -1 when the list is malformed. */
+static int
+sse_positions(const struct http_req *req, struct sse_req *sr)
+{
+	static char buf[HUB_SSE_GROUPS * (HUB_GROUP_MAX + HUB_EPOCH_LEN + 24)];
+	const struct http_slice *h = http_header(req, "last-event-id");
+	const char *s = buf, *end, *name, *pos;
+	size_t nlen, plen;
+	long n;
+	int rc;
+
+	if (h != NULL && h->n > 0) {
+		if (h->n >= sizeof buf)
+			return -1;
+		memcpy(buf, h->p, h->n);
+		n = h->n;
+	} else if ((n = http_query_param(req->query, "since", buf,
+	    sizeof buf)) == HTTP_ERROR)
+		return -1;
+	end = buf + (n > 0 ? n : 0);
+	while ((rc = sse_pos_next(&s, end, &name, &nlen, &pos, &plen)) == 1) {
+		struct hub_pos p;
+
+		if (!hub_name_valid(name, nlen) ||
+		    hub_parse_pos(pos, plen, &p) == -1)
+			return -1;
+		/* A group no longer asked for is passed over. */
+		for (int i = 0; i < sr->n; i++)
+			if (strlen(sr->name[i]) == nlen &&
+			    memcmp(sr->name[i], name, nlen) == 0) {
+				sr->pos[i] = p;
+				sr->has_pos[i] = 1;
+			}
+	}
+	return rc;
+}
+
+/*
+ * GET /sse: the events of several groups on one text/event-stream, for
+ * readers that cannot use a WebSocket (a proxy that drops Upgrade).  The
+ * same rules as an upgrade: Origin, then the token (?token= or Bearer)
+ * and its rights to each group, then the groups, created as a subscribe
+ * would.  Then, on the stream: "retry", a "subscribed" record per group,
+ * each group's replay from its position, and a mark with every position
+ * (hub_sse_mark()); live events follow, each with the id of where the
+ * stream stands (hub.c).  Refusals: 403 Origin, 400 groups or positions,
+ * 401/403 token, 503 at --max-groups or while draining.
+ */
+static void
+routes_sse(const struct api_req *r)
+{
+	static struct sse_req sr;
+	static const char retry[] = "retry: 2000\n\n";	/* ms */
+	struct ws_app_conn *a;
+	const char *why;
+	int i, status = 503;
+
+	memset(&sr, 0, sizeof sr);
+	if (!origin_ok(r->h, token_secret.p != NULL)) {
+		ws_http_error(r->c, 403, "forbidden", "origin not allowed",
+		    NULL);
+		return;
+	}
+	if (sse_groups(r->h, &sr, &why) == -1) {
+		ws_http_error(r->c, 400, "bad_request", why, NULL);
+		return;
+	}
+	if (sse_positions(r->h, &sr) == -1) {
+		ws_http_error(r->c, 400, "bad_request", "positions are "
+		    "G=EPOCH:SEQ,G=EPOCH:SEQ,...", NULL);
+		return;
+	}
+	if ((a = calloc(1, sizeof *a)) == NULL) {
+		ws_http_error(r->c, 503, "unavailable", "out of memory", NULL);
+		return;
+	}
+	a->c = r->c;
+	a->sse = 1;
+	if (token_secret.p != NULL) {
+		if ((status = check_token(r->h, &a->claims)) != 0)
+			goto refuse;
+		status = 403;
+		for (i = 0; i < sr.n; i++)
+			if (!auth_may_join(&a->claims, sr.name[i],
+			    strlen(sr.name[i])))
+				goto refuse;
+	}
+	/* Each group joined as it is made: a member's group is not idle,
+	 * so making the next cannot evict it. */
+	status = 503;
+	for (i = 0; i < sr.n; i++) {
+		struct hub_group *g = hub_group(sr.name[i], strlen(sr.name[i]),
+		    1);
+
+		if (g == NULL)
+			goto refuse;
+		if (hub_subscribe(a, g) == -1) {
+			hub_group_release(g);
+			goto refuse;
+		}
+	}
+	if (ws_http_stream(r->c, a, "Cache-Control: no-store\r\n"
+	    "X-Accel-Buffering: no\r\n", retry, strlen(retry)) == -1)
+		goto refuse;
+	/* From here the stream owns a: routes_closed() frees it. */
+	for (i = 0; i < (int)a->nsubs; i++)
+		hub_send_subscribed(a, a->subs[i].g);
+	for (i = 0; i < sr.n; i++)
+		if (sr.has_pos[i])
+			hub_replay(a, a->subs[i].g, &sr.pos[i]);
+	hub_sse_mark(a);
+	return;
+refuse:
+	while (a->nsubs > 0)
+		hub_unsubscribe(a, a->nsubs - 1);
+	free(a->subs);
+	auth_claims_free(&a->claims);
+	free(a);
+	if (status == 401)
+		ws_http_error(r->c, 401, "unauthorized", "this stream needs a "
+		    "token", NULL);
+	else if (status == 403)
+		ws_http_error(r->c, 403, "forbidden", "the token does not "
+		    "grant every group", NULL);
+	else
+		ws_http_error(r->c, 503, "unavailable", "no room for the "
+		    "stream's groups", NULL);
+}
+
 /* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection
  * whose token has run out is closed with 1008.  The leeway is taken from
  * now, never added to exp, which may be as large as INT64_MAX. */
@@ -475,25 +662,83 @@ routes_api_key(struct ws_conn *c, const struct http_req *req)
 }
 
 /*
+ * With tokens on, the JWT in "Authorization: Bearer", verified, into
+ * *claims (to free).  1 if there is one and it is good.
+ */
+static int
+bearer_token(const struct http_req *req, struct auth_claims *claims)
+{
+	struct http_slice b = http_bearer(req);
+
+	return token_secret.p != NULL && b.n > 0 &&
+	    verify(b.p, b.n, claims) == AUTH_OK;
+}
+
+/*
+ * CORS (the Fetch standard): an origin listed with --allow-origin may read
+ * the answers to its calls, so they carry Access-Control-Allow-Origin with
+ * that exact origin (never "*", never credentials: wsd's are Bearer
+ * headers, not cookies).  With a list, every answer says Vary: Origin,
+ * since it depends on it.  Set for the request being handled, cleared
+ * after (ws_http_extra).
+ */
+static void
+cors_begin(const struct http_req *req)
+{
+	static char h[512];
+	const char *o = origin_listed(req);
+
+	if (nallow_origin == 0)
+		return;
+	if (o == NULL || (size_t)snprintf(h, sizeof h,
+	    "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", o) >=
+	    sizeof h)
+		strcpy(h, "Vary: Origin\r\n");
+	ws_http_extra(h);
+}
+
+static int
+method_is(const struct http_req *req, const char *m)
+{
+	return req->method.n == strlen(m) &&
+	    memcmp(req->method.p, m, req->method.n) == 0;
+}
+
+/*
  * Who may call at all, decided on the head before any body is read: the
  * Host (DNS rebinding); then, for every call that changes something, the
  * Origin (a form on another origin can POST without asking, so it is
- * refused as an upgrade would be) and the API key.
+ * refused as an upgrade would be) and the API key.  With tokens on, a
+ * good JWT also passes here: it may publish where it grants (PUBLISH,
+ * checked by routes_request() once the group is known), and nothing
+ * else that needs the key.  A preflight (OPTIONS) changes nothing and
+ * carries no credentials: it goes on to routes_request().
  */
 int
 routes_head(struct ws_conn *c, const struct http_req *req)
 {
+	struct auth_claims claims;
+	int jwt = 0, rc = -1;
+
+	cors_begin(req);
 	if (!routes_host_ok(req)) {
 		ws_http_error(c, 403, "forbidden", "host not allowed", NULL);
-		return -1;
+		goto out;
 	}
-	if (req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0)
-		return 0;
-	if (!origin_ok(req, api_key.p != NULL)) {
+	if (method_is(req, "GET") || method_is(req, "OPTIONS")) {
+		rc = 0;
+		goto out;
+	}
+	if ((jwt = bearer_token(req, &claims)))
+		auth_claims_free(&claims);
+	if (!origin_ok(req, api_key.p != NULL || jwt)) {
 		ws_http_error(c, 403, "forbidden", "origin not allowed", NULL);
-		return -1;
+		goto out;
 	}
-	return routes_api_key(c, req) ? 0 : -1;
+	rc = jwt || routes_api_key(c, req) ? 0 : -1;
+out:
+	ws_http_extra(NULL);
+	return rc;
 }
 
 /*
@@ -558,8 +803,17 @@ enum policy {
 	READ_ALL,	/* with tokens on: the API key, or a token granting * */
 	READ,		/* with tokens on: the API key, or a token granting
 			 * the route's group */
-	CHANGE		/* Origin and --api-key, checked on the head */
+	CHANGE,		/* Origin, and --api-key or (with tokens on and no
+			 * key) a token that may publish everywhere */
+	PUBLISH,	/* Origin, and --api-key or (with tokens on) a
+			 * token that may publish to the route's group */
+	WATCH,		/* --api-key when set; else with tokens on, a
+			 * token granting * (who is connected, from where) */
+	MONITOR		/* as READ for the group "monitor": what is
+			 * published there, kept for later */
 };
+
+static void	routes_sse(const struct api_req *);
 
 static const struct route {
 	const char	*method;
@@ -568,12 +822,16 @@ static const struct route {
 	void		(*fn)(const struct api_req *);
 } http_routes[] = {
 	{ "GET",	"/",			OPEN,		api_dashboard },
+	{ "GET",	"/wsd.js",		OPEN,		api_client_js },
+	{ "GET",	"/sse",			OPEN,		routes_sse },
 	{ "GET",	"/health",		OPEN,		api_health },
 	{ "GET",	"/livez",		OPEN,		api_livez },
 	{ "GET",	"/readyz",		OPEN,		api_readyz },
 	{ "GET",	"/metrics",		KEY,		api_metrics },
 	{ "GET",	"/api/groups",		READ_ALL,	api_groups },
-	{ "POST",	"/api/groups/*/events",	CHANGE,		api_post_event },
+	{ "GET",	"/api/connections",	WATCH,		api_connections },
+	{ "GET",	"/api/alerts",		MONITOR,	api_alerts },
+	{ "POST",	"/api/groups/*/events",	PUBLISH,	api_post_event },
 	{ "GET",	"/api/groups/*/events",	READ,		api_get_events },
 	{ "POST",	"/api/sessions",	CHANGE,		api_post_session },
 	{ "GET",	"/api/sessions",	OPEN,		api_get_sessions },
@@ -609,9 +867,78 @@ path_is(const struct path *path, const char *pattern, const char **arg)
 	return i == path->n;
 }
 
+/*
+ * A call that changes something: the API key when it is set.  With
+ * tokens on, a JWT also does: one that may publish to name, the group of
+ * POST /api/groups/G/events (PUBLISH), or one that may publish to every
+ * group for a broadcast ("*") and, when no key is set, for the session
+ * calls (CHANGE, name NULL).  With neither secret it is open.  1 if
+ * allowed; else the 401 or 403 is answered.
+ */
+static int
+routes_may_change(struct ws_conn *c, const struct http_req *req,
+    const char *name)
+{
+	struct http_slice b = http_bearer(req);
+	struct auth_claims claims;
+	int ok;
+
+	if (token_secret.p == NULL || (api_key.p != NULL && name == NULL))
+		return routes_api_key(c, req);
+	if (b.n > 0 && api_key.p != NULL && auth_key_equal(
+	    (const uint8_t *)b.p, b.n, api_key.p, api_key.n))
+		return 1;
+	if (!bearer_token(req, &claims)) {
+		ws_http_error(c, 401, "unauthorized", "this call needs the API "
+		    "key or a token", "WWW-Authenticate: Bearer\r\n");
+		return 0;
+	}
+	ok = name != NULL && strcmp(name, "*") != 0 ?
+	    auth_may_publish(&claims, name, strlen(name)) :
+	    auth_may_publish_all(&claims);
+	auth_claims_free(&claims);
+	if (!ok)
+		ws_http_error(c, 403, "forbidden", name != NULL ? "the token "
+		    "does not grant publishing to this group" : "this call "
+		    "needs a token that may publish to every group", NULL);
+	return ok;
+}
+
+/*
+ * A CORS preflight: the methods the path takes (allow, "Allow: A, B"),
+ * and, for a listed origin (cors_begin() said so), what it may send.
+ */
+static void
+preflight(struct ws_conn *c, const struct http_req *req, const char *allow)
+{
+	char h[512];
+
+	if (origin_listed(req) == NULL) {
+		ws_http_respond(c, 204, NULL, allow, NULL, 0);
+		return;
+	}
+	snprintf(h, sizeof h, "%sAccess-Control-Allow-Methods: %s"
+	    "Access-Control-Allow-Headers: Authorization, Content-Type, "
+	    "Last-Event-ID\r\nAccess-Control-Max-Age: 600\r\n", allow,
+	    allow + strlen("Allow: "));
+	ws_http_respond(c, 204, NULL, h, NULL, 0);
+}
+
+static void	route(struct ws_conn *, const struct http_req *,
+		    const uint8_t *, size_t);
+
 void
 routes_request(struct ws_conn *c, const struct http_req *req,
     const uint8_t *body, size_t blen)
+{
+	cors_begin(req);
+	route(c, req, body, blen);
+	ws_http_extra(NULL);
+}
+
+static void
+route(struct ws_conn *c, const struct http_req *req, const uint8_t *body,
+    size_t blen)
 {
 	struct api_req r = { c, req, body, blen, NULL };
 	struct path path;
@@ -642,8 +969,7 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 		if (!path_is(&path, rt->path, &r.arg))
 			continue;
 		/* RFC 9110 §9.1: methods are case-sensitive. */
-		if (req->method.n != strlen(rt->method) || memcmp(req->method.p,
-		    rt->method, req->method.n) != 0) {
+		if (!method_is(req, rt->method)) {
 			/* The table has at most a few methods a path. */
 			if (known++)
 				strcat(allow, ", ");
@@ -651,16 +977,25 @@ routes_request(struct ws_conn *c, const struct http_req *req,
 			continue;
 		}
 		if ((rt->policy == KEY && !routes_api_key(c, req)) ||
+		    (rt->policy == WATCH && (api_key.p != NULL ?
+		    !routes_api_key(c, req) : !routes_may_read(c, req, "*"))) ||
+		    (rt->policy == CHANGE && !routes_may_change(c, req, NULL)) ||
 		    (rt->policy == READ_ALL && !routes_may_read(c, req, "*")) ||
-		    (rt->policy == READ && !routes_may_read(c, req, r.arg)))
+		    (rt->policy == READ && !routes_may_read(c, req, r.arg)) ||
+		    (rt->policy == MONITOR &&
+		    !routes_may_read(c, req, "monitor")) ||
+		    (rt->policy == PUBLISH && !routes_may_change(c, req, r.arg)))
 			return;
 		rt->fn(&r);
 		return;
 	}
 	if (known) {
-		strcat(allow, "\r\n");
-		ws_http_error(c, 405, "method_not_allowed",
-		    "method not allowed here", allow);
+		strcat(allow, ", OPTIONS\r\n");
+		if (method_is(req, "OPTIONS"))
+			preflight(c, req, allow);
+		else
+			ws_http_error(c, 405, "method_not_allowed",
+			    "method not allowed here", allow);
 	} else
 		ws_http_error(c, 404, "not_found", "no such resource", NULL);
 }

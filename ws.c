@@ -37,6 +37,7 @@
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
+#include "sse.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -44,6 +45,7 @@
 enum conn_state {
 	C_HTTP,		/* reading requests */
 	C_WS,		/* open WebSocket */
+	C_STREAM,	/* an answer that goes on: text/event-stream */
 	C_CLOSING,	/* close frame or last response queued: flush it */
 	C_LINGER	/* write side shut: read and discard until EOF */
 };
@@ -75,14 +77,18 @@ struct ws_conn {
 	uint8_t		 keep_alive;	/* HTTP: current request keeps alive */
 	uint8_t		 over_limit;	/* accepted past max_connections */
 	uint8_t		 upgraded;	/* counted in ws_stats.websockets */
+	uint8_t		 streamed;	/* counted in ws_stats.streams */
 	uint8_t		 rd_eof;	/* peer's FIN: write what is queued, close */
 	uint8_t		 want_room;	/* call handlers.writable once drained */
 	uint8_t		 head_ok;	/* HTTP: this request's head passed */
 	uint8_t		 later;		/* on the input list */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint8_t		 why;		/* enum close_why, once closing */
+	uint16_t	 rtt_ms;	/* our last ping's round trip; UINT16_MAX:
+					 * none yet */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
+	uint32_t	 born_s;	/* loop time it was accepted, in seconds */
 	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
 	uint32_t	 qhead, qlen, qcap;	/* ring of queued buffers */
 	uint32_t	 qoff;		/* bytes of the head already written */
@@ -97,7 +103,8 @@ struct ws_conn {
 	uint64_t	 id;
 	uint64_t	 last_rx;	/* ms: last bytes from the peer */
 	uint64_t	 deadline;	/* ms: handshake, close or linger limit */
-	uint64_t	 ping_at;	/* ms: our unanswered ping, 0 if none */
+	uint64_t	 ping_at;	/* ms: our unanswered ping, 0 if none;
+					 * a stream's last heartbeat */
 };
 
 /*
@@ -306,7 +313,7 @@ conn_push(struct ws_conn *c, struct ws_buf *b)
 int
 ws_send(struct ws_conn *c, struct ws_buf *b)
 {
-	if (c->state != C_WS || c->dead)
+	if ((c->state != C_WS && c->state != C_STREAM) || c->dead)
 		return -1;
 	/* A subscriber that does not read may not grow memory without
 	 * bound: close it with 1013 and release what it held.  Nobody else
@@ -347,9 +354,15 @@ ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n)
 	struct ws_buf *b;
 	int rc;
 
-	if (c->state != C_WS || c->dead)
+	if (c->state == C_STREAM && !c->dead && opcode == WS_OP_TEXT) {
+		/* An event stream's message is a record without an id. */
+		if ((b = ws_buf_new(sse_record(NULL, NULL, 0, p, n))) != NULL)
+			sse_record(b->data, NULL, 0, p, n);
+	} else if (c->state != C_WS || c->dead)
 		return -1;
-	if ((b = ws_buf_frame(opcode, p, n)) == NULL) {
+	else
+		b = ws_buf_frame(opcode, p, n);
+	if (b == NULL) {
 		conn_fail(c, WS_CLOSE_INTERNAL);
 		return -1;
 	}
@@ -446,7 +459,7 @@ conn_flush(struct ws_conn *c)
 		}
 		ws_stats.bytes_out += w;
 		/* An HTTP answer read slowly is not an idle connection. */
-		if (!c->upgraded && c->state != C_LINGER)
+		if (!c->upgraded && !c->streamed && c->state != C_LINGER)
 			c->deadline = loop_now_ms() + cfg.handshake_ms;
 		while (w > 0) {
 			struct ws_buf *b = *ring_at(c, 0);
@@ -480,7 +493,8 @@ conn_flush(struct ws_conn *c)
 		conn_kill(c, W_PEER);
 	else if (c->state == C_CLOSING)
 		conn_linger(c);
-	else if (c->want_room && c->state == C_WS && app.writable != NULL) {
+	else if (c->want_room && (c->state == C_WS || c->state == C_STREAM) &&
+	    app.writable != NULL) {
 		/* Whatever it queues puts c back on the flush list. */
 		c->want_room = 0;
 		app.writable(c, c->app);
@@ -494,7 +508,8 @@ conn_flush(struct ws_conn *c)
  * payload.  It follows the data already queued, so the peer sees every
  * reply it was sent before the failure, and a reader every event already
  * accepted; only the slow-consumer close drops the queue first (ws_send).
- * From here on nothing more is read from the peer.
+ * From here on nothing more is read from the peer.  An event stream ends
+ * the same way, without the frame.
  */
 static void
 send_close(struct ws_conn *c, unsigned code, const char *reason,
@@ -507,6 +522,16 @@ send_close(struct ws_conn *c, unsigned code, const char *reason,
 	if (c->close_sent || c->dead)
 		return;
 	conn_closing(c, why, code);
+	if (c->state == C_STREAM) {
+		/* An event stream has no close frame: what is queued goes
+		 * out, then the connection closes and its reader resumes. */
+		c->deadline = loop_now_ms() + (c->qbytes > 0 ? cfg.drain_ms :
+		    WS_CLOSE_MS);
+		c->close_sent = 1;
+		c->state = C_CLOSING;
+		conn_mark_dirty(c);
+		return;
+	}
 	if (code != 0) {
 		pl[0] = code >> 8;
 		pl[1] = code;
@@ -582,7 +607,14 @@ control(struct ws_conn *c, int opcode, const uint8_t *p, size_t n)
 		}
 		break;
 	case WS_OP_PONG:
-		c->ping_at = 0;		/* unsolicited ones are fine too */
+		/* Unsolicited ones are fine too; the answer to ours is
+		 * timed, for /api/connections. */
+		if (c->ping_at != 0 && n == 3 && memcmp(p, "wsd", 3) == 0) {
+			uint64_t rtt = loop_now_ms() - c->ping_at;
+
+			c->rtt_ms = rtt < UINT16_MAX ? rtt : UINT16_MAX - 1;
+		}
+		c->ping_at = 0;
 		break;
 	case WS_OP_CLOSE: {
 		unsigned code = 0;
@@ -799,6 +831,7 @@ ws_status_text(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 204: return "No Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -819,24 +852,49 @@ ws_status_text(int status)
 	}
 }
 
+static const char *extra_headers = "";	/* ws_http_extra() */
+
+void
+ws_http_extra(const char *headers)
+{
+	extra_headers = headers != NULL ? headers : "";
+}
+
+/* The head of an answer: status line, type, length (len < 0: none, as
+ * for 204, 304 and a stream), extra and the caller's headers.  Its
+ * length, or -1 when it does not fit. */
+static int
+http_head(char *out, size_t cap, int status, const char *type, long len,
+    const char *headers, int keep)
+{
+	char clen[48] = "";
+	int n;
+
+	if (len >= 0)
+		snprintf(clen, sizeof clen, "Content-Length: %ld\r\n", len);
+	n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "%s%s%s%s\r\n", status, ws_status_text(status),
+	    type ? type : "application/json", clen, extra_headers,
+	    headers ? headers : "", keep ? "" : "Connection: close\r\n");
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
 void
 ws_http_respond(struct ws_conn *c, int status, const char *type,
     const char *headers, const void *body, size_t len)
 {
-	char head[1024];
+	char head[2048];
 	int keep = c->keep_alive && drain_until == 0;
 	int n;
 	struct ws_buf *b;
 
 	if (c->state != C_HTTP || c->dead)
 		return;
-	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n"
-	    "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-	    status, ws_status_text(status), type ? type : "application/json",
-	    len, headers ? headers : "",
-	    keep ? "" : "Connection: close\r\n");
-	if (n < 0 || (size_t)n >= sizeof head ||
-	    (b = ws_buf_new(n + len)) == NULL) {
+	/* RFC 9110 §8.6: no Content-Length on a 204; a 304's would be the
+	 * length of what was not sent. */
+	n = http_head(head, sizeof head, status, type,
+	    status == 204 || status == 304 ? -1 : (long)len, headers, keep);
+	if (n < 0 || (b = ws_buf_new(n + len)) == NULL) {
 		conn_kill(c, W_INTERNAL);
 		return;
 	}
@@ -851,6 +909,40 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 		conn_closing(c, drain_until != 0 ? W_SHUTDOWN : W_DONE, 0);
 		c->state = C_CLOSING;
 	}
+}
+
+int
+ws_http_stream(struct ws_conn *c, struct ws_app_conn *a, const char *headers,
+    const void *first, size_t len)
+{
+	char head[2048];
+	int n;
+	struct ws_buf *b;
+
+	if (c->state != C_HTTP || c->dead || drain_until != 0)
+		return -1;
+	n = http_head(head, sizeof head, 200, "text/event-stream", -1,
+	    headers, 0);
+	if (n < 0 || (b = ws_buf_new(n + len)) == NULL)
+		return -1;
+	memcpy(b->data, head, n);
+	memcpy(b->data + n, first, len);
+	b->http = 1;
+	if (conn_push(c, b) == -1) {
+		ws_buf_unref(b);
+		return -1;
+	}
+	ws_buf_unref(b);
+	c->state = C_STREAM;
+	c->app = a;
+	c->keep_alive = 0;
+	c->deadline = 0;
+	c->ping_at = loop_now_ms();
+	c->streamed = 1;
+	ws_stats.streams++;
+	log_msg(LOG_INFO, "stream opened conn=%llu",
+	    (unsigned long long)c->id);
+	return 0;
 }
 
 void
@@ -1122,7 +1214,8 @@ http_input(struct ws_conn *c)
 		else
 			http_error(c, 404, NULL);
 		used += n + req.content_length;
-		c->deadline = loop_now_ms() + cfg.handshake_ms;
+		if (c->state == C_HTTP)
+			c->deadline = loop_now_ms() + cfg.handshake_ms;
 	}
 	if (c->in == NULL)
 		return;
@@ -1197,7 +1290,8 @@ ep_mod(struct ws_conn *c)
 static void
 conn_closing(struct ws_conn *c, enum close_why why, unsigned code)
 {
-	enum log_level level = c->upgraded ? LOG_INFO : LOG_DEBUG;
+	enum log_level level = c->upgraded || c->streamed ? LOG_INFO :
+	    LOG_DEBUG;
 
 	if (c->why != W_OPEN || why == W_OPEN)
 		return;
@@ -1251,6 +1345,8 @@ conn_new(int fd)
 	c->state = C_HTTP;
 	c->id = next_id++;
 	c->last_rx = loop_now_ms();
+	c->born_s = loop_now_ms() / 1000;
+	c->rtt_ms = UINT16_MAX;
 	c->deadline = loop_now_ms() + cfg.handshake_ms;
 	c->over_limit = ws_stats.connections >= cfg.max_connections;
 	if (tls_on() && (c->ssl = tls_new(fd)) == NULL) {
@@ -1302,6 +1398,8 @@ conn_kill(struct ws_conn *c, enum close_why why)
 	ws_stats.connections--;
 	if (c->upgraded)
 		ws_stats.websockets--;
+	if (c->streamed)
+		ws_stats.streams--;
 	/* Unlink from the list of all; link into the reap list.  It may
 	 * still be on the flush list: that list has its own link, and
 	 * flush_all() skips the dead. */
@@ -1401,7 +1499,8 @@ conn_read(struct ws_conn *c)
 		/* The peer is gone, or has half-closed after its last
 		 * request: what it was answered still goes out first
 		 * (RFC 9112 §9.6), then we close. */
-		if (c->qlen > 0 && c->state != C_LINGER && c->state != C_WS) {
+		if (c->qlen > 0 && c->state != C_LINGER && c->state != C_WS &&
+		    c->state != C_STREAM) {
 			c->rd_eof = 1;
 			c->out_armed = 1;
 			ep_mod(c);
@@ -1412,7 +1511,6 @@ conn_read(struct ws_conn *c)
 	}
 	ws_stats.bytes_in += n;
 	c->last_rx = loop_now_ms();
-	c->ping_at = 0;
 	switch (c->state) {
 	case C_HTTP:
 		if (http_append(c, rbuf, n) == -1) {
@@ -1425,7 +1523,7 @@ conn_read(struct ws_conn *c)
 		conn_input(c, rbuf, n);
 		break;
 	default:
-		break;		/* closing: discard */
+		break;		/* a stream's reader says nothing; closing */
 	}
 }
 
@@ -1479,11 +1577,23 @@ ws_conn_id(const struct ws_conn *c)
 }
 
 void
+ws_conn_info(const struct ws_conn *c, struct ws_conn_info *out)
+{
+	out->id = c->id;
+	out->age_s = loop_now_ms() / 1000 - c->born_s;
+	out->queued = c->qbytes;
+	out->rtt_ms = c->rtt_ms == UINT16_MAX ? -1 : c->rtt_ms;
+	out->stream = c->streamed;
+	out->tls = c->ssl != NULL;
+	peer_name(c->src.fd, out->peer, sizeof out->peer);
+}
+
+void
 ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
     void *arg)
 {
 	for (struct ws_conn *c = conns; c != NULL; c = c->next)
-		if (c->state == C_WS && !c->dead)
+		if ((c->state == C_WS || c->state == C_STREAM) && !c->dead)
 			fn(c, c->app, arg);
 }
 
@@ -1548,6 +1658,22 @@ sweep(void *arg)
 				    "wsd", 3);
 
 				if (b != NULL) {
+					conn_push(c, b);
+					ws_buf_unref(b);
+				}
+				c->ping_at = loop_now_ms();
+			}
+			break;
+		case C_STREAM:
+			/* A comment now and then keeps proxies from closing
+			 * an event stream that has had nothing to say. */
+			if (c->qlen == 0 &&
+			    loop_now_ms() - c->ping_at >= cfg.ping_interval_ms) {
+				static const char hb[] = ":\n\n";
+				struct ws_buf *b = ws_buf_new(sizeof hb - 1);
+
+				if (b != NULL) {
+					memcpy(b->data, hb, sizeof hb - 1);
 					conn_push(c, b);
 					ws_buf_unref(b);
 				}
@@ -1643,7 +1769,7 @@ ws_shutdown(void)
 	loop_stop_listening();
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == C_WS)
+		if (c->state == C_WS || c->state == C_STREAM)
 			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down",
 			    W_SHUTDOWN);
 		else if (c->state == C_HTTP && c->qlen == 0 &&

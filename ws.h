@@ -105,6 +105,7 @@ struct ws_stats {
 	uint64_t accepted;
 	uint64_t connections;		/* open now, HTTP and WebSocket */
 	uint64_t websockets;		/* open now, upgraded */
+	uint64_t streams;		/* open now, event streams */
 	uint64_t messages_in, messages_out;
 	uint64_t bytes_in, bytes_out;
 	uint64_t slow_closes;		/* 1013 */
@@ -146,7 +147,8 @@ int	ws_listen(const char *hostport);
 int	ws_run(void (*on_hup)(void));
 
 /*
- * Queue a shared frame on c (taking a reference).  Returns 0, or -1 when c
+ * Queue a shared frame on c (taking a reference): bytes in c's own format,
+ * frames for a WebSocket, records for an event stream.  Returns 0, or -1 when c
  * is closing or was just closed with 1013 for passing the send queue
  * limit.  Output is written once per loop turn.
  */
@@ -161,7 +163,7 @@ int	ws_send(struct ws_conn *c, struct ws_buf *b);
 int	ws_has_room(const struct ws_conn *c, size_t len);
 void	ws_want_writable(struct ws_conn *c);
 
-/* Frame and queue one message for c alone. */
+/* Frame and queue one message for c alone (a stream: a record of text). */
 int	ws_send_msg(struct ws_conn *c, int opcode, const void *p, size_t n);
 
 /* Start the close handshake with code (0: empty close payload). */
@@ -178,6 +180,27 @@ void	ws_http_respond(struct ws_conn *c, int status, const char *type,
 	    const char *headers, const void *body, size_t len);
 
 /*
+ * Headers (lines ending in "\r\n", or NULL for none) added to every answer
+ * from here until the next call: the layer above sets them for the
+ * request it is handling (CORS) and clears them after.  Not copied.
+ */
+void	ws_http_extra(const char *headers);
+
+/*
+ * Answer a GET with an event stream (text/event-stream) that goes on: the
+ * head with headers, then first[0..len).  From here c is a stream: app
+ * is its layer-above state (handlers.closed is called for it, ws_foreach
+ * visits it), ws_send() queues bytes in the stream's own format,
+ * ws_send_msg() a text message as one record, anything its reader sends
+ * is discarded, an idle stream gets a comment every --ping-interval, and
+ * ws_close(), the send queue limit and shutdown end it (there is no close
+ * frame: its reader comes back).  0, or -1 (nothing sent; draining or
+ * out of memory: answer with an error).
+ */
+int	ws_http_stream(struct ws_conn *c, struct ws_app_conn *app,
+	    const char *headers, const void *first, size_t len);
+
+/*
  * An error answer {"error":code,"message":message}: both fixed texts
  * (never request input), headers as for ws_http_respond().
  */
@@ -187,7 +210,22 @@ void	ws_http_error(struct ws_conn *c, int status, const char *code,
 /* The connection's number, unique for the life of the process. */
 uint64_t ws_conn_id(const struct ws_conn *c);
 
-/* Visit every open WebSocket connection (none is freed during the walk). */
+/* What /api/connections shows of a connection. */
+struct ws_conn_info {
+	uint64_t id;
+	uint64_t age_s;		/* since it was accepted */
+	size_t	 queued;	/* bytes waiting to be written */
+	int	 rtt_ms;	/* our last ping's round trip; -1: none yet (a
+				 * busy connection is never pinged) */
+	int	 stream;	/* an event stream, not a WebSocket */
+	int	 tls;
+	char	 peer[56];	/* "ADDR:PORT", "[ADDR6]:PORT" */
+};
+
+void	ws_conn_info(const struct ws_conn *c, struct ws_conn_info *out);
+
+/* Visit every open WebSocket and event stream (none is freed during the
+ * walk). */
 void	ws_foreach(void (*fn)(struct ws_conn *, struct ws_app_conn *, void *),
 	    void *arg);
 

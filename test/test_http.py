@@ -121,8 +121,9 @@ def test_dashboard_headers():
         check("dashboard: 200 text/html", st == 200 and
               h.get("content-type", "").startswith("text/html"), (st, h))
         check("dashboard: no-cache", h.get("cache-control") == "no-cache", h)
-        check("dashboard: CSP has the script's hash",
-              "script-src %s;" % digest(b"script") in csp, csp)
+        check("dashboard: CSP has the script's hash, and its own origin "
+              "for /wsd.js", "script-src 'self' %s;" % digest(b"script")
+              in csp, csp)
         check("dashboard: CSP has the style's hash",
               "style-src %s;" % digest(b"style") in csp, csp)
         check("dashboard: nothing unsafe in the CSP", "unsafe" not in csp and

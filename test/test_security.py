@@ -170,7 +170,9 @@ def sentinel_first(srv, c, group, name):
     """Publish a sentinel to group (which c is in) and check it is the next
     event c sees: anything published before it to a group c must not see
     would have been queued ahead of it on the same connection."""
-    st, ans = post_event(srv, group, "sentinel")
+    # With tokens on, publishing over HTTP takes a token that may.
+    st, ans = post_event(srv, group, "sentinel", headers={
+        "Authorization": "Bearer " + token(["*"], publish=True)})
     m = next_event(c)
     check(name, st == 202 and m is not None and m.get("type") == "sentinel"
           and m.get("group") == group, "status %s, got %r" % (st, m))
@@ -361,7 +363,8 @@ def token_groups():
         check("chat:* token: subscribe chat:c:d -> subscribed",
               m is not None and m.get("type") == "subscribed", repr(m))
 
-        st, ans = post_event(srv, "chat:b", "secret_b")
+        pub = {"Authorization": "Bearer " + token(["*"], publish=True)}
+        st, ans = post_event(srv, "chat:b", "secret_b", headers=pub)
         check("HTTP publish to chat:b -> 202", st == 202, repr(ans))
         m = next_event(b)
         check("chat:* connection receives chat:b",
@@ -381,7 +384,7 @@ def token_groups():
         all_ = up(srv, "/ws/events", tok=token(["*"]))
         check("groups [\"*\"] token on /ws/events -> 101",
               all_.status == 101)
-        st, ans = post_event(srv, "*", "broadcast")
+        st, ans = post_event(srv, "*", "broadcast", headers=pub)
         check("HTTP publish to * -> 202", st == 202, repr(ans))
         m = next_event(all_)
         check("\"*\" token receives the * broadcast",

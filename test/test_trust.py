@@ -486,7 +486,8 @@ def t1_pipelined():
               b.status == 101, "%s %s" % (a.status, b.status))
         _pipeline_burst(srv)
         st, _ = http_json(srv.port, "POST", "/api/groups/events/events",
-                          {"type": "after", "data": 1})
+                          {"type": "after", "data": 1},
+                          bearer(token(["*"], publish=True)))
         check("1c: publish after the burst -> 202", st == 202,
               "status %s" % st)
         for name, c in (("groups [*]", a), ("groups [events]", b)):
@@ -963,7 +964,7 @@ def t11_publish_validation():
         got = http_pub("e" * 129)
         check("11: HTTP type of 129 bytes -> 400 bad_json",
               got == (400, "bad_json"), repr(got))
-        for typ in ("session_event", "realtime_update"):
+        for typ in ("session_event", "realtime_update", "system_alert"):
             got = http_pub(typ)
             check("11: HTTP publish of server-owned %s -> 403 forbidden" % typ,
                   got == (403, "forbidden"), repr(got))
