@@ -830,6 +830,7 @@ class Wsd {
 			for (;;) {
 				const page = await this.history(g.name, epoch, next - 1,
 				    Math.min(1000, to - next + 1));
+				const was = next;
 				if (page.epoch !== epoch)
 					break;		/* a new stream: a reset follows */
 				for (const ev of page.events.filter((e) =>
@@ -842,7 +843,9 @@ class Wsd {
 					g.deliver(ev);
 					next = ev.seq + 1;
 				}
-				if (next > to || !page.more || page.events.length === 0)
+				/* No progress: what is left of the range is no
+				 * longer kept (the page starts past it). */
+				if (next > to || !page.more || next === was)
 					break;
 			}
 		} catch (e) {

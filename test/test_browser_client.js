@@ -25,8 +25,10 @@
  *	WSD=./wsd node test/test_browser_client.js
  */
 'use strict';
+const fs = require('fs');
 const http = require('http');
 const net = require('net');
+const path = require('path');
 const { DEADLINE, check, deadline, done, needChromium, openBrowser, request,
     startServer, until } = require('./wsdtest');
 
@@ -138,8 +140,13 @@ async function main() {
 	    `<script src="http://127.0.0.1:${target.proxy}/wsd.js"></script>`);
 	const origin = `http://127.0.0.1:${page.port}`;
 	const other = await pageServer(() => '<!doctype html><title>o</title>');
+	/* The README's plain page, as written but for wsd's address. */
+	const example = await pageServer(() => fs.readFileSync(path.join(
+	    __dirname, '..', 'examples', 'page.html'), 'utf8')
+	    .split('127.0.0.1:8000').join(`127.0.0.1:${target.port}`));
 	const args = ['--no-session-events', '--history', '20',
-	    '--allow-origin', origin];
+	    '--allow-origin', origin, '--allow-origin',
+	    `http://127.0.0.1:${example.port}`];
 	let wsd = await startServer(args);
 	const port = target.port = wsd.port;
 	const px = await proxy(target);
@@ -332,11 +339,29 @@ async function main() {
 		}, `http://127.0.0.1:${port}`);
 		check('an origin not listed can neither read nor publish',
 		    denied.get === 'blocked' && denied.post === 'blocked', denied);
+
+		/* examples/page.html, the README's plain page. */
+		await b.page.goto(`http://127.0.0.1:${example.port}/`);
+		const items = () => b.page.$$eval('#events li',
+		    (l) => l.map((e) => e.textContent));
+		check('example page: connected', await until(async () =>
+		    /^open/.test(await b.page.textContent('#state')), DEADLINE),
+		    await b.page.textContent('#state'));
+		await request(port, 'POST', '/api/groups/agents:a7/events',
+		    { type: 'agent_started', data: { n: 1 } });
+		check('example page: an event shows', await until(async () =>
+		    (await items()).some((t) => / agent_started \{"n":1\}$/
+		    .test(t)), DEADLINE), await items());
+		await b.page.click('#send');
+		check('example page: Publish shows its own event', await until(
+		    async () => (await items()).some((t) => / clicked /.test(t)),
+		    DEADLINE), await items());
 	} finally {
 		await b.close();
 		px.close();
 		page.close();
 		other.close();
+		example.close();
 		await wsd.stop();
 	}
 }
