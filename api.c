@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,46 @@ metric_f(struct json_buf *b, const char *name, const char *type,
 	snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.3f\n",
 	    name, help, name, type, name, v);
 	json_put_cstr(b, line);
+}
+
+/*
+ * The host's figures (host.c), each gauge left out when it cannot be
+ * read, and the alerts.
+ */
+static void
+host_metrics(struct json_buf *b)
+{
+	static const char *const load[3] = {
+		"wsd_host_load1", "wsd_host_load5", "wsd_host_load15"
+	};
+	struct host_now h;
+
+	host_now(&h);
+	for (int i = 0; i < 3; i++)
+		if (!isnan(h.load[i]))
+			metric_f(b, load[i], "gauge",
+			    "The host's load average (/proc/loadavg).",
+			    h.load[i]);
+	if (h.mem_total >= 0) {
+		metric(b, "wsd_host_memory_total_bytes", "gauge",
+		    "The host's memory (MemTotal).", NULL, h.mem_total);
+		metric(b, "wsd_host_memory_available_bytes", "gauge",
+		    "The host's memory available (MemAvailable).", NULL,
+		    h.mem_available);
+	}
+	if (h.disk_total >= 0) {
+		metric(b, "wsd_host_disk_total_bytes", "gauge",
+		    "Size of the file system of --disk-path.", NULL,
+		    h.disk_total);
+		metric(b, "wsd_host_disk_free_bytes", "gauge",
+		    "Space left to users on the file system of --disk-path.",
+		    NULL, h.disk_free);
+	}
+	metric(b, "wsd_alerts_active", "gauge",
+	    "system_alert alerts raised and not cleared.", NULL,
+	    h.alerts_active);
+	metric(b, "wsd_alerts_raised_total", "counter",
+	    "system_alert alerts raised since start.", NULL, h.alerts_raised);
 }
 
 /*

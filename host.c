@@ -523,48 +523,19 @@ host_alerts_json(struct json_buf *out)
 	json_put_cstr(out, "]}");
 }
 
-static void
-metric(struct json_buf *b, const char *name, const char *type,
-    const char *help, double v)
-{
-	char line[320];
-
-	snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n",
-	    name, help, name, type, name, v);
-	json_put_cstr(b, line);
-}
-
 void
-host_metrics(struct json_buf *out)
+host_now(struct host_now *now)
 {
-	static const char *const load_names[3] = {
-		"wsd_host_load1", "wsd_host_load5", "wsd_host_load15"
-	};
 	struct figures f;
 
 	unknown(&f);
 	read_host(&f);
 	for (int i = 0; i < 3; i++)
-		if (!isnan(f.load[i]))
-			metric(out, load_names[i], "gauge",
-			    "The host's load average (/proc/loadavg).",
-			    f.load[i]);
-	if (f.mem_total >= 0) {
-		metric(out, "wsd_host_memory_total_bytes", "gauge",
-		    "The host's memory (MemTotal).", f.mem_total);
-		metric(out, "wsd_host_memory_available_bytes", "gauge",
-		    "The host's memory available (MemAvailable).",
-		    f.mem_available);
-	}
-	if (f.disk_total >= 0) {
-		metric(out, "wsd_host_disk_total_bytes", "gauge",
-		    "Size of the file system of --disk-path.", f.disk_total);
-		metric(out, "wsd_host_disk_free_bytes", "gauge",
-		    "Space left to users on the file system of --disk-path.",
-		    f.disk_free);
-	}
-	metric(out, "wsd_alerts_active", "gauge",
-	    "system_alert alerts raised and not cleared.", nactive);
-	metric(out, "wsd_alerts_raised_total", "counter",
-	    "system_alert alerts raised since start.", raised_total);
+		now->load[i] = f.load[i];
+	now->mem_total = f.mem_total;
+	now->mem_available = f.mem_available;
+	now->disk_total = f.disk_total;
+	now->disk_free = f.disk_free;
+	now->alerts_active = nactive;
+	now->alerts_raised = raised_total;
 }

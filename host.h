@@ -81,14 +81,15 @@ void	host_put_figures(struct json_buf *b);
  */
 void	host_alerts_json(struct json_buf *out);
 
-/*
- * Append the host figures to /metrics (Prometheus text), read at once:
- * wsd_host_load1, _load5, _load15, wsd_host_memory_total_bytes,
- * _memory_available_bytes, wsd_host_disk_total_bytes, _disk_free_bytes
- * (gauges; one that cannot be read is left out), wsd_alerts_active
- * (gauge) and wsd_alerts_raised_total (counter).  The process figures
- * are api.c's already.
- */
-void	host_metrics(struct json_buf *out);
+/* The host's figures read now, and the alerts, for /metrics. */
+struct host_now {
+	double	 load[3];		/* 1, 5, 15 minutes; NaN: unknown */
+	int64_t	 mem_total, mem_available;	/* -1: unknown */
+	int64_t	 disk_total, disk_free;		/* -1: unknown */
+	unsigned alerts_active;
+	uint64_t alerts_raised;		/* since start */
+};
+
+void	host_now(struct host_now *now);
 
 #endif

@@ -218,6 +218,22 @@ def test_fd_alert():
               body["active"] == 0 and body["thresholds"]["fds"] == 20
               and body["alerts"][0]["state"] == "cleared" and
               body["alerts"][0]["cleared"] is not None, (st, body))
+        # /metrics: the host's gauges and the alert counters.
+        st, _, text = s.http("GET", "/metrics")
+        m = {}
+        for line in text.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                m[k] = float(v)
+        check("/metrics: host memory and disk, load, alerts",
+              m.get("wsd_host_memory_total_bytes", 0) > 0 and
+              0 < m.get("wsd_host_memory_available_bytes", 0) <=
+              m["wsd_host_memory_total_bytes"] and
+              0 <= m.get("wsd_host_disk_free_bytes", -1) <=
+              m.get("wsd_host_disk_total_bytes", -1) and
+              m.get("wsd_host_load1", -1) >= 0 and
+              m.get("wsd_alerts_raised_total") == 1 and
+              m.get("wsd_alerts_active") == 0, m)
         mon.close()
 
 
