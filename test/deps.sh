@@ -38,7 +38,8 @@ command -v npm >/dev/null || need npm
 modules_ok() {
 	[ -f test/node_modules/.package-lock.json ] &&
 	    ! [ test/package-lock.json -nt test/node_modules/.package-lock.json ] &&
-	    [ -d test/node_modules/ws ] && [ -d test/node_modules/playwright-core ]
+	    [ -d test/node_modules/ws ] && [ -d test/node_modules/playwright-core ] &&
+	    [ -d test/node_modules/axe-core ]
 }
 
 if [ ${#pkgs[@]} -gt 0 ]; then
