@@ -311,6 +311,16 @@ class Wsd {
 		});
 	}
 
+	/* Credentials given later (a key typed into a page): used from the
+	 * next call or connection on; undefined forgets them. */
+	setApiKey(key) {
+		this.opts.apiKey = key;
+	}
+
+	setToken(token) {
+		this.token = token;
+	}
+
 	/* Reconnect now: a "retry now" button, or the browser back online. */
 	retryNow() {
 		if (this.closed) return;

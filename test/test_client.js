@@ -846,8 +846,47 @@ async function browser() {
 	});
 }
 
+async function laterCredentials() {
+	await section('setApiKey and setToken: credentials given later',
+	    async (defer) => {
+		const key = 'k'.repeat(32), secret = 's'.repeat(32);
+		const srv = await startServer(['--api-key', key, '--token-secret',
+		    secret]);
+		defer(() => srv.stop());
+		/* Over SSE a publish is an HTTP POST: it takes the key. */
+		const now = Math.floor(Date.now() / 1000);
+		const tok = jwt(secret, { sub: 't', exp: now + 600,
+		    groups: ['later'] });
+		const w = client(srv.port, { transport: 'sse', token: tok });
+		defer(() => w.close());
+		collect(w, 'later');
+		check('opens over SSE with its token', await reached(w, 'fallback',
+		    1) || await reached(w, 'open', 1), w.states);
+		const before = await w.publish('later', 't', {}).then(() => 'ok',
+		    (e) => e.code);
+		w.setApiKey(key);
+		const after = await w.publish('later', 't', {}).then((r) => r.seq,
+		    (e) => e.code);
+		check('the token may not publish (forbidden); after setApiKey ' +
+		    'the key does', before === 'forbidden' && after === 1,
+		    { before, after });
+		const w2 = client(srv.port, { token: 'not.a.token' });
+		defer(() => w2.close());
+		collect(w2, 'later');
+		check('a bad token stops the client', await reached(w2, 'closed'),
+		    w2.states);
+		w2.setToken(tok);
+		w2.retryNow();
+		check('setToken then retryNow: it opens with the new token',
+		    await until(() => w2.states.length > 0 &&
+		    w2.states[w2.states.length - 1].state === 'open', DEADLINE),
+		    w2.states.slice(-3));
+	});
+}
+
 async function main() {
 	await severalGroups();
+	await laterCredentials();
 	await outboxAndRestart();
 	await exactResume();
 	await slowConsumer();
