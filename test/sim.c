@@ -8,19 +8,24 @@
  * wsd's main.c does, ws_init(), hub_init(), ws_listen(), ws_run(), with
  * limits drawn from the seed.  Every epoll_wait() is one step: time moves
  * on and a crowd of clients acts: subscribers, publishers over HTTP and
- * WebSocket, session connections, echo and monitor clients, and clients
- * that reset, half-close, never read or break the protocol.  Clients mask
- * their frames and decode what the server sends with decoders of their
- * own; nothing they check comes from the code under test.  The run has
- * three phases: traffic, then quiet (no new requests, every client reads)
- * and a check that everything arrived, then SIGTERM and the drain.
+ * WebSocket, session connections, echo and monitor clients, event-stream
+ * readers (GET /sse, see "Event-stream readers"), browsers' CORS calls,
+ * and clients that reset, half-close, never read or break the protocol.
+ * Clients mask their frames and decode what the server sends with
+ * decoders of their own; nothing they check comes from the code under
+ * test.  The run has three phases: traffic, then quiet (no new requests,
+ * every client reads) and a check that everything arrived, then SIGTERM
+ * and the drain.
  *
  * Invariants (after every step unless said otherwise):
  *  - a client gets the events of each of its groups in seq order, no
  *    duplicate, no gap but an explicit one (error history_gap, or close
  *    1013 after which it resumes with since); only for groups it is in;
  *    every receiver, and the HTTP history, sees the same bytes for one
- *    seq; no two publishes are given the same seq;
+ *    seq; no two publishes are given the same seq; the same for an event
+ *    stream, across its reconnects, with ids that name its position;
+ *  - CORS answers, preflights and the refusals of /sse are as the README
+ *    says, status and headers;
  *  - a well-behaved client that is owed output (the reply to a request
  *    the server has read, or an event it knows exists) is written to
  *    within STALL steps while it reads;
@@ -30,20 +35,24 @@
  *    within FREE_STEPS steps (and so freed: its subscriptions and session
  *    go, which the next check sees);
  *  - ws_stats.connections is the kernel's count of open connections;
- *    ws_stats.websockets, each group's subscribers, sess_count() and the
- *    /health answers lie within what the clients know;
+ *    ws_stats.websockets and .streams, each group's subscribers,
+ *    sess_count() and the /health answers lie within what the clients
+ *    know;
  *  - hub_history_total() stays within --history-total, hub_group_count()
  *    within --max-groups;
  *  - no fd is reported ready SPIN steps in a row without being served;
- *  - after SIGTERM every reader gets close 1001 behind all its events,
- *    ws_run() returns 0 and nothing is left open; LeakSanitizer finds
- *    any memory left behind.
+ *  - after SIGTERM every reader gets close 1001 (or its stream's end)
+ *    behind all its events, ws_run() returns 0 and nothing is left open;
+ *    LeakSanitizer finds any memory left behind.
  *
  * Also checked, for two defects this simulation found (both fixed): a hot
  * shutdown (SIGTERM amid traffic), where an event answered in the
  * SIGTERM's turn must still precede close 1001, and the session diff's
- * counts adding up across a tick forced early by a full journal.
- * --lenient leaves those two checks out.
+ * counts adding up across a tick forced early by a full journal.  And
+ * for one open defect: an event stream resumed in several groups sends
+ * the first group's replay with ids that name the later groups where they
+ * are live, before their own replay (see sse_id_check()).  --lenient
+ * leaves those three checks out.
  *
  * A failure prints what broke, the last log lines and a one-line repro,
  * and exits 1.  With --seeds N the seeds run in child processes and the
@@ -54,6 +63,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +112,7 @@ enum { G_BUSY = 0, G_PLAIN = 5, G_MONITOR = 5, G_STAR = 6, G_SESS = 7,
 struct mgroup {
 	uint64_t  maxseq;	/* highest seq anyone saw or was given */
 	uint32_t *fp;		/* hash of each event's bytes, 0: unseen */
+	uint32_t *nfp;		/* the same with line breaks as LF (SSE) */
 	uint8_t	 *claimed;	/* a publish answer named this seq */
 	uint64_t *turn;		/* loop turn its publish was read in, 0 */
 	uint64_t  cap;
@@ -117,13 +128,14 @@ struct msess {
 /* ==== Clients ============================================================ */
 
 enum kind { K_SUB, K_PUB, K_MON, K_ECHO, K_CHURN, K_SLOW, K_MUTE, K_HALF,
-	K_BAD, NKIND };
+	K_BAD, K_SSE, NKIND };
 static const char *const kname[] = { "sub", "pub", "mon", "echo", "churn",
-	"slow", "mute", "half", "bad" };
+	"slow", "mute", "half", "bad", "sse" };
 
 enum phase {
 	P_HTTP,		/* requests and responses */
 	P_WS,		/* WebSocket open */
+	P_SSE,		/* event stream open: records */
 	P_CLOSING,	/* a close frame went one way or both: wait for EOF */
 	P_DONE		/* the client closed its socket */
 };
@@ -135,6 +147,8 @@ enum { M_NO, M_JOINING, M_YES, M_LEAVING };
 enum xkind {
 	X_UPGRADE, X_H_PUBLISH, X_H_HEALTH, X_H_DASH, X_H_GROUPS, X_H_EVENTS,
 	X_H_SPOST, X_H_SRAND, X_H_SDEL, X_H_CDEL, X_H_COUNT, X_H_METRICS,
+	X_SSE,		/* GET /sse: the head of an event stream */
+	X_H_CHECK,	/* CORS, preflight, refusals: status and headers */
 	X_H_STATUS,	/* a bad request: one HTTP status */
 	X_PONG, X_HBACK, X_STATUS, X_SUB, X_UNSUB, X_PUB, X_HIST, X_ECHO,
 	X_ERR		/* a bad message: error with this code */
@@ -159,6 +173,9 @@ struct rec {
 	uint8_t	 live;		/* deliveries are checked */
 	uint64_t next;		/* next seq due, 0: not known yet */
 	uint64_t since;		/* resume: the since to ask for */
+	char	 epoch[12];	/* SSE: the epoch next is in */
+	uint8_t	 rpos;		/* SSE: resumes from epoch:next - 1 */
+	uint8_t	 moved;		/* SSE: an event or gap of it on this stream */
 };
 
 struct buf {
@@ -199,6 +216,49 @@ struct client {
 	unsigned read_every;	/* reads one step in this many */
 	unsigned resumes;
 	uint64_t pub_n;
+	uint8_t	 star_pub;	/* K_PUB: broadcasts to "*" now and then */
+	struct sse *sse;	/* K_SSE: the reader's state; owned */
+};
+
+#define MAXSG		4	/* groups one event stream asks for */
+#define IDMAX		512	/* bytes of an SSE id a reader keeps */
+#define SSE_GENS	6	/* times one reader comes back */
+
+/*
+ * An event-stream reader (K_SSE, see "Event-stream readers"): the groups
+ * of its stream, where it is in the stream, and the WHATWG parser's
+ * buffers.  Its groups' positions are in the client's rec[].
+ */
+struct sse {
+	uint8_t	 g[MAXSG];	/* the groups asked for, in order, once each */
+	unsigned ng;
+	uint8_t	 st;		/* 0 none, 1 asked, 2 streaming, 3 refused */
+	uint8_t	 slow;		/* reads now and then while traffic lasts */
+	uint8_t	 retry;		/* the retry record came */
+	uint8_t	 mark;		/* a mark (id-only record) came */
+	uint8_t	 next_done;	/* a successor took over */
+	uint8_t	 untrusted;	/* --lenient: this record's id is ignored */
+	unsigned nsub;		/* subscribed records on this stream */
+	unsigned gen;		/* streams this reader had before this one */
+	uint64_t turn;		/* loop turn the server read the request in */
+	uint64_t conn;		/* the server's conn id (from its log), 0 */
+	char	 why[40];	/* the reason the server logged for ending it */
+	uint64_t why_step;	/* the turn it logged it in */
+	uint64_t last_rx;	/* ms: bytes last arrived */
+	/* The WHATWG parser: the line being read, and the record's fields. */
+	uint8_t	 started;	/* past a leading BOM */
+	uint8_t	 cr;		/* the last line ended in CR: an LF next is
+				 * part of that line break */
+	uint8_t	 has_id, has_data, has_retry, comment;
+	unsigned nfields;	/* lines in the record so far */
+	unsigned retry_ms;
+	struct buf line, data;	/* data: the data buffer (lines + LF) */
+	char	 idbuf[IDMAX];	/* the last event ID buffer */
+	size_t	 idlen;
+	char	 lastid[IDMAX];	/* the last event ID string: Last-Event-ID */
+	size_t	 lastlen;
+	char	 asked[IDMAX];	/* the last id this stream was asked from */
+	size_t	 askedlen;
 };
 
 /* ==== State ============================================================== */
@@ -206,7 +266,7 @@ struct client {
 static uint64_t		 seed = 1;
 static uint64_t		 nsteps = STEPS;
 static int		 verbose;
-static int		 strict = 1;	/* the two checks --lenient drops */
+static int		 strict = 1;	/* the checks --lenient drops */
 static uint64_t		 rs;
 static struct ws_config	 wcfg;
 static struct hub_config hcfg;
@@ -227,11 +287,21 @@ static uint64_t		 stage_step;
 static uint64_t		 sigterm_turn;	/* the turn SIGTERM arrived in */
 static struct client	*auditor;
 static int		 auditor_done;
+static const char	*cors_origin;	/* --allow-origin, NULL: none */
+static struct client	**byhandle;	/* client of each kernel handle */
+static int		 nbyhandle;
+static struct client	**byconn;	/* SSE reader of a logged conn id */
+static size_t		 nbyconn;
+static uint64_t		 shutdown_step;	/* the turn wsd logged "shutting
+					 * down" in, 0 */
 
 /* What a run went through, for -v: a check that checks nothing is no use. */
 static struct {
 	unsigned long events, replies, responses, gaps, closes[16], resumes,
 	    resets, halves, frags, pongs, echoes, bad, over, keepers_lost;
+	unsigned long sse_streams, sse_events, sse_star, sse_marks, sse_beats,
+	    sse_gaps, sse_cuts, sse_slow, sse_ends, sse_refused, cors,
+	    sse_early;
 } stats;
 
 static void	fail(struct client *, const char *, ...)
@@ -242,6 +312,18 @@ static void	start_close(struct client *, unsigned);
 static void	resume(struct client *);
 static struct rec *rec_find(struct client *, int);
 static struct rec *rec_add(struct client *, int);
+static void	client_reset(struct client *);
+struct resp;
+static void	sse_head(struct client *, const struct exp *,
+		    const struct resp *);
+static void	sse_parse(struct client *);
+static void	sse_ended(struct client *);
+static void	sse_successor(struct client *);
+static void	sse_spawn(void);
+static void	sse_complete(struct client *);
+static void	act_sse(struct client *);
+static void	sse_after_sigterm(struct client *);
+static void	on_log(const char *, size_t);
 
 /* ==== Small helpers ====================================================== */
 
@@ -275,6 +357,26 @@ fnv(const uint8_t *p, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 16777619u;
+	return h ? h : 1;
+}
+
+/* The hash an event-stream reader can check: each line break (CR LF, CR
+ * or LF) taken as LF, as it joins data lines. */
+static uint32_t
+fnv_lf(const uint8_t *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t b = p[i];
+
+		if (b == '\r') {
+			b = '\n';
+			if (i + 1 < n && p[i + 1] == '\n')
+				i++;
+		}
+		h = (h ^ b) * 16777619u;
+	}
 	return h ? h : 1;
 }
 
@@ -346,6 +448,32 @@ fail(struct client *c, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\n");
+	if (c != NULL && c->sse != NULL) {
+		fprintf(stderr, "  the reader's stream %u of groups",
+		    c->sse->gen);
+		for (unsigned i = 0; i < c->sse->ng; i++)
+			fprintf(stderr, "%s%s", i ? "," : " ",
+			    gname[c->sse->g[i]]);
+		fprintf(stderr, ", asked from \"%.*s\"%s\n",
+		    (int)c->sse->askedlen, c->sse->asked,
+		    c->sse->slow ? ", a slow reader" : "");
+		if (c->h >= 0) {
+			const struct sim_sock *k = sim_sock(c->h);
+
+			fprintf(stderr, "  its connection: server conn %llu, "
+			    "phase %d, reads every %u steps, %llu bytes "
+			    "written, %zu unread (window %zu), server %s\n",
+			    (unsigned long long)c->sse->conn, c->phase,
+			    c->read_every,
+			    (unsigned long long)k->wr, k->s2c_len, k->win,
+			    k->srv_closed ? "closed" : k->srv_shut ?
+			    "shut" : "open");
+			fprintf(stderr, "  last server write at step %llu, "
+			    "closed at step %llu\n",
+			    (unsigned long long)k->wr_step,
+			    (unsigned long long)k->close_step);
+		}
+	}
 	sim_dump_log(24);
 	fprintf(stderr, "repro: build/sim/sim --seed %llu --steps %llu%s "
 	    "(make sim SEED=%llu%s)\n", (unsigned long long)seed,
@@ -604,8 +732,34 @@ struct resp {
 	size_t	 hlen;
 	size_t	 blen;
 	int	 close;		/* Connection: close */
+	int	 has_len;	/* Content-Length given */
+	int	 stream;	/* a 200 text/event-stream without length */
+	int	 acac;		/* Access-Control-Allow-Credentials given */
 	char	 accept[40];
 	char	 ctype[64];
+	/* CORS, Allow and the event stream's own headers, "" if absent. */
+	char	 acao[96], acam[64], acah[96], acma[16], vary[64], allow[64];
+	char	 cache[64], xaccel[16];
+};
+
+/* Headers kept in struct resp, by their lower-case name. */
+static const struct {
+	const char *name;
+	size_t	    off, cap;
+} rhdr[] = {
+#define RH(n, f)	{ n, offsetof(struct resp, f), \
+			  sizeof(((struct resp *)0)->f) }
+	RH("sec-websocket-accept", accept),
+	RH("content-type", ctype),
+	RH("access-control-allow-origin", acao),
+	RH("access-control-allow-methods", acam),
+	RH("access-control-allow-headers", acah),
+	RH("access-control-max-age", acma),
+	RH("vary", vary),
+	RH("allow", allow),
+	RH("cache-control", cache),
+	RH("x-accel-buffering", xaccel),
+#undef RH
 };
 
 static int
@@ -669,12 +823,18 @@ http_resp(const uint8_t *buf, size_t n, struct resp *r)
 		} else if (hdr_is(line, ln, "connection")) {
 			hdr_val(line, ln, 10, v, sizeof v);
 			r->close = strcasecmp(v, "close") == 0;
-		} else if (hdr_is(line, ln, "sec-websocket-accept"))
-			hdr_val(line, ln, 20, r->accept, sizeof r->accept);
-		else if (hdr_is(line, ln, "content-type"))
-			hdr_val(line, ln, 12, r->ctype, sizeof r->ctype);
+		} else if (hdr_is(line, ln, "access-control-allow-credentials"))
+			r->acac = 1;
+		for (size_t k = 0; k < sizeof rhdr / sizeof rhdr[0]; k++)
+			if (hdr_is(line, ln, rhdr[k].name))
+				hdr_val(line, ln, strlen(rhdr[k].name),
+				    (char *)r + rhdr[k].off, rhdr[k].cap);
 	}
-	if (!have_len && r->status != 101 && r->status != 204)
+	r->has_len = have_len;
+	/* An event stream goes on until the connection ends. */
+	r->stream = !have_len && r->status == 200 &&
+	    strncmp(r->ctype, "text/event-stream", 17) == 0;
+	if (!have_len && !r->stream && r->status != 101 && r->status != 204)
 		return -1;
 	if (r->hlen + r->blen > n)
 		return 0;
@@ -732,11 +892,18 @@ srv_frame(const uint8_t *p, size_t n, int *op, const uint8_t **pl,
 
 /* ==== Model queries ====================================================== */
 
+/*
+ * What c learnt of seq of g: its bytes p[0..n) (NULL: only that it
+ * exists).  An event stream (sse) changes line breaks inside the JSON, so
+ * only their LF form is compared for it.
+ */
 static void
-seq_note(struct client *c, int g, uint64_t seq, const uint8_t *p, size_t n)
+seq_note_as(struct client *c, int g, uint64_t seq, const uint8_t *p,
+    size_t n, int sse)
 {
 	struct mgroup *m = &groups[g];
-	uint32_t h = p != NULL ? fnv(p, n) : 0;
+	uint32_t h = p != NULL && !sse ? fnv(p, n) : 0;
+	uint32_t hl = p != NULL ? fnv_lf(p, n) : 0;
 
 	if (g >= G_SCRATCH)
 		return;		/* may start over: see gname[] */
@@ -748,9 +915,11 @@ seq_note(struct client *c, int g, uint64_t seq, const uint8_t *p, size_t n)
 		while (ncap <= seq)
 			ncap *= 2;
 		m->fp = xrealloc(m->fp, ncap * sizeof *m->fp);
+		m->nfp = xrealloc(m->nfp, ncap * sizeof *m->nfp);
 		m->claimed = xrealloc(m->claimed, ncap);
 		m->turn = xrealloc(m->turn, ncap * sizeof *m->turn);
 		memset(m->fp + m->cap, 0, (ncap - m->cap) * sizeof *m->fp);
+		memset(m->nfp + m->cap, 0, (ncap - m->cap) * sizeof *m->nfp);
 		memset(m->claimed + m->cap, 0, ncap - m->cap);
 		memset(m->turn + m->cap, 0, (ncap - m->cap) * sizeof *m->turn);
 		m->cap = ncap;
@@ -761,8 +930,22 @@ seq_note(struct client *c, int g, uint64_t seq, const uint8_t *p, size_t n)
 			    "receiver got", gname[g], (unsigned long long)seq);
 		m->fp[seq] = h;
 	}
+	if (hl != 0) {
+		if (m->nfp[seq] != 0 && m->nfp[seq] != hl)
+			fail(c, "%s seq %llu has other bytes than another "
+			    "receiver got%s", gname[g], (unsigned long long)seq,
+			    sse ? " (line breaks aside: an event stream's)" :
+			    "");
+		m->nfp[seq] = hl;
+	}
 	if (seq > m->maxseq)
 		m->maxseq = seq;
+}
+
+static void
+seq_note(struct client *c, int g, uint64_t seq, const uint8_t *p, size_t n)
+{
+	seq_note_as(c, g, seq, p, n, 0);
 }
 
 static int
@@ -1070,6 +1253,19 @@ pick_group(void)
 	return chance(600) ? G_BUSY : 1 + rn(G_PLAIN - 1);
 }
 
+/*
+ * White space for a publisher's JSON: now and then line breaks, which an
+ * event stream carries as several data lines and its reader joins back.
+ */
+static const char *
+linebreak(void)
+{
+	static const char *const b[] = { "\r\n", "\r", "\n", "\r\n\r\n",
+	    " \n\t" };
+
+	return chance(100) ? b[rn(5)] : "";
+}
+
 static void
 ws_publish(struct client *c)
 {
@@ -1078,14 +1274,16 @@ ws_publish(struct client *c)
 	int g = pick_group();
 	uint64_t id = ++c->nextid;
 	unsigned pad = chance(50) ? rn(3000) : rn(40);
+	const char *b1 = linebreak(), *b2 = linebreak();
 
 	buf_printf(&m, "{\"type\":\"publish\",\"group\":\"%s\",\"event\":"
-	    "\"ev%u\",\"id\":%llu,\"data\":{\"from\":%d,\"n\":%llu,\"pad\":\"",
-	    gname[g], rn(4), (unsigned long long)id, c->id,
+	    "\"ev%u\",\"id\":%llu,\"data\":{%s\"from\":%d,\"n\":%llu,"
+	    "\"pad\":\"",
+	    gname[g], rn(4), (unsigned long long)id, b1, c->id,
 	    (unsigned long long)++c->pub_n);
 	for (unsigned i = 0; i < pad; i++)
 		buf_put(&m, &"abcdefgh"[i & 7], 1);
-	buf_printf(&m, "\",\"u\":\"\\u00e9\xc3\xa9\"}}");
+	buf_printf(&m, "\",\"u\":\"\\u00e9\xc3\xa9\"%s}}", b2);
 	message(c, WS_OP_TEXT, m.p, m.len);
 	buf_free(&m);
 	x = expect(c, X_PUB);
@@ -1132,13 +1330,15 @@ static void
 h_publish(struct client *c)
 {
 	char body[256], target[64];
-	int g = chance(15) ? G_STAR : chance(100) ? G_SCRATCH + (int)rn(4) :
-	    pick_group();
+	int g = (c->star_pub && chance(400)) || chance(15) ? G_STAR :
+	    chance(100) ? G_SCRATCH + (int)rn(4) : pick_group();
+	const char *b1 = linebreak(), *b2 = linebreak();
 
 	snprintf(target, sizeof target, "/api/groups/%s/events",
 	    g == G_STAR ? "%2A" : gname[g]);
-	snprintf(body, sizeof body, "{\"type\":\"tick\",\"data\":{\"from\":%d,"
-	    "\"n\":%llu}}", c->id, (unsigned long long)++c->pub_n);
+	snprintf(body, sizeof body, "{\"type\":\"tick\",\"data\":{%s"
+	    "\"from\":%d,%s\"n\":%llu}}", b1, c->id, b2,
+	    (unsigned long long)++c->pub_n);
 	http_send(c, "POST", target, body, 0);
 	expect(c, X_H_PUBLISH)->g = g;
 }
@@ -1212,11 +1412,158 @@ h_sessions(struct client *c)
 	}
 }
 
+/*
+ * CORS (README "Browsers on other origins") and the refusals of GET /sse:
+ * requests whose whole answer is known, status and which CORS headers it
+ * carries (X_H_CHECK, checked by on_check()), so a good client pipelines
+ * them among its others and a bad one sends them alone.
+ */
+enum {
+	CK_ACAO = 1,		/* Access-Control-Allow-Origin: the listed */
+	CK_NOACAO = 2,		/* no Access-Control-Allow-Origin */
+	CK_PRE = 4,		/* a preflight's methods, headers and max-age */
+	CK_ALLOW = 8,		/* Allow: the path's methods (exp.g) */
+	CK_BADREQ = 16,		/* error bad_request */
+	CK_FORBID = 32		/* error forbidden */
+};
+
+/* Paths with the methods each takes, as Allow lists them. */
+static const char *const cors_path[] = { "/sse", "/api/groups/g1/events",
+	"/health", "/api/sessions" };
+static const char *const cors_allow[] = { "GET, OPTIONS",
+	"POST, GET, OPTIONS", "GET, OPTIONS", "POST, GET, OPTIONS" };
+
+enum { O_NONE, O_OWN, O_LISTED, O_FOREIGN };
+
+/* The Origin header of kind o into out; the kind it is (O_LISTED is
+ * O_FOREIGN when no origin is listed). */
+static int
+origin_line(int o, char *out, size_t cap)
+{
+	if (o == O_LISTED && cors_origin == NULL)
+		o = O_FOREIGN;
+	if (o == O_OWN)
+		snprintf(out, cap, "Origin: http://127.0.0.1:%d\r\n", SIM_PORT);
+	else if (o == O_LISTED)
+		snprintf(out, cap, "Origin: %s\r\n", cors_origin);
+	else if (o == O_FOREIGN)
+		snprintf(out, cap, "Origin: http://evil.example\r\n");
+	else
+		out[0] = '\0';
+	return o;
+}
+
+static struct exp *
+h_check(struct client *c, const char *method, const char *target,
+    const char *hdrs, int status, int flags)
+{
+	size_t before = c->out.len;
+	struct exp *x;
+
+	buf_printf(&c->out, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s",
+	    method, target, SIM_PORT, hdrs);
+	if (strcmp(method, "POST") == 0)
+		buf_printf(&c->out, "Content-Length: 0\r\n");
+	buf_printf(&c->out, "\r\n");
+	c->produced += c->out.len - before;
+	x = expect(c, X_H_CHECK);
+	x->a = status;
+	x->flag = flags;
+	return x;
+}
+
+/* A GET /sse that is refused with 400 bad_request, before any stream. */
+static void
+sse_refused(struct client *c)
+{
+	static const char *const bad[] = {
+		"/sse", "/sse?groups=", "/sse?groups=g1,,g2", "/sse?groups=g1,",
+		"/sse?groups=g1%21", "/sse?groups=%zz", "/sse?since=g1=0",
+		"/sse?groups=g1&since=g1", "/sse?groups=g1&since=g1=",
+		"/sse?groups=g1&since==5", "/sse?groups=g1&since=g1=zz:5",
+		"/sse?groups=g1&since=g1=abcdef1:5",
+		"/sse?groups=g1&since=g1=5,",
+		"/sse?groups=g1&since=g1=abcdef12:",
+		"/sse?groups=g1&since=g1=-1",
+		"/sse?groups=g1&since=bad%21=5", "/sse?groups=g1&since=g1=%zz",
+		"/sse?groups=g1,g2&since=g1=5,g2=",
+		"/sse?groups=g1&since=g1=99999999999999999999999",
+	};
+	static const char *const badid[] = { "g1", "g1=", "g1=1,,g2=2",
+	    "g1=ABCDEF12:1", "=1", "g1=1," };
+	const unsigned nbad = sizeof bad / sizeof bad[0];
+	char target[512], hdr[96];
+	unsigned r = rn(nbad + 2);
+
+	hdr[0] = '\0';
+	if (r < nbad)
+		snprintf(target, sizeof target, "%s", bad[r]);
+	else if (r == nbad) {
+		/* Malformed in Last-Event-ID, which wins over ?since=. */
+		snprintf(target, sizeof target, "/sse?groups=g1,g2&since=g1=0");
+		snprintf(hdr, sizeof hdr, "Last-Event-ID: %s\r\n",
+		    badid[rn(sizeof badid / sizeof badid[0])]);
+	} else {
+		/* More groups than one stream may have. */
+		unsigned most = hcfg.max_conn_groups < 64 ?
+		    hcfg.max_conn_groups : 64;
+		size_t n = snprintf(target, sizeof target, "/sse?groups=z0");
+
+		for (unsigned i = 1; i <= most && n < sizeof target - 8; i++)
+			n += snprintf(target + n, sizeof target - n, ",z%u", i);
+	}
+	h_check(c, "GET", target, hdr, 400, CK_BADREQ);
+}
+
+/* One CORS or /sse request with a known answer. */
+static void
+h_cors(struct client *c)
+{
+	char hdrs[256], og[96];
+	unsigned k = rn(4);
+	int o;
+	struct exp *x;
+
+	switch (rn(6)) {
+	case 0:		/* a preflight; only a listed origin is cleared */
+		o = origin_line(rn(4), og, sizeof og);
+		snprintf(hdrs, sizeof hdrs, "%sAccess-Control-Request-Method: "
+		    "%s\r\nAccess-Control-Request-Headers: content-type, "
+		    "last-event-id\r\n", og, k == 1 ? "POST" : "GET");
+		x = h_check(c, "OPTIONS", cors_path[k], hdrs, 204, CK_ALLOW |
+		    (o == O_LISTED ? CK_ACAO | CK_PRE : CK_NOACAO));
+		x->g = k;
+		break;
+	case 1:		/* a page's read: the answer is its to read if listed */
+		o = origin_line(rn(4), og, sizeof og);
+		h_check(c, "GET", chance(500) ? "/health" :
+		    "/api/groups/g2/events?since=0&limit=2", og, 200,
+		    o == O_LISTED ? CK_ACAO : CK_NOACAO);
+		break;
+	case 2:
+		sse_refused(c);
+		break;
+	case 3:		/* a stream for a page of another origin, not listed */
+		origin_line(O_FOREIGN, og, sizeof og);
+		h_check(c, "GET", "/sse?groups=g1", og, 403,
+		    CK_FORBID | CK_NOACAO);
+		break;
+	case 4:		/* a stream is GET only */
+		h_check(c, "POST", "/sse", "", 405, CK_ALLOW)->g = 0;
+		break;
+	default:
+		o = origin_line(rn(4), og, sizeof og);
+		h_check(c, "OPTIONS", "/nothing/here", og, 404,
+		    o == O_LISTED ? CK_ACAO : CK_NOACAO);
+		break;
+	}
+}
+
 /* One more request from a good HTTP client. */
 static void
 h_request(struct client *c)
 {
-	unsigned r = rn(100);
+	unsigned r = rn(106);
 
 	if (r < 55)
 		h_publish(c);
@@ -1236,10 +1583,11 @@ h_request(struct client *c)
 	else if (r < 96) {
 		http_send(c, "GET", "/api/sessions/count", NULL, 0);
 		expect(c, X_H_COUNT);
-	} else {
+	} else if (r < 100) {
 		http_send(c, "GET", "/metrics", NULL, 0);
 		expect(c, X_H_METRICS);
-	}
+	} else
+		h_cors(c);
 }
 
 /* ==== Misbehaving clients ================================================ */
@@ -1347,7 +1695,27 @@ bad_http(struct client *c)
 	size_t before = c->out.len;
 	int status;
 
-	switch (rn(10)) {
+	switch (rn(15)) {
+	case 10:
+		sse_refused(c);
+		return;
+	case 11:	/* another origin's page, not listed: refused */
+		h_check(c, "GET", chance(500) ? "/sse?groups=g1,g2" :
+		    "/sse?groups=g1&since=g1=0",
+		    "Origin: http://evil.example\r\n", 403,
+		    CK_FORBID | CK_NOACAO);
+		return;
+	case 12:
+		h_check(c, "POST", "/sse", "", 405, CK_ALLOW)->g = 0;
+		return;
+	case 13:
+		h_check(c, "OPTIONS", "/nothing/here", "", 404, CK_NOACAO);
+		return;
+	case 14:	/* a form of another origin posting: no credentials */
+		h_check(c, "POST", "/api/groups/g1/events",
+		    "Origin: http://evil.example\r\n", 403,
+		    CK_FORBID | CK_NOACAO);
+		return;
 	case 0:
 		buf_printf(&c->out, "GET /health HTTP/1.1\nHost: a\n\n");
 		status = 400;				/* bare LF */
@@ -1430,6 +1798,10 @@ status_ok(const struct client *c, const struct exp *x, int st, int want)
 		    hcfg.max_groups < 100);
 	case X_H_PUBLISH:
 		return st == 503 && hcfg.max_groups < 100;
+	case X_SSE:
+		/* No room for its groups, or draining. */
+		return st == 503 && (hcfg.max_groups < 100 ||
+		    sigterm_turn != 0);
 	case X_H_SPOST:
 	case X_H_SRAND:
 		return st == 503 && hcfg.max_sessions < 100;
@@ -1514,6 +1886,83 @@ on_session_post(struct client *c, struct exp *x, const struct resp *r,
 		if (rsess[i].alive && strcmp(rsess[i].id, id) == 0)
 			fail(c, "POST /api/sessions: id %s given twice", id);
 	rsess[nrsess++].alive = 1;
+}
+
+/* 1 if the method lists a and b ("GET, OPTIONS") hold the same methods. */
+static int
+same_methods(const char *a, const char *b)
+{
+	char x[64], y[64], *t, *save;
+	unsigned na = 0, nb = 0;
+
+	snprintf(x, sizeof x, "%s", a);
+	snprintf(y, sizeof y, ", %s,", b);
+	for (t = strtok_r(x, ", ", &save); t != NULL;
+	    t = strtok_r(NULL, ", ", &save)) {
+		char k[24];
+
+		snprintf(k, sizeof k, " %s,", t);
+		if (strstr(y, k) == NULL)
+			return 0;
+		na++;
+	}
+	for (const char *p = b; *p != '\0'; p++)
+		nb += *p == ',';
+	return na == nb + 1;
+}
+
+/* The answer to an X_H_CHECK request: its status and its CORS headers. */
+static void
+on_check(struct client *c, const struct exp *x, const struct resp *r,
+    const char *body)
+{
+	char code[40];
+
+	c->bad_done = 1;
+	if (r->status != (int)x->a) {
+		if (status_ok(c, x, r->status, x->a))
+			return;
+		fail(c, "answered %d, want %d (a CORS or /sse request)",
+		    r->status, (int)x->a);
+	}
+	stats.cors++;
+	/* wsd never answers "*" and never Allow-Credentials; with a list,
+	 * every answer depends on Origin and says so. */
+	if (r->acac || strcmp(r->acao, "*") == 0)
+		fail(c, "Access-Control-Allow-Credentials or origin *: "
+		    "wsd sends neither");
+	if ((cors_origin != NULL) != (strstr(r->vary, "Origin") != NULL))
+		fail(c, "%d with \"Vary: %s\", --allow-origin %s", r->status,
+		    r->vary, cors_origin ? cors_origin : "not set");
+	if ((x->flag & CK_ACAO) && strcmp(r->acao, cors_origin) != 0)
+		fail(c, "%d with Access-Control-Allow-Origin \"%s\" for the "
+		    "listed origin %s", r->status, r->acao, cors_origin);
+	if ((x->flag & CK_NOACAO) && r->acao[0] != '\0')
+		fail(c, "%d with Access-Control-Allow-Origin %s for an "
+		    "origin that is not listed", r->status, r->acao);
+	if (x->flag & CK_PRE) {
+		if (!same_methods(r->acam, cors_allow[x->g]) ||
+		    strcasestr(r->acah, "authorization") == NULL ||
+		    strcasestr(r->acah, "content-type") == NULL ||
+		    strcasestr(r->acah, "last-event-id") == NULL ||
+		    strcmp(r->acma, "600") != 0)
+			fail(c, "preflight of %s: methods \"%s\", headers "
+			    "\"%s\", max-age \"%s\"", cors_path[x->g], r->acam,
+			    r->acah, r->acma);
+	} else if (r->acam[0] != '\0' || r->acah[0] != '\0' ||
+	    r->acma[0] != '\0')
+		fail(c, "%d with preflight headers for an origin not listed",
+		    r->status);
+	if ((x->flag & CK_ALLOW) && !same_methods(r->allow, cors_allow[x->g]))
+		fail(c, "%d with \"Allow: %s\", want %s", r->status, r->allow,
+		    cors_allow[x->g]);
+	if (r->status == 204 && r->has_len)
+		fail(c, "204 with a Content-Length (RFC 9110 §8.6)");
+	if ((x->flag & (CK_BADREQ | CK_FORBID)) &&
+	    (jtext(body, r->blen, "error", code, sizeof code) < 0 ||
+	    strcmp(code, x->flag & CK_BADREQ ? "bad_request" : "forbidden")))
+		fail(c, "%d with the wrong error: %.*s", r->status,
+		    (int)r->blen, body);
 }
 
 static void
@@ -1661,6 +2110,12 @@ on_response(struct client *c, const struct resp *r, const uint8_t *raw)
 			fail(c, "DELETE c%u answered %d", x->g, r->status);
 		ctaint[x->g] = 1;	/* settled when its connections go */
 		break;
+	case X_SSE:
+		sse_head(c, x, r);
+		break;
+	case X_H_CHECK:
+		on_check(c, x, r, body);
+		break;
 	case X_H_STATUS:
 		if (c->kind == K_BAD && r->status != (int)x->a &&
 		    !status_ok(c, x, r->status, x->a))
@@ -1701,7 +2156,7 @@ check_complete(struct client *c, const char *when)
  * SIGTERM, and with --strict in the same turn too, is in before the close.
  */
 static void
-check_accepted(struct client *c)
+check_accepted(struct client *c, const char *what)
 {
 	uint64_t last = strict ? sigterm_turn : sigterm_turn - 1;
 
@@ -1714,9 +2169,9 @@ check_accepted(struct client *c)
 			continue;
 		for (uint64_t s = r->next; s <= m->maxseq; s++)
 			if (m->turn[s] != 0 && m->turn[s] <= last)
-				fail(c, "close 1001 before %s seq %llu, whose "
+				fail(c, "%s before %s seq %llu, whose "
 				    "publish was answered in turn %llu (SIGTERM "
-				    "in turn %llu)", gname[r->g],
+				    "in turn %llu)", what, gname[r->g],
 				    (unsigned long long)s,
 				    (unsigned long long)m->turn[s],
 				    (unsigned long long)sigterm_turn);
@@ -1995,7 +2450,7 @@ on_close(struct client *c, const uint8_t *pl, size_t n)
 			if (stage != S_DRAIN)
 				fail(c, "close 1001 before shutdown");
 			/* Behind every event already accepted. */
-			check_accepted(c);
+			check_accepted(c, "close 1001");
 			if (!strict)
 				check_complete(c, "close 1001");
 		} else if (code != WS_CLOSE_TRY_AGAIN &&
@@ -2056,6 +2511,10 @@ parse(struct client *c)
 	while (c->in.len > 0) {
 		long n;
 
+		if (c->phase == P_SSE) {
+			sse_parse(c);
+			return;
+		}
 		if (c->phase == P_HTTP) {
 			struct resp r;
 			int rc = http_resp(c->in.p, c->in.len, &r);
@@ -2083,6 +2542,880 @@ parse(struct client *c)
 		}
 		buf_drop(&c->in, n);
 	}
+}
+
+/* ==== Event-stream readers (GET /sse) ==================================== */
+
+/*
+ * K_SSE reads GET /sse?groups=G1,G2,... as a browser's EventSource does,
+ * with a parser of its own for the WHATWG rules (HTML, "Server-sent
+ * events"): a line ends at CR LF, CR or LF; a blank line dispatches the
+ * record; ":" starts a comment; "data" lines are joined with LF; an "id"
+ * line sets the last event ID buffer, which becomes the last event ID
+ * string when the record is dispatched, whatever the record holds; a
+ * record cut by the end of the stream is dropped.  Since a stream is
+ * another way to the same events, it is held to what a WebSocket
+ * subscriber is, and to what the README promises of the stream's wire:
+ *
+ *  - the head: 200, text/event-stream, no Content-Length, no-store, and
+ *    CORS for a listed Origin; then "retry: 2000", then one "subscribed"
+ *    per group (nothing else first), every data record one JSON object;
+ *  - per group, events in seq order, each once, unless a history_gap
+ *    record says what was skipped: in the reader's own epoch it must skip
+ *    something; in another epoch (the group was made again) the stream
+ *    goes on in that epoch from its oldest.  An event of another epoch
+ *    without a history_gap is a failure, even for the scratch groups;
+ *  - an event's id names every group of the stream once: the event's own
+ *    group at exactly its epoch:seq, each other group where the reader
+ *    stands in it (its last event there, or where it started); a mark
+ *    (a record with only an id) the same for every group; a "*" event
+ *    has no id: a broadcast has no position;
+ *  - every event's bytes are the bytes every other receiver got for that
+ *    seq, line breaks aside (a record's data lines are joined with LF);
+ *  - a stream ends only for a reason the server logs for its connection:
+ *    "slow consumer" (it fell --send-queue behind), or "shutdown" after
+ *    SIGTERM, and then behind every event accepted before it, at the end
+ *    of a record.
+ *
+ * A reader drops its connection now and then (a reset or a clean close)
+ * and comes back, as EventSource does, with Last-Event-ID set to its last
+ * id (or that list in ?since=, or both, when the header must win, since
+ * the ?since= it sends then would replay from 0); a slow reader is ended
+ * at --send-queue and comes back the same way.  The new reader takes its
+ * model from the id it sends, so the next stream must go on from there
+ * with no gap and no duplicate but an announced one.  A reader may come
+ * back with one group fewer (the id's name is passed over) or one more
+ * (it starts live).  Some readers have a partner that broadcasts to "*"
+ * (star_pub), and every "*" published after a stream opened must reach
+ * it while it lasts.
+ */
+
+/* The position of group g on c's stream: index in s->g, or -1. */
+static int
+sse_index(const struct client *c, int g)
+{
+	for (unsigned i = 0; i < c->sse->ng; i++)
+		if (c->sse->g[i] == g)
+			return i;
+	return -1;
+}
+
+/*
+ * The next NAME=EPOCH:SEQ of a position list at *s, before e: 1 with the
+ * group (-1: not one of gname[]), epoch and seq; 0 at the end; -1 when
+ * malformed.  wsd's ids always carry the epoch.
+ */
+static int
+pos_next(const char **s, const char *e, int *g, char epoch[12],
+    uint64_t *seq)
+{
+	const char *p = *s, *end, *eq, *colon;
+
+	if (p >= e)
+		return 0;
+	if ((end = memchr(p, ',', e - p)) == NULL)
+		end = e;
+	if ((eq = memchr(p, '=', end - p)) == NULL || eq == p ||
+	    (colon = memchr(eq, ':', end - eq)) == NULL ||
+	    colon - eq - 1 != 8 || colon + 1 == end || end - colon > 20 ||
+	    (end < e && end + 1 == e))
+		return -1;
+	*g = group_of(p, eq - p);
+	memcpy(epoch, eq + 1, 8);
+	epoch[8] = '\0';
+	for (int i = 0; i < 8; i++)
+		if (strchr("0123456789abcdef", epoch[i]) == NULL)
+			return -1;
+	*seq = 0;
+	for (const char *q = colon + 1; q < end; q++) {
+		if (*q < '0' || *q > '9')
+			return -1;
+		*seq = *seq * 10 + (*q - '0');
+	}
+	*s = end < e ? end + 1 : e;
+	return 1;
+}
+
+/* A group name in a query, now and then with its ':' percent-encoded. */
+static void
+q_name(struct buf *q, const char *name)
+{
+	int enc = chance(200);
+
+	for (const char *p = name; *p != '\0'; p++)
+		if (*p == ':' && enc)
+			buf_printf(q, "%%3A");
+		else
+			buf_put(q, p, 1);
+}
+
+/* The reader's last id as ?since=, now and then percent-encoded. */
+static void
+q_since(struct buf *q, const struct sse *s)
+{
+	int enc = chance(300);
+
+	buf_printf(q, "since=");
+	for (size_t i = 0; i < s->lastlen; i++)
+		if (enc && strchr("=,:", s->lastid[i]) != NULL)
+			buf_printf(q, "%%%02X", (unsigned char)s->lastid[i]);
+		else
+			buf_put(q, &s->lastid[i], 1);
+}
+
+/*
+ * Ask for the stream: GET /sse with the groups, and the last id in
+ * Last-Event-ID, ?since= or both (then ?since= holds "G=0" for every
+ * group, which the header must override).
+ */
+static void
+sse_request(struct client *c)
+{
+	struct sse *s = c->sse;
+	struct buf q = { 0 };
+	unsigned how = rn(10), o = rn(10);
+	int in_query = s->lastlen > 0 && how >= 6 && how < 9;
+	int both = s->lastlen > 0 && how == 9;
+	struct exp *x;
+	char og[96];
+
+	if (c->good && chance(100)) {
+		http_send(c, "GET", "/health", NULL, 0);
+		expect(c, X_H_HEALTH);
+	}
+	buf_printf(&q, "GET /sse?");
+	if (in_query && chance(300)) {
+		q_since(&q, s);
+		buf_printf(&q, "&");
+		in_query = 0;
+	}
+	buf_printf(&q, "groups=");
+	for (unsigned i = 0; i < s->ng; i++) {
+		if (i > 0)
+			buf_printf(&q, chance(200) ? "%%2C" : ",");
+		q_name(&q, gname[s->g[i]]);
+		if (chance(50)) {	/* asked twice: joined once */
+			buf_printf(&q, ",");
+			q_name(&q, gname[s->g[i]]);
+		}
+	}
+	if (in_query) {
+		buf_printf(&q, "&");
+		q_since(&q, s);
+	}
+	if (both)
+		for (unsigned i = 0; i < s->ng; i++)
+			buf_printf(&q, "%s%s=0", i > 0 ? "," : "&since=",
+			    gname[s->g[i]]);
+	buf_printf(&q, " HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Accept: text/event-stream\r\nCache-Control: no-cache\r\n",
+	    SIM_PORT);
+	if (s->lastlen > 0 && (how < 6 || both))
+		buf_printf(&q, "Last-Event-ID: %.*s\r\n", (int)s->lastlen,
+		    s->lastid);
+	/* A page of wsd's own origin, or a listed one: both pass. */
+	o = o == 0 ? O_OWN : o == 1 ? O_LISTED : O_NONE;
+	if (o == O_LISTED && cors_origin == NULL)
+		o = O_NONE;
+	origin_line(o, og, sizeof og);
+	buf_printf(&q, "%s\r\n", og);
+	emit(c, q.p, q.len);
+	buf_free(&q);
+	x = expect(c, X_SSE);
+	x->flag = o;
+	for (unsigned i = 0; i < s->ng; i++) {
+		struct rec *r = rec_find(c, s->g[i]);
+
+		r->mem = M_JOINING;
+		r->live = 0;
+		r->moved = 0;
+	}
+	s->st = 1;
+	s->nsub = s->retry = s->mark = 0;
+	/* A browser's parser starts from the last event ID it has. */
+	memcpy(s->idbuf, s->lastid, s->lastlen);
+	s->idlen = s->lastlen;
+	memcpy(s->asked, s->lastid, s->lastlen);
+	s->askedlen = s->lastlen;
+}
+
+/* A new reader: its groups (1-4 of the pool, "*" aside) and its pace. */
+static struct client *
+sse_new(int good, unsigned gen)
+{
+	struct client *c = client_new(K_SSE, -1, good);
+	struct sse *s;
+
+	if (c == NULL)
+		return NULL;
+	s = c->sse;
+	s->gen = gen;
+	c->life = chance(600) ? 20 + (int)rn(500) : -1;
+	/* Once its stream is open (sse_head), it reads now and then
+	 * through a small window: it falls behind, and the server ends
+	 * its stream. */
+	s->slow = chance(250);
+	return c;
+}
+
+static void
+sse_add_group(struct client *c, int g)
+{
+	struct sse *s = c->sse;
+	struct rec *r;
+
+	if (g == G_STAR || sse_index(c, g) >= 0 || s->ng == MAXSG ||
+	    s->ng >= hcfg.max_conn_groups || (r = rec_add(c, g)) == NULL)
+		return;
+	s->g[s->ng++] = g;
+	r->next = 0;
+	r->rpos = 0;
+	r->epoch[0] = '\0';
+}
+
+static void
+sse_spawn(void)
+{
+	struct client *c = sse_new(1, 0), *p;
+	unsigned n = 1 + rn(MAXSG);
+
+	if (c == NULL)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		sse_add_group(c, chance(500) ? pick_group() : (int)rn(NGROUP));
+	if (c->sse->ng == 0)
+		sse_add_group(c, G_BUSY);
+	sse_request(c);
+	/* A partner that broadcasts, so the reader sees "*" arrive. */
+	if (chance(300) && (p = client_new(K_PUB, -1, 1)) != NULL) {
+		p->star_pub = 1;
+		p->life = 20 + rn(400);
+	}
+}
+
+/*
+ * The reader comes back on a new connection, as EventSource does: with
+ * the last id it has, and the model that id names.  Now and then with a
+ * group fewer or one more.
+ */
+static void
+sse_successor(struct client *c)
+{
+	struct sse *s = c->sse, *ns;
+	struct client *n;
+
+	if (s->next_done || stage != S_RUN || s->gen + 1 >= SSE_GENS ||
+	    (n = sse_new(c->good, s->gen + 1)) == NULL)
+		return;
+	s->next_done = 1;
+	stats.resumes++;
+	ns = n->sse;
+	memcpy(ns->lastid, s->lastid, s->lastlen);
+	ns->lastlen = s->lastlen;
+	for (unsigned i = 0; i < s->ng; i++)
+		if (!(s->ng > 1 && i + 1 == s->ng && chance(150)))
+			sse_add_group(n, s->g[i]);
+	if (chance(150))
+		sse_add_group(n, rn(NGROUP));
+	for (const char *p = s->lastid, *e = p + s->lastlen; ; ) {
+		char epoch[12];
+		uint64_t seq;
+		struct rec *r;
+		int g, rc = pos_next(&p, e, &g, epoch, &seq);
+
+		if (rc == 0)
+			break;
+		if (rc < 0 || g < 0)
+			fail(c, "its last id is not a position list: %.*s",
+			    (int)s->lastlen, s->lastid);
+		if (sse_index(n, g) < 0)
+			continue;	/* passed over by the server */
+		r = rec_find(n, g);
+		memcpy(r->epoch, epoch, sizeof epoch);
+		r->next = seq + 1;
+		r->rpos = 1;
+	}
+	sse_request(n);
+}
+
+/* The head of the answer to GET /sse. */
+static void
+sse_head(struct client *c, const struct exp *x, const struct resp *r)
+{
+	struct sse *s = c->sse;
+
+	if (r->status != 200) {
+		/* Out of groups at --max-groups, past --max-connections, or
+		 * draining: 503 (status_ok).  Nothing else. */
+		if (!status_ok(c, x, r->status, 200) && c->good)
+			fail(c, "GET /sse answered %d", r->status);
+		for (unsigned i = 0; i < s->ng; i++)
+			rec_find(c, s->g[i])->mem = M_NO;
+		s->st = 3;
+		stats.sse_refused++;
+		return;
+	}
+	if (!r->stream)
+		fail(c, "GET /sse: 200 that is not an endless event stream "
+		    "(Content-Type %s%s)", r->ctype, r->has_len ?
+		    ", with a Content-Length" : "");
+	if (strstr(r->cache, "no-store") == NULL || strcmp(r->xaccel, "no"))
+		fail(c, "GET /sse: Cache-Control \"%s\", X-Accel-Buffering "
+		    "\"%s\"", r->cache, r->xaccel);
+	if (x->flag == O_LISTED ? strcmp(r->acao, cors_origin) != 0 :
+	    r->acao[0] != '\0')
+		fail(c, "GET /sse: Access-Control-Allow-Origin \"%s\" for "
+		    "origin kind %d", r->acao, x->flag);
+	if ((cors_origin != NULL) != (strstr(r->vary, "Origin") != NULL))
+		fail(c, "GET /sse: \"Vary: %s\"", r->vary);
+	c->conn_close = 0;	/* the stream is what "close" ends */
+	c->phase = P_SSE;
+	if (s->slow) {
+		c->read_every = chance(250) ? 1000 : 5 + rn(60);
+		sim_set_win(c->h, 128 + rn(2048));
+	}
+	s->st = 2;
+	s->turn = x->turn;
+	s->last_rx = sim_now();
+	for (unsigned i = 0; i < s->ng; i++)
+		rec_find(c, s->g[i])->mem = M_YES;
+	stats.sse_streams++;
+}
+
+/*
+ * Check the id of the record just read against the reader's model: every
+ * group of the stream once, at the epoch and seq it stands at, but g
+ * (-1: none) at seq, the event the record holds.
+ *
+ * Open defect (routes_sse(): each group's replay is sent before the next
+ * group's resume is set up), so with --lenient only: before the mark, an
+ * id may name a group whose resume has not begun on this stream at the
+ * group's live position.  The reader then does not take that id as its
+ * Last-Event-ID (s->untrusted), so the rest is still checked.
+ */
+static void
+sse_id_check(struct client *c, int g, uint64_t seq, const char *what)
+{
+	struct sse *s = c->sse;
+	const char *p = s->idbuf, *e = p + s->idlen;
+	unsigned seen = 0;
+
+	for (;;) {
+		char epoch[12];
+		uint64_t q, want;
+		int h, k, early, rc = pos_next(&p, e, &h, epoch, &q);
+		struct rec *r;
+
+		if (rc == 0)
+			break;
+		if (rc < 0)
+			fail(c, "%s: a malformed id: %.*s", what,
+			    (int)s->idlen, s->idbuf);
+		if (h < 0 || (k = sse_index(c, h)) < 0)
+			fail(c, "%s: its id names a group the stream is not "
+			    "in: %.*s", what, (int)s->idlen, s->idbuf);
+		if (seen & 1u << k)
+			fail(c, "%s: its id names %s twice: %.*s", what,
+			    gname[h], (int)s->idlen, s->idbuf);
+		seen |= 1u << k;
+		r = rec_find(c, h);
+		want = h == g ? seq : r->next - 1;
+		if (strcmp(epoch, r->epoch) == 0 && q == want)
+			continue;
+		early = h != g && r->rpos && !r->moved && !s->mark;
+		if (early && !strict) {
+			s->untrusted = 1;
+			continue;
+		}
+		fail(c, "%s: its id says %s=%s:%llu, but the reader stands at "
+		    "%s=%s:%llu (id %.*s)%s", what, gname[h], epoch,
+		    (unsigned long long)q, gname[h], r->epoch,
+		    (unsigned long long)want, (int)s->idlen, s->idbuf,
+		    early ? "; the stream had not begun to resume "
+		    "that group (--lenient leaves this out)" : "");
+	}
+	if (seen != (1u << s->ng) - 1)
+		fail(c, "%s: its id leaves out a group of the stream: %.*s",
+		    what, (int)s->idlen, s->idbuf);
+}
+
+/* The epoch an event's id gives its own group, "" if none. */
+static void
+sse_id_epoch(struct client *c, int g, char epoch[12])
+{
+	const char *p = c->sse->idbuf, *e = p + c->sse->idlen;
+	uint64_t q;
+	int h;
+
+	epoch[0] = '\0';
+	while (pos_next(&p, e, &h, epoch, &q) == 1)
+		if (h == g)
+			return;
+	epoch[0] = '\0';
+}
+
+static void
+sse_subscribed(struct client *c, const char *p, size_t n)
+{
+	struct sse *s = c->sse;
+	char grp[80], epoch[40];
+	uint64_t seq;
+	struct rec *r;
+	int g;
+
+	if (jtext(p, n, "group", grp, sizeof grp) < 0 ||
+	    jtext(p, n, "epoch", epoch, sizeof epoch) != 8 ||
+	    !jnum(p, n, "seq", &seq))
+		fail(c, "a subscribed record without group, epoch or seq: "
+		    "%.*s", (int)n, p);
+	if ((g = group_of(grp, strlen(grp))) < 0 || sse_index(c, g) < 0)
+		fail(c, "subscribed to %s, which it did not ask for", grp);
+	r = rec_find(c, g);
+	if (r->live || s->mark)
+		fail(c, "a second subscribed for %s, or one after the mark",
+		    grp);
+	if (!r->rpos) {
+		/* Live from here: what the server had is not owed. */
+		memcpy(r->epoch, epoch, 9);
+		r->next = seq + 1;
+	}
+	if (seq > 0)
+		seq_note(c, g, seq, NULL, 0);
+	r->live = 1;
+	s->nsub++;
+}
+
+static void
+sse_gap(struct client *c, const char *p, size_t n)
+{
+	char grp[80], epoch[40];
+	uint64_t seq, oldest;
+	struct rec *r;
+	int g;
+
+	if (jtext(p, n, "group", grp, sizeof grp) < 0 ||
+	    jtext(p, n, "epoch", epoch, sizeof epoch) != 8 ||
+	    !jnum(p, n, "seq", &seq) || !jnum(p, n, "oldest", &oldest))
+		fail(c, "history_gap without group, epoch, seq or oldest");
+	if ((g = group_of(grp, strlen(grp))) < 0 || sse_index(c, g) < 0 ||
+	    !(r = rec_find(c, g))->live)
+		fail(c, "history_gap for %s before its subscribed, or not "
+		    "asked for", grp);
+	if (oldest == 0 || oldest > seq + 1)
+		fail(c, "history_gap for %s: oldest %llu, seq %llu", grp,
+		    (unsigned long long)oldest, (unsigned long long)seq);
+	if (strcmp(epoch, r->epoch) == 0 && oldest <= r->next)
+		fail(c, "history_gap for %s in its own epoch %s that skips "
+		    "nothing: oldest %llu, next due %llu", grp, epoch,
+		    (unsigned long long)oldest, (unsigned long long)r->next);
+	memcpy(r->epoch, epoch, 9);
+	r->next = oldest;
+	r->moved = 1;
+	if (oldest > 1)
+		seq_note(c, g, oldest - 1, NULL, 0);
+	stats.sse_gaps++;
+}
+
+static void
+sse_event(struct client *c, const char *p, size_t n)
+{
+	struct sse *s = c->sse;
+	char grp[80], type[80], epoch[12], what[120];
+	uint64_t seq;
+	struct rec *r;
+	struct jv v;
+	int g;
+
+	if (jtext(p, n, "group", grp, sizeof grp) < 0 ||
+	    !jnum(p, n, "seq", &seq) || !jget(p, n, "timestamp", &v) ||
+	    !jget(p, n, "data", &v) || jtext(p, n, "type", type,
+	    sizeof type) < 0)
+		fail(c, "a record that is neither a reply nor an event: "
+		    "%.120s", p);
+	if ((g = group_of(grp, strlen(grp))) < 0)
+		fail(c, "event of unknown group %s", grp);
+	seq_note_as(c, g, seq, (const uint8_t *)p, n, 1);
+	stats.sse_events++;
+	if (g == G_STAR) {
+		if (s->has_id)
+			fail(c, "a \"*\" event with an id: %.*s",
+			    (int)s->idlen, s->idbuf);
+		if (c->star_next != 0 && seq != c->star_next)
+			fail(c, "* seq %llu, expected %llu",
+			    (unsigned long long)seq,
+			    (unsigned long long)c->star_next);
+		c->star_next = seq + 1;
+		stats.sse_star++;
+		return;
+	}
+	snprintf(what, sizeof what, "event %s/%llu", grp,
+	    (unsigned long long)seq);
+	if (sse_index(c, g) < 0)
+		fail(c, "%s: a group the stream is not in", what);
+	r = rec_find(c, g);
+	if (!r->live)
+		fail(c, "%s before its subscribed record", what);
+	if (!s->has_id)
+		fail(c, "%s without an id", what);
+	sse_id_epoch(c, g, epoch);
+	if (strcmp(epoch, r->epoch) != 0)
+		fail(c, "%s: in epoch %s, but the reader is in %s and no "
+		    "history_gap said so", what, epoch, r->epoch);
+	if (seq < r->next)
+		fail(c, "%s again or out of order (next due %llu)", what,
+		    (unsigned long long)r->next);
+	if (seq > r->next)
+		fail(c, "%s but %llu is due: a gap without history_gap", what,
+		    (unsigned long long)r->next);
+	sse_id_check(c, g, seq, what);
+	r->next++;
+	r->moved = 1;
+}
+
+/* A record with data: one JSON object. */
+static void
+sse_data(struct client *c, const char *p, size_t n)
+{
+	struct sse *s = c->sse;
+	char type[80], code[40];
+
+	if (!jobject(p, n))
+		fail(c, "a record whose data is not one JSON object: %.100s",
+		    p);
+	if (jtext(p, n, "type", type, sizeof type) < 0)
+		fail(c, "a record without a type: %.100s", p);
+	if (strcmp(type, "subscribed") != 0 && s->nsub < s->ng)
+		fail(c, "a %s record before every group's subscribed", type);
+	if (strcmp(type, "subscribed") == 0 || strcmp(type, "error") == 0) {
+		if (s->has_id)
+			fail(c, "a %s record with an id", type);
+		if (type[0] == 's')
+			sse_subscribed(c, p, n);
+		else if (jtext(p, n, "code", code, sizeof code) > 0 &&
+		    strcmp(code, "history_gap") == 0)
+			sse_gap(c, p, n);
+		else
+			fail(c, "an error record on a stream: %.100s", p);
+		return;
+	}
+	sse_event(c, p, n);
+}
+
+/* A blank line: the record is dispatched. */
+static void
+sse_dispatch(struct client *c)
+{
+	struct sse *s = c->sse;
+
+	if (s->nfields == 0)
+		fail(c, "an empty record: wsd sends one blank line a record");
+	if (s->comment) {
+		if (s->nfields != 1)
+			fail(c, "a comment among a record's fields");
+		stats.sse_beats++;
+	} else if (s->has_retry) {
+		if (s->retry || s->nfields != 1 || s->retry_ms != 2000)
+			fail(c, "a retry record that is not the first, alone, "
+			    "or 2000 (%u)", s->retry_ms);
+		s->retry = 1;
+	} else if (!s->retry)
+		fail(c, "a record before the retry record");
+	else if (s->has_data) {
+		/* The data buffer's last LF is not part of the data. */
+		s->data.len--;
+		buf_put(&s->data, "", 1);
+		sse_data(c, (const char *)s->data.p, s->data.len - 1);
+	} else {
+		/* A mark: where the stream stands, in every group. */
+		if (s->nsub < s->ng)
+			fail(c, "a mark before every group's subscribed");
+		sse_id_check(c, -1, 0, "a mark");
+		s->mark = 1;
+		stats.sse_marks++;
+	}
+	/* WHATWG: the last event ID string is set from the buffer at every
+	 * dispatch; records without an id leave the buffer as it was. */
+	if (s->untrusted) {
+		memcpy(s->idbuf, s->lastid, s->lastlen);
+		s->idlen = s->lastlen;
+		s->untrusted = 0;
+		stats.sse_early++;
+	}
+	memcpy(s->lastid, s->idbuf, s->idlen);
+	s->lastlen = s->idlen;
+	s->data.len = 0;
+	s->has_id = s->has_data = s->has_retry = s->comment = 0;
+	s->nfields = 0;
+}
+
+/* One line (without its line break), by the WHATWG rules. */
+static void
+sse_line(struct client *c, const uint8_t *p, size_t n)
+{
+	struct sse *s = c->sse;
+	const uint8_t *colon, *v;
+	size_t fl, vl;
+
+	if (n == 0) {
+		sse_dispatch(c);
+		return;
+	}
+	if (!utf8_ok(p, n))
+		fail(c, "a line of the stream that is not UTF-8");
+	s->nfields++;
+	if (p[0] == ':') {
+		s->comment = 1;
+		return;
+	}
+	colon = memchr(p, ':', n);
+	fl = colon != NULL ? (size_t)(colon - p) : n;
+	v = colon != NULL ? colon + 1 : p + n;
+	vl = p + n - v;
+	if (vl > 0 && *v == ' ') {
+		v++;
+		vl--;
+	}
+	if (fl == 4 && memcmp(p, "data", 4) == 0) {
+		buf_put(&s->data, v, vl);
+		buf_put(&s->data, "\n", 1);
+		s->has_data = 1;
+	} else if (fl == 2 && memcmp(p, "id", 2) == 0) {
+		if (s->has_id || memchr(v, '\0', vl) != NULL || vl >= IDMAX)
+			fail(c, "a second id line, or one of %zu bytes or with "
+			    "NUL", vl);
+		memcpy(s->idbuf, v, vl);
+		s->idlen = vl;
+		s->has_id = 1;
+	} else if (fl == 5 && memcmp(p, "retry", 5) == 0) {
+		s->retry_ms = 0;
+		for (size_t i = 0; i < vl; i++) {
+			if (v[i] < '0' || v[i] > '9' || i > 8)
+				fail(c, "retry: %.*s", (int)vl, v);
+			s->retry_ms = s->retry_ms * 10 + (v[i] - '0');
+		}
+		s->has_retry = 1;
+	} else
+		fail(c, "a field wsd does not send: %.*s", (int)(fl < 40 ?
+		    fl : 40), p);
+}
+
+/* What arrived on the stream: lines, at CR LF, CR or LF. */
+static void
+sse_parse(struct client *c)
+{
+	struct sse *s = c->sse;
+	const uint8_t *p = c->in.p, *e = p + c->in.len;
+
+	if (!s->started) {
+		/* A leading U+FEFF is dropped (wsd sends none). */
+		if (e - p < 3 && memcmp(p, "\xef\xbb\xbf", e - p) == 0)
+			return;
+		if (memcmp(p, "\xef\xbb\xbf", 3) == 0)
+			p += 3;
+		s->started = 1;
+	}
+	while (p < e && c->phase == P_SSE) {
+		const uint8_t *q = p;
+
+		if (s->cr && *p == '\n') {
+			s->cr = 0;	/* the LF of a CR LF */
+			p++;
+			continue;
+		}
+		s->cr = 0;
+		while (q < e && *q != '\r' && *q != '\n')
+			q++;
+		buf_put(&s->line, p, q - p);
+		p = q;
+		if (q == e)
+			break;
+		if (s->line.len > (8u << 20))
+			fail(c, "a line of %zu bytes", s->line.len);
+		s->cr = *q == '\r';
+		p++;
+		sse_line(c, s->line.p, s->line.len);
+		s->line.len = 0;
+	}
+	buf_drop(&c->in, p - c->in.p);
+}
+
+/* After the quiet phase: every event, and every "*" published since the
+ * stream opened, has arrived; each group is still in its epoch. */
+static void
+sse_complete(struct client *c)
+{
+	struct sse *s = c->sse;
+	const struct mgroup *m = &groups[G_STAR];
+
+	if (!s->mark)
+		fail(c, "quiet: the stream never sent its mark");
+	check_complete(c, "quiet");
+	for (uint64_t q = c->star_next ? c->star_next : 1; q <= m->maxseq; q++)
+		if (m->turn[q] > s->turn)
+			fail(c, "quiet: * seq %llu, published in turn %llu, "
+			    "after the stream opened (turn %llu), never came",
+			    (unsigned long long)q,
+			    (unsigned long long)m->turn[q],
+			    (unsigned long long)s->turn);
+	for (unsigned i = 0; i < s->ng; i++) {
+		struct hub_group *hg = hub_group(gname[s->g[i]],
+		    strlen(gname[s->g[i]]), 0);
+		struct rec *r = rec_find(c, s->g[i]);
+
+		if (hg == NULL || strcmp(hub_group_epoch(hg), r->epoch) != 0)
+			fail(c, "quiet: %s is in epoch %s, the reader in %s",
+			    gname[s->g[i]], hg ? hub_group_epoch(hg) : "none",
+			    r->epoch);
+	}
+}
+
+/*
+ * SIGTERM ends every stream (what is queued goes out, then the connection
+ * closes): no event published after its turn may come on a stream open
+ * then.  Checked once the publishes have all been answered.
+ */
+static void
+sse_after_sigterm(struct client *c)
+{
+	for (unsigned i = 0; i < c->sse->ng; i++) {
+		struct rec *r = rec_find(c, c->sse->g[i]);
+		const struct mgroup *m = &groups[r->g];
+
+		if (r->g >= G_SCRATCH)
+			continue;
+		for (uint64_t q = r->next ? r->next - 1 : 0; q > 0 &&
+		    q < m->cap; q--) {
+			if (m->turn[q] > sigterm_turn)
+				fail(c, "%s seq %llu, published in turn %llu, "
+				    "came on a stream SIGTERM (turn %llu) "
+				    "should have ended", gname[r->g],
+				    (unsigned long long)q,
+				    (unsigned long long)m->turn[q],
+				    (unsigned long long)sigterm_turn);
+			if (m->turn[q] != 0)
+				break;
+		}
+	}
+}
+
+/* The server ended the stream (EOF or reset): for a reason it logged. */
+static void
+sse_ended(struct client *c)
+{
+	struct sse *s = c->sse;
+	const char *why = s->why[0] != '\0' ? s->why : "none logged";
+	int midrec = s->line.len > 0 || s->nfields > 0;
+
+	stats.sse_ends++;
+	if (!c->good)
+		return;
+	if (sigterm_turn != 0 && strcmp(why, "shutdown") == 0) {
+		if (s->why_step != shutdown_step)
+			fail(c, "SIGTERM was handled in turn %llu, its stream "
+			    "ended in turn %llu", (unsigned long long)
+			    shutdown_step, (unsigned long long)s->why_step);
+		if (midrec)
+			fail(c, "SIGTERM ended the stream in the middle of a "
+			    "record");
+		if (!s->slow)
+			check_accepted(c, "the end of the stream");
+		return;
+	}
+	if (strcmp(why, "slow consumer") != 0)
+		fail(c, "the server ended the stream (its log says: %s)", why);
+	stats.sse_slow++;
+}
+
+/* A reader's move: drop the stream now and then, or send it junk. */
+static void
+act_sse(struct client *c)
+{
+	struct sse *s = c->sse;
+	const struct sim_sock *k = sock_of(c);
+
+	if (s->st == 3) {
+		/* Refused: a page reload tries again. */
+		sse_successor(c);
+		client_gone(c);
+		return;
+	}
+	if (stage != S_RUN && s->slow) {
+		/* Traffic is over: it catches up. */
+		s->slow = 0;
+		c->read_every = 1;
+		sim_set_win(c->h, 256 << 10);
+		s->last_rx = sim_now();
+	}
+	if (c->phase != P_SSE)
+		return;
+	if (stage == S_RUN && c->life == 0) {
+		stats.sse_cuts++;
+		sse_successor(c);
+		if (chance(500))
+			client_reset(c);
+		else
+			client_gone(c);	/* a clean close */
+		return;
+	}
+	/* Whatever a reader sends on a stream is read and dropped. */
+	if (stage == S_RUN && chance(3)) {
+		const char *junk = chance(500) ? "x\n" :
+		    "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+		emit(c, junk, strlen(junk));
+	}
+	/* An idle stream gets a comment every --ping-interval. */
+	if (c->good && !s->slow && srv_open(c) && !k->srv_shut &&
+	    sim_now() - s->last_rx > 2 * (uint64_t)wcfg.ping_interval_ms + 1000)
+		fail(c, "an open stream silent for %llu ms (--ping-interval "
+		    "%u)", (unsigned long long)(sim_now() - s->last_rx),
+		    wcfg.ping_interval_ms);
+}
+
+/* The daemon's log says which connection is which stream, and why a
+ * connection ended: "connection opened conn=N" as it accepts one. */
+static void
+on_log(const char *p, size_t n)
+{
+	char line[512], *k;
+	struct client *c;
+	unsigned long long id;
+	int h;
+
+	if (n >= sizeof line)
+		n = sizeof line - 1;
+	memcpy(line, p, n);
+	line[n] = '\0';
+	if ((k = strstr(line, "connection opened conn=")) != NULL) {
+		id = strtoull(k + 23, NULL, 10);
+		h = sim_last_accept();
+		if (h < 0 || h >= nbyhandle || (c = byhandle[h]) == NULL ||
+		    c->sse == NULL)
+			return;
+		c->sse->conn = id;
+		if (id >= nbyconn) {
+			size_t ncap = nbyconn ? nbyconn : 256;
+
+			while (ncap <= id)
+				ncap *= 2;
+			byconn = xrealloc(byconn, ncap * sizeof *byconn);
+			memset(byconn + nbyconn, 0, (ncap - nbyconn) *
+			    sizeof *byconn);
+			nbyconn = ncap;
+		}
+		byconn[id] = c;
+	} else if ((k = strstr(line, "connection closed conn=")) != NULL) {
+		char *r = strstr(k, "reason=\""), *e;
+
+		id = strtoull(k + 23, NULL, 10);
+		if (id >= nbyconn || (c = byconn[id]) == NULL || r == NULL ||
+		    (e = strchr(r + 8, '"')) == NULL)
+			return;
+		snprintf(c->sse->why, sizeof c->sse->why, "%.*s",
+		    (int)(e - r - 8), r + 8);
+		c->sse->why_step = sim_step();
+	} else if (strstr(line, "shutting down connections=") != NULL)
+		shutdown_step = sim_step();
 }
 
 /* ==== Client lifetimes =================================================== */
@@ -2151,10 +3484,24 @@ client_new(int kind, int route, int good)
 	c->last_tx = sim_now();
 	win = kind == K_SLOW ? 128 + rn(2048) : kind == K_MUTE ? 4096 :
 	    (64 << 10) + rn(192 << 10);
+	if (kind == K_SSE && (c->sse = calloc(1, sizeof *c->sse)) == NULL)
+		_exit(2);
 	if ((c->h = sim_connect(win)) < 0) {
+		free(c->sse);
 		free(c);
 		return NULL;
 	}
+	if (c->h >= nbyhandle) {
+		int ncap = nbyhandle ? nbyhandle : 256;
+
+		while (ncap <= c->h)
+			ncap *= 2;
+		byhandle = xrealloc(byhandle, ncap * sizeof *byhandle);
+		memset(byhandle + nbyhandle, 0, (ncap - nbyhandle) *
+		    sizeof *byhandle);
+		nbyhandle = ncap;
+	}
+	byhandle[c->h] = c;
 	if (ncl == clcap) {
 		clcap = clcap ? clcap * 2 : 256;
 		cl = xrealloc(cl, clcap * sizeof *cl);
@@ -2193,7 +3540,7 @@ spawn(void)
 			return;
 		open_route(c, 0, 0);
 		c->life = 20 + rn(300);
-	} else if (r < 80) {
+	} else if (r < 74) {
 		if ((c = client_new(K_CHURN, chance(800) ? G_BUSY : route, 0)) ==
 		    NULL)
 			return;
@@ -2203,6 +3550,8 @@ spawn(void)
 			    1 + rn(G_PLAIN - 1), 0, 0);
 		c->life = 1 + rn(40);
 		c->read_every = 1 + rn(3);
+	} else if (r < 80) {
+		sse_spawn();
 	} else if (r < 84) {
 		if ((c = client_new(K_SLOW, G_BUSY, 0)) == NULL)
 			return;
@@ -2276,6 +3625,10 @@ client_gone(struct client *c)
 	c->closed_step = sim_step();
 	buf_free(&c->out);
 	buf_free(&c->in);
+	if (c->sse != NULL) {
+		buf_free(&c->sse->line);
+		buf_free(&c->sse->data);
+	}
 	while (c->qn > 0)
 		pop(c);
 	nlive--;
@@ -2322,6 +3675,11 @@ on_eof(struct client *c, int reset)
 	if (c->kind == K_BAD && c->want_close != 0 && !c->bad_done &&
 	    !c->sent_close)
 		fail(c, "closed without the close %u due", c->want_close);
+	if (c->kind == K_SSE) {
+		if (c->phase == P_SSE)
+			sse_ended(c);
+		sse_successor(c);	/* EventSource comes back */
+	}
 	client_gone(c);
 }
 
@@ -2354,6 +3712,8 @@ receive(struct client *c)
 
 		if (n > 0) {
 			buf_put(&c->in, tmp, n);
+			if (c->sse != NULL)
+				c->sse->last_rx = sim_now();
 			continue;
 		}
 		if (n == 0)
@@ -2505,6 +3865,11 @@ act(struct client *c)
 	}
 	if (c->kind == K_CHURN && c->phase == P_WS && chance(50))
 		ws_publish(c);
+	if (c->kind == K_SSE) {
+		act_sse(c);
+		if (c->phase == P_DONE)
+			return;
+	}
 	transmit(c);
 	if (c->kind != K_MUTE && sim_step() % c->read_every == 0)
 		receive(c);
@@ -2526,7 +3891,10 @@ owed(struct client *c)
 		return 1;
 	if (c->ping_end != 0 && c->ping_end <= s->rd)
 		return 1;
-	if (c->phase != P_WS)
+	/* A stream the server ended owes nothing more. */
+	if (c->phase == P_SSE && s->srv_shut)
+		return 0;
+	if (c->phase != P_WS && c->phase != P_SSE)
 		return 0;
 	for (unsigned i = 0; i < c->nrec; i++) {
 		struct rec *r = &c->rec[i];
@@ -2542,7 +3910,7 @@ static void
 check_step(void)
 {
 	unsigned lo[NGROUP] = { 0 }, hi[NGROUP] = { 0 };
-	unsigned ws_lo = 0, ws_hi = 0, s_lo = 0, s_hi = 0;
+	unsigned ws_lo = 0, ws_hi = 0, s_lo = 0, s_hi = 0, st_lo = 0, st_hi = 0;
 	unsigned c_yes[NCID] = { 0 }, c_maybe[NCID] = { 0 };
 	uint64_t step = sim_step();
 
@@ -2583,6 +3951,10 @@ check_step(void)
 			ws_lo++;
 		if (c->upg == 1 || c->upg == 2)
 			ws_hi++;
+		if (c->sse != NULL) {
+			st_lo += c->sse->st == 2 && c->phase == P_SSE;
+			st_hi += c->sse->st == 1 || c->sse->st == 2;
+		}
 		for (unsigned k = 0; k < c->nrec; k++) {
 			struct rec *r = &c->rec[k];
 
@@ -2595,8 +3967,11 @@ check_step(void)
 			c_maybe[c->sess]++;
 		/* Owed output gets written while the client reads. */
 		if (c->good && c->phase != P_DONE) {
+			/* A slow reader's unread bytes wait for it, not the
+			 * server. */
 			if (s->wr != c->last_wr || !owed(c) ||
-			    s->s2c_len >= s->win)
+			    s->s2c_len >= s->win ||
+			    (c->sse != NULL && c->sse->slow && s->s2c_len > 0))
 				c->stall = 0;
 			else if (++c->stall > STALL)
 				fail(c, "owed output, nothing written for %d "
@@ -2609,6 +3984,9 @@ check_step(void)
 	if (ws_stats_get()->websockets < ws_lo || ws_stats_get()->websockets > ws_hi)
 		fail(NULL, "ws_stats_get()->websockets %llu, clients say %u..%u",
 		    (unsigned long long)ws_stats_get()->websockets, ws_lo, ws_hi);
+	if (ws_stats_get()->streams < st_lo || ws_stats_get()->streams > st_hi)
+		fail(NULL, "ws_stats_get()->streams %llu, readers say %u..%u",
+		    (unsigned long long)ws_stats_get()->streams, st_lo, st_hi);
 	for (int g = 0; g < NGROUP; g++) {
 		struct hub_group *hg;
 		unsigned n;
@@ -2687,6 +4065,8 @@ check_quiet(void)
 			    QUIET, c->qn);
 		if (c->phase == P_WS && !c->sent_close)
 			check_complete(c, "quiet");
+		if (c->phase == P_SSE)
+			sse_complete(c);
 	}
 }
 
@@ -2699,10 +4079,13 @@ check_end(int rc)
 	if (rc != 0)
 		fail(NULL, "ws_run() returned %d", rc);
 	if (ws_stats_get()->connections != 0 || ws_stats_get()->websockets != 0 ||
-	    sim_open_conns() != 0)
+	    ws_stats_get()->streams != 0 || sim_open_conns() != 0)
 		fail(NULL, "after shutdown: %llu connections, %llu websockets, "
-		    "%u open", (unsigned long long)ws_stats_get()->connections,
-		    (unsigned long long)ws_stats_get()->websockets, sim_open_conns());
+		    "%llu streams, %u open",
+		    (unsigned long long)ws_stats_get()->connections,
+		    (unsigned long long)ws_stats_get()->websockets,
+		    (unsigned long long)ws_stats_get()->streams,
+		    sim_open_conns());
 	for (int g = 0; g < NGROUP; g++) {
 		struct hub_group *hg = g == G_STAR ? NULL :
 		    hub_group(gname[g], strlen(gname[g]), 0);
@@ -2725,6 +4108,16 @@ check_end(int rc)
 		if (c->good && c->upg == 2 && c->drain_open &&
 		    !(c->got_close && c->close_code == WS_CLOSE_GOING_AWAY))
 			fail(c, "open at SIGTERM, never got close 1001");
+		/* A stream open at SIGTERM: what the reader has not read
+		 * yet is still in the kernel, and must end as sse_ended()
+		 * says. */
+		for (int k = 0; k < 1000 && c->kind == K_SSE &&
+		    c->drain_open && c->phase == P_SSE; k++)
+			receive(c);
+		if (c->kind == K_SSE && c->drain_open && c->phase == P_SSE)
+			fail(c, "open at SIGTERM, its stream never ended");
+		if (c->kind == K_SSE && c->drain_open && c->good)
+			sse_after_sigterm(c);
 	}
 }
 
@@ -2806,7 +4199,8 @@ step(void)
 	case S_DRAIN:
 		if (sigterm_turn == 0) {
 			for (int i = 0; i < ncl; i++)
-				cl[i]->drain_open = cl[i]->phase == P_WS &&
+				cl[i]->drain_open = (cl[i]->phase == P_WS ||
+				    cl[i]->phase == P_SSE) &&
 				    !cl[i]->sent_close && srv_open(cl[i]);
 			sim_signal(SIGTERM);
 			sigterm_turn = n;
@@ -2872,6 +4266,15 @@ configure(void)
 	hcfg.max_sessions = PICK(100000, 6);
 	hcfg.max_metadata = 16384;
 	hcfg.publish_rate = PICK(0, 0, 0, 50);
+	if (chance(500)) {
+		static const char *const origins[] = {
+			"http://app.example:8080"
+		};
+
+		hcfg.allow_origin = origins;
+		hcfg.nallow_origin = 1;
+		cors_origin = origins[0];
+	}
 	kfaults.short_read = PICK(0, 100, 500);
 	kfaults.short_write = PICK(0, 100, 500);
 	kfaults.eagain = PICK(0, 10);
@@ -2895,6 +4298,7 @@ run(void)
 	configure();
 	sim_set_faults(&kfaults);
 	sim_on_step(step);
+	sim_on_log(on_log);
 	if (verbose)
 		fprintf(stderr, "seed %llu: send_queue %zu history %u/%zu/%zu "
 		    "max_conn %u groups %u crowd %u\n",
@@ -2924,14 +4328,29 @@ run(void)
 		    (unsigned long long)hub_stats_get()->events_published,
 		    (unsigned long long)ws_stats_get()->slow_closes,
 		    (unsigned long long)ws_stats_get()->bytes_out);
+	if (verbose)
+		fprintf(stderr, "seed %llu: event streams: %lu opened, %lu "
+		    "refused, %lu events (%lu of \"*\"), %lu marks, %lu gaps, "
+		    "%lu heartbeats, %lu cut by the reader, %lu ended "
+		    "(%lu slow), %lu ids ahead of a resume (--lenient); %lu "
+		    "CORS and /sse refusals checked\n",
+		    (unsigned long long)seed, stats.sse_streams,
+		    stats.sse_refused, stats.sse_events, stats.sse_star,
+		    stats.sse_marks, stats.sse_gaps, stats.sse_beats,
+		    stats.sse_cuts, stats.sse_ends, stats.sse_slow,
+		    stats.sse_early, stats.cors);
 	for (int i = 0; i < ncl; i++) {
 		client_gone(cl[i]);
 		free(cl[i]->q);
+		free(cl[i]->sse);
 		free(cl[i]);
 	}
 	free(cl);
+	free(byhandle);
+	free(byconn);
 	for (int g = 0; g < NGROUP; g++) {
 		free(groups[g].fp);
+		free(groups[g].nfp);
 		free(groups[g].claimed);
 		free(groups[g].turn);
 	}
@@ -3024,7 +4443,8 @@ usage(void)
 	    "[--steps N] [--lenient] [-v]\n"
 	    "  --seed S     run seed S (the first of --seeds)\n"
 	    "  --seeds N    run N seeds from S in child processes\n"
-	    "  --lenient    leave out the hot-shutdown and early-tick checks\n");
+	    "  --lenient    leave out the hot-shutdown and early-tick checks,\n"
+	    "               and SSE ids ahead of a group's resume\n");
 	exit(2);
 }
 

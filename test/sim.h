@@ -83,6 +83,16 @@ unsigned sim_spinning(void);
 /* Last log lines (through SIM_LOG) to stderr, for a failure report. */
 void	sim_dump_log(unsigned lines);
 
+/* Called with every line logged through SIM_LOG (n bytes, no newline). */
+void	sim_on_log(void (*fn)(const char *line, size_t n));
+
+/*
+ * The handle of the connection accept() handed out last, -1 before the
+ * first: the daemon logs a new connection as it accepts it, so the
+ * driver can tell which of its connections a logged conn id is.
+ */
+int	sim_last_accept(void);
+
 /* ---- The client side of connections ------------------------------------ */
 
 /*

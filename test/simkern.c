@@ -131,6 +131,8 @@ static uint64_t		 steps;
 static uint64_t		 rs = 0x9e3779b97f4a7c15ull;
 static struct sim_faults faults;
 static void		(*step_fn)(void);
+static void		(*log_fn)(const char *, size_t);
+static int		 last_accept = -1;
 static char		 logring[LOG_LINES][LOG_WIDTH];
 static unsigned		 nlog;
 static int		*cand;		/* epoll_wait's ready fds */
@@ -171,6 +173,18 @@ void
 sim_on_step(void (*fn)(void))
 {
 	step_fn = fn;
+}
+
+void
+sim_on_log(void (*fn)(const char *, size_t))
+{
+	log_fn = fn;
+}
+
+int
+sim_last_accept(void)
+{
+	return last_accept;
 }
 
 uint64_t
@@ -612,6 +626,8 @@ log_line(const char *p, size_t n)
 {
 	char *l = logring[nlog++ % LOG_LINES];
 
+	if (log_fn != NULL)
+		log_fn(p, n > 0 && p[n - 1] == '\n' ? n - 1 : n);
 	if (n >= LOG_WIDTH)
 		n = LOG_WIDTH - 1;
 	memcpy(l, p, n);
@@ -869,6 +885,7 @@ do_accept(int fd, struct sockaddr *sa, socklen_t *len, int may_fail)
 	s->pub.fd = nfd_;
 	s->pub.accepted = 1;
 	s->pub.open_at_accept = open_conns++;
+	last_accept = idx;
 	fill_addr(sa, len, 40000 + idx % 20000);
 	return nfd_;
 }
@@ -1106,6 +1123,13 @@ __wrap_open(const char *path, int flags, ...)
 		return fd_new(F_NULL);
 	if (strcmp(path, SIM_LOG) == 0)
 		return fd_new(F_LOG);
+	/* No /proc, as in a chroot: the host figures (host.c) would be the
+	 * real machine's, and realtime_update events of a size that changes
+	 * from run to run would make a seed replay differently. */
+	if (strncmp(path, "/proc/", 6) == 0) {
+		errno = ENOENT;
+		return -1;
+	}
 	va_start(ap, flags);
 	mode = va_arg(ap, int);
 	va_end(ap);
@@ -1251,4 +1275,5 @@ sim_free(void)
 	cand = NULL;
 	nsock = sockcap = nbacklog = backlogcap = nfd = candcap = 0;
 	open_conns = 0;
+	last_accept = -1;
 }
