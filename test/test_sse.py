@@ -307,6 +307,26 @@ def resume():
               [m.get("seq") for _, m in evs[2:]] == [6, 7, 8, 9, 10],
               repr(evs[2:]))
         s.close()
+        # Resuming two groups: while the first replays, the ids name the
+        # second where the reader stands, not where the group is (a cut
+        # then would skip its missed events).
+        for i in range(3):
+            publish(srv, "b", "b%d" % (i + 10), i)
+        ea = positions(last)["a"].split(":")[0]
+        eb = positions(last)["b"].split(":")[0]
+        s = Stream(srv.port, "groups=a,b&since=a=%s:7,b=%s:2" % (ea, eb))
+        evs = [m for m in s.events(10) if "timestamp" in m[1]]
+        first_b = next((i for i, (_, m) in enumerate(evs)
+                        if m["group"] == "b"), len(evs))
+        check("ids during a's replay name b at the reader's position",
+              first_b > 0 and all(positions(rid)["b"] == eb + ":2"
+                                  for rid, _ in evs[:first_b]),
+              [rid for rid, _ in evs[:4]])
+        check("then b's replay moves it",
+              first_b < len(evs) and
+              positions(evs[first_b][0])["b"] == eb + ":3", repr(evs[-1:]))
+        s.close()
+
         # A cut before any event resumes from where the stream started:
         # the mark moved Last-Event-ID.  (A WebSocket member keeps c: a
         # group left with nothing is gone, and its next stream is new.)
