@@ -311,8 +311,10 @@ http_bearer(const struct http_req *req)
 	const struct http_slice *a = http_header(req, "authorization");
 	struct http_slice none = { NULL, 0 };
 
-	/* RFC 6750 §2.1: the scheme name is case-insensitive. */
-	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0)
+	/* RFC 6750 §2.1: the scheme name is case-insensitive.  Two
+	 * Authorization lines are no credentials: which would count? */
+	if (a == NULL || a->n <= 7 || strncasecmp(a->p, "Bearer ", 7) != 0 ||
+	    http_header_count(req, "authorization") > 1)
 		return none;
 	return (struct http_slice){ a->p + 7, a->n - 7 };
 }

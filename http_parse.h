@@ -96,7 +96,8 @@ long	http_query_param(struct http_slice query, const char *name, char *out,
 int	http_query_uint(struct http_slice query, const char *name, uint64_t dflt,
 	    uint64_t max, uint64_t *out);
 
-/* The credentials of "Authorization: Bearer X"; n is 0 when absent. */
+/* The credentials of "Authorization: Bearer X"; n is 0 when absent, or
+ * when the request has more than one Authorization line. */
 struct http_slice http_bearer(const struct http_req *req);
 
 

@@ -122,6 +122,7 @@ static void	 test_http_tokens(void);
 static void	 test_http_errors(void);
 static void	 test_http_limits(void);
 static void	 test_query(void);
+static void	 test_bearer(void);
 static void	 test_guard_page(void);
 static void	 test_crash_probes(void);
 
@@ -1687,6 +1688,40 @@ test_http_limits(void)
 	}
 }
 
+/* Bearer credentials: the scheme in any case, nothing for another scheme
+ * or for two Authorization lines (which one would count?). */
+static void
+test_bearer(void)
+{
+	static const struct {
+		const char *head, *want;
+	} cases[] = {
+		{ "Authorization: Bearer abc\r\n", "abc" },
+		{ "authorization: bEARER abc.def\r\n", "abc.def" },
+		{ "Authorization: Basic abc\r\n", "" },
+		{ "Authorization: Bearer \r\n", "" },
+		{ "", "" },
+		{ "Authorization: Bearer abc\r\nAuthorization: Bearer abc\r\n",
+		    "" },
+		{ "Authorization: Bearer abc\r\nAuthorization: Bearer xyz\r\n",
+		    "" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char raw[256];
+		struct http_req req;
+		struct http_slice b;
+		int st, n = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\n"
+		    "Host: x\r\n%s\r\n", cases[i].head);
+
+		check(http_parse((const uint8_t *)raw, n, sizeof raw, &req,
+		    &st) == n);
+		b = http_bearer(&req);
+		check(b.n == strlen(cases[i].want) &&
+		    memcmp(b.p ? b.p : "", cases[i].want, b.n) == 0);
+	}
+}
+
 static void
 test_query(void)
 {
@@ -1924,6 +1959,7 @@ main(void)
 	test_http_errors();
 	test_http_limits();
 	test_query();
+	test_bearer();
 	test_guard_page();
 	test_crash_probes();
 	return t_done();
