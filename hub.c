@@ -467,10 +467,18 @@ hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
 		return -1;
 	}
 	group_flush(g);		/* earlier events are not for a newcomer */
-	if ((as = hub_grow(a->subs, a->nsubs, &a->subcap, sizeof *as, 1)) ==
-	    NULL)
-		return -1;
-	a->subs = as;
+	if (a->nsubs == a->subcap) {
+		/* The first membership in place, then an array. */
+		if (a->subcap == 0)
+			as = &a->first;
+		else if ((as = reallocarray(a->subs == &a->first ? NULL :
+		    a->subs, 2 * a->subcap, sizeof *as)) == NULL)
+			return -1;
+		else if (a->subs == &a->first)
+			*as = a->first;
+		a->subs = as;
+		a->subcap = a->subcap == 0 ? 1 : 2 * a->subcap;
+	}
 	if ((gs = hub_grow(g->subs, g->nsubs, &g->subcap, sizeof *gs, 4)) ==
 	    NULL)
 		return -1;
@@ -483,6 +491,17 @@ hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
 		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 	g->subs[g->nsubs++] = a;
 	return 0;
+}
+
+void
+hub_unsubscribe_all(struct ws_app_conn *a)
+{
+	while (a->nsubs > 0)
+		hub_unsubscribe(a, a->nsubs - 1);
+	if (a->subs != &a->first)
+		free(a->subs);
+	a->subs = NULL;
+	a->subcap = 0;
 }
 
 /* Remove membership i of a.  Both arrays lose an entry by moving their
@@ -1095,7 +1114,8 @@ replay_more(struct ws_app_conn *a)
  * exactly which events it missed.
  */
 void
-hub_replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
+hub_replay_start(struct ws_app_conn *a, struct hub_group *g,
+    const struct hub_pos *pos)
 {
 	uint64_t oldest = g->seq - g->hlen + 1, since = pos->seq;
 	int i = hub_sub_find(a, g);
@@ -1109,6 +1129,12 @@ hub_replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos
 	if (a->subs[i].replay == 0)
 		a->nreplay++;
 	a->subs[i].replay = since + 1;
+}
+
+void
+hub_replay(struct ws_app_conn *a, struct hub_group *g, const struct hub_pos *pos)
+{
+	hub_replay_start(a, g, pos);
 	replay_more(a);
 }
 

@@ -31,8 +31,10 @@
 #define HUB_EVENT_MAX		128		/* bytes in an event type */
 #define HUB_EPOCH_LEN		8		/* hex digits of a stream's epoch */
 #define HUB_HISTORY_PAGE	1000		/* events in one history answer */
-#define HUB_SSE_GROUPS		64		/* groups in one event stream,
-						 * so its id fits in a head */
+#define HUB_SSE_GROUPS		16		/* groups in one event stream:
+						 * its id (every position) goes
+						 * with every event, and back
+						 * in a request head */
 
 struct hub_config {
 	unsigned history;
@@ -297,24 +299,28 @@ struct hub_sub {
  * A hub connection: the state of one WebSocket or event stream above
  * ws.c, created by routes_upgrade() or routes_sse() and freed by
  * routes_closed().  Owners of the fields:
- * the membership (subs, nsubs, subcap, nreplay) is hub.c's; session is
- * session_events.c's, attached and detached by routes.c; claims and the
- * upgrade's route and since are routes.c's; the rate bucket is proto.c's.
+ * the membership (subs, nsubs, subcap, nreplay, first) is hub.c's;
+ * session is session_events.c's, attached and detached by routes.c;
+ * claims are routes.c's; the rate bucket is proto.c's.  It is kept small
+ * (88 bytes, a 96-byte malloc chunk): an idle subscriber is this, its
+ * ws_conn and its entry in the group's list (bench/README.md, "Idle
+ * memory").  The first membership lives in place, so a connection in
+ * one group makes no second allocation; subs points at first until a
+ * second group needs an array.  The counts fit 16 bits: a connection is
+ * in at most 1024 groups (--max-conn-groups).
  */
 struct ws_app_conn {
 	struct ws_conn	*c;
-	struct hub_sub	*subs;		/* owned array */
-	uint32_t	 nsubs, subcap;
-	uint32_t	 nreplay;	/* memberships still replaying */
+	struct hub_sub	*subs;		/* &first, or an owned array */
+	uint16_t	 nsubs, subcap;
+	uint16_t	 nreplay;	/* memberships still replaying */
+	uint8_t		 sse;		/* an event stream (GET /sse) */
+	uint32_t	 bucket_ms;	/* --publish-rate: the last refill (the
+					 * low 32 bits of loop_now_ms()), and */
+	float		 bucket;	/*   the publishes left */
 	struct sess	*session;	/* /ws/sessions/ID, else NULL */
 	struct auth_claims claims;	/* owned; zero without tokens */
-	uint64_t	 bucket_ms;	/* --publish-rate: time of the last */
-	double		 bucket;	/*   refill, and publishes left */
-	/* From the upgrade, used by open(): */
-	struct hub_group *route;
-	struct hub_pos	 since;
-	uint8_t		 has_since;
-	uint8_t		 sse;		/* an event stream (GET /sse) */
+	struct hub_sub	 first;
 };
 
 
@@ -331,6 +337,9 @@ int	hub_subscribe(struct ws_app_conn *a, struct hub_group *g);
 /* Leave membership i of a; a group left idle may be freed. */
 void	hub_unsubscribe(struct ws_app_conn *a, int i);
 
+/* Leave every group of a and free its membership array. */
+void	hub_unsubscribe_all(struct ws_app_conn *a);
+
 /*
  * Replay g's events after pos to member a, paced by its send queue.  A
  * position from another epoch, older than the history, or newer than the
@@ -338,6 +347,16 @@ void	hub_unsubscribe(struct ws_app_conn *a, int i);
  * seq) first; what is kept is replayed all the same.
  */
 void	hub_replay(struct ws_app_conn *a, struct hub_group *g,
+	    const struct hub_pos *pos);
+
+/*
+ * The first half of hub_replay(): the history_gap if any, and where g's
+ * replay starts, without sending a kept event yet; hub_writable() sends
+ * them.  An event stream resuming several groups starts every replay
+ * before the first is sent, since each event's id names where the
+ * stream stands in all of them.
+ */
+void	hub_replay_start(struct ws_app_conn *a, struct hub_group *g,
 	    const struct hub_pos *pos);
 
 /* handlers.turn: every group's events of the turn go out, one block each. */

@@ -235,13 +235,17 @@ on_unsubscribe(struct msg *m)
 static int
 rate_ok(struct ws_app_conn *a)
 {
-	uint64_t now = loop_now_ms();
+	uint32_t now = (uint32_t)loop_now_ms();
+	float rate = (float)hub_config()->publish_rate;
 
-	if (hub_config()->publish_rate == 0)
+	if (rate == 0)
 		return 1;
-	a->bucket += (now - a->bucket_ms) * hub_config()->publish_rate / 1000.0;
-	if (a->bucket > hub_config()->publish_rate)
-		a->bucket = hub_config()->publish_rate;
+	/* Milliseconds since the last refill, modulo 2^32 (49 days): a
+	 * connection silent longer may find its bucket refilled less than
+	 * full, for one publish. */
+	a->bucket += (float)(uint32_t)(now - a->bucket_ms) * rate / 1000;
+	if (a->bucket > rate)
+		a->bucket = rate;
 	a->bucket_ms = now;
 	if (a->bucket < 1)
 		return 0;

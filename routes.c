@@ -326,6 +326,20 @@ split_path(struct http_slice path, struct path *out)
 }
 
 /*
+ * What an upgrade leaves for open(): the route's group and the position
+ * to replay from.  ws.c calls open() (or closed(), when the 101 cannot be
+ * queued) at once after an accepted upgrade, before any other request is
+ * handled (ws.h), so one connection at a time is being opened and these
+ * fields need no place in every connection's ws_app_conn.
+ */
+static struct {
+	struct ws_app_conn *a;		/* the connection being opened */
+	struct hub_group *route;	/* its group, made by the upgrade */
+	struct hub_pos	 since;		/* ?since=, when has_since */
+	int		 has_since;
+} opening;
+
+/*
  * /ws/NAME -> NAME, /ws/KIND/ID -> KIND:ID, /ws/sessions/ID -> session:ID
  * (creating session ID); /api/v1/ws/... is the same.  Refusals, in order:
  * 403 for a foreign Origin, 400 for a bad name or since, 401 for a missing
@@ -372,9 +386,9 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return 503;
 	a->c = c;
-	if ((rc = hub_parse_query_pos(req->query, &a->since)) == -1)
+	if ((rc = hub_parse_query_pos(req->query, &opening.since)) == -1)
 		goto refuse_400;
-	a->has_since = rc;
+	opening.has_since = rc;
 	if (token_secret.p != NULL) {
 		if ((status = check_token(req, &a->claims)) != 0)
 			goto refuse;
@@ -389,12 +403,13 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 	if (n > 8 && memcmp(name, "session:", 8) == 0 &&
 	    (a->session = sess_attach(name + 8, n - 8, &status)) == NULL)
 		goto refuse;
-	if ((a->route = hub_group(name, n, 1)) == NULL) {
+	if ((opening.route = hub_group(name, n, 1)) == NULL) {
 		status = 503;
 		goto refuse;
 	}
-	a->bucket = cfg->publish_rate;
-	a->bucket_ms = loop_now_ms();
+	opening.a = a;
+	a->bucket = (float)cfg->publish_rate;
+	a->bucket_ms = (uint32_t)loop_now_ms();
 	*out = a;
 	return 0;
 refuse_400:
@@ -410,35 +425,37 @@ refuse:
 void
 routes_open(struct ws_conn *c, struct ws_app_conn *a)
 {
-	struct hub_group *g = a->route;
+	struct hub_group *g = opening.route;
 
-	/* From here the membership holds the group, not a->route: a group
-	 * left later may be freed, and the pointer with it. */
-	a->route = NULL;
+	/* From here the membership holds the group, not opening.route: a
+	 * group left later may be freed, and the pointer with it. */
+	opening.a = NULL;
+	opening.route = NULL;
 	if (hub_subscribe(a, g) == -1) {
 		hub_group_release(g);
 		ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
 	hub_send_subscribed(a, g);
-	if (a->has_since)
-		hub_replay(a, g, &a->since);
+	if (opening.has_since)
+		hub_replay(a, g, &opening.since);
 }
 
 void
 routes_closed(struct ws_conn *c, struct ws_app_conn *a)
 {
 	(void)c;
-	while (a->nsubs > 0)
-		hub_unsubscribe(a, a->nsubs - 1);
+	hub_unsubscribe_all(a);
 	/* Upgraded but never opened (the 101 could not be queued): the
 	 * route's group, created for it, may be left empty. */
-	if (a->route != NULL)
-		hub_group_release(a->route);
+	if (opening.a == a) {
+		hub_group_release(opening.route);
+		opening.a = NULL;
+		opening.route = NULL;
+	}
 	if (a->session != NULL)
 		sess_detach(a->session);
 	auth_claims_free(&a->claims);
-	free(a->subs);
 	free(a);
 }
 
@@ -466,15 +483,16 @@ sse_groups(const struct http_req *req, struct sse_req *sr, const char **why)
 	    sizeof sr->names);
 	char *p = sr->names, *e;
 
-	*why = "groups=G1,G2,... is required";
+	*why = n == HTTP_ERROR ? "groups=G1,G2,... is malformed or too long" :
+	    "groups=G1,G2,... is required";
 	if (n <= 0)
 		return -1;
-	*why = "group names must be 1-64 bytes of [A-Za-z0-9._:-]";
 	for (sr->n = 0; p != NULL; p = e) {
 		int dup = 0;
 
 		if ((e = strchr(p, ',')) != NULL)
 			*e++ = '\0';
+		*why = "group names must be 1-64 bytes of [A-Za-z0-9._:-]";
 		if (!hub_name_valid(p, strlen(p)))
 			return -1;
 		for (int i = 0; i < sr->n; i++)
@@ -598,15 +616,16 @@ routes_sse(const struct api_req *r)
 	/* From here the stream owns a: routes_closed() frees it. */
 	for (i = 0; i < (int)a->nsubs; i++)
 		hub_send_subscribed(a, a->subs[i].g);
+	/* Every group's replay is set before any is sent: each event's id
+	 * names the stream's position in all of them. */
 	for (i = 0; i < sr.n; i++)
 		if (sr.has_pos[i])
-			hub_replay(a, a->subs[i].g, &sr.pos[i]);
+			hub_replay_start(a, a->subs[i].g, &sr.pos[i]);
+	hub_writable(r->c, a);
 	hub_sse_mark(a);
 	return;
 refuse:
-	while (a->nsubs > 0)
-		hub_unsubscribe(a, a->nsubs - 1);
-	free(a->subs);
+	hub_unsubscribe_all(a);
 	auth_claims_free(&a->claims);
 	free(a);
 	if (status == 401)
@@ -726,13 +745,25 @@ routes_head(struct ws_conn *c, const struct http_req *req)
 		goto out;
 	}
 	if (method_is(req, "GET") || method_is(req, "OPTIONS")) {
-		rc = 0;
+		/* None of them takes a body: none is held. */
+		if (req->content_length > 0)
+			ws_http_error(c, 413, "too_large", "this request takes "
+			    "no body", NULL);
+		else
+			rc = 0;
 		goto out;
 	}
 	if ((jwt = bearer_token(req, &claims)))
 		auth_claims_free(&claims);
 	if (!origin_ok(req, api_key.p != NULL || jwt)) {
 		ws_http_error(c, 403, "forbidden", "origin not allowed", NULL);
+		goto out;
+	}
+	/* With tokens on, a change takes credentials even without an API
+	 * key (routes_may_change()): ask for them before the body. */
+	if (!jwt && api_key.p == NULL && token_secret.p != NULL) {
+		ws_http_error(c, 401, "unauthorized", "this call needs the API "
+		    "key or a token", "WWW-Authenticate: Bearer\r\n");
 		goto out;
 	}
 	rc = jwt || routes_api_key(c, req) ? 0 : -1;

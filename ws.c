@@ -68,30 +68,32 @@ struct ws_in {
 struct ws_conn {
 	struct loop_src	 src;		/* first: the reactor's handle */
 	uint8_t		 state;		/* enum conn_state */
-	uint8_t		 close_sent;	/* our close frame is queued */
-	uint8_t		 close_rcvd;	/* the peer's close frame arrived */
-	uint8_t		 out_armed;	/* EPOLLOUT registered */
-	uint8_t		 dirty;		/* on the flush list */
-	uint8_t		 dead;		/* fd closed; freed after this turn */
-	uint8_t		 echo;		/* /echo route */
-	uint8_t		 keep_alive;	/* HTTP: current request keeps alive */
-	uint8_t		 over_limit;	/* accepted past max_connections */
-	uint8_t		 upgraded;	/* counted in ws_stats.websockets */
-	uint8_t		 streamed;	/* counted in ws_stats.streams */
-	uint8_t		 rd_eof;	/* peer's FIN: write what is queued, close */
-	uint8_t		 want_room;	/* call handlers.writable once drained */
-	uint8_t		 head_ok;	/* HTTP: this request's head passed */
-	uint8_t		 later;		/* on the input list */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint8_t		 why;		/* enum close_why, once closing */
+	/* One bit each: an idle connection is kept small (bench/README.md,
+	 * "Idle memory"). */
+	unsigned	 close_sent : 1;	/* our close frame is queued */
+	unsigned	 close_rcvd : 1;	/* the peer's close frame arrived */
+	unsigned	 out_armed : 1;	/* EPOLLOUT registered */
+	unsigned	 dirty : 1;	/* on the flush list */
+	unsigned	 dead : 1;	/* fd closed; freed after this turn */
+	unsigned	 echo : 1;	/* /echo route */
+	unsigned	 keep_alive : 1;	/* HTTP: current request keeps alive */
+	unsigned	 over_limit : 1;	/* accepted past max_connections */
+	unsigned	 upgraded : 1;	/* counted in ws_stats.websockets */
+	unsigned	 streamed : 1;	/* counted in ws_stats.streams */
+	unsigned	 rd_eof : 1;	/* peer's FIN: write what is queued, close */
+	unsigned	 want_room : 1;	/* call handlers.writable once drained */
+	unsigned	 head_ok : 1;	/* HTTP: this request's head passed */
+	unsigned	 later : 1;	/* on the input list */
 	uint16_t	 rtt_ms;	/* our last ping's round trip; UINT16_MAX:
 					 * none yet */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	uint32_t	 born_s;	/* loop time it was accepted, in seconds */
-	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
 	uint32_t	 qhead, qlen, qcap;	/* ring of queued buffers */
 	uint32_t	 qoff;		/* bytes of the head already written */
+	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
 	size_t		 qbytes;	/* queued data bytes (not control) */
 	struct ws_buf	**q;		/* owned; NULL until the first send */
 	struct ws_in	*in;		/* owned; NULL while idle */
@@ -1207,7 +1209,7 @@ http_input(struct ws_conn *c)
 			return;
 		}
 		ws_stats.http_requests++;
-		c->keep_alive = req.keep_alive;
+		c->keep_alive = req.keep_alive != 0;
 		if (app.http != NULL)
 			app.http(c, &req, in->head + used + n,
 			    req.content_length);
@@ -1721,11 +1723,16 @@ int
 ws_init(const struct ws_config *c, const struct ws_handlers *h)
 {
 	unsigned shortest;
+	char accept[29];
 
 	cfg = *c;
 	app = *h;
 	if (loop_init() == -1)
 		return -1;
+	/* The first SHA-1 makes OpenSSL load its default provider, about
+	 * 2 MB of libcrypto paged in once.  That is a cost of the process,
+	 * paid here at start rather than inside the first handshake. */
+	ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, accept);
 	/* Sweep often enough for the shortest timeout to be kept to within
 	 * a tenth of itself, but no more than 20 times a second. */
 	shortest = cfg.handshake_ms;

@@ -41,7 +41,9 @@ struct ws_handlers {
 	/*
 	 * An upgrade request that passed every RFC 6455 check.  Return 0 to
 	 * accept or an HTTP status to refuse; the layer above may set
-	 * *app for the connection's lifetime.
+	 * *app for the connection's lifetime.  An accepted upgrade is
+	 * followed at once, before any other request is handled, by open()
+	 * or, when the 101 cannot be queued, by closed().
 	 */
 	int	(*upgrade)(struct ws_conn *c, const struct http_req *req,
 		    struct ws_app_conn **app);

@@ -376,6 +376,7 @@ def refusals():
             ("groups=a%20b", 400, "a bad name"),
             ("groups=*", 400, "the broadcast is not a group"),
             ("groups=a,b,c,d", 400, "more groups than --max-conn-groups"),
+            ("groups=a,b!", 400, "a bad name after a good one"),
             ("groups=a&since=a", 400, "a position without ="),
             ("groups=a&since=a=x", 400, "a malformed position"),
             ("groups=a&since=a=1,", 400, "a trailing comma"),
@@ -386,6 +387,10 @@ def refusals():
                   s.body.get("error") == "bad_request", "%s %r" % (
                       s.status, getattr(s, "body", None)))
             s.close()
+        s = Stream(srv.port, "groups=a,b!")
+        check("its message names the bad name, not the count",
+              "1-64 bytes" in s.body.get("message", ""), repr(s.body))
+        s.close()
         s = Stream(srv.port, "groups=a", {"Last-Event-ID": "a=zz:1"})
         check("a malformed Last-Event-ID -> 400", s.status == 400)
         s.close()
@@ -396,6 +401,25 @@ def refusals():
         s = Stream(srv.port, "groups=a", {"Origin": ORIGIN})
         check("a foreign Origin without --allow-origin -> 403",
               s.status == 403)
+        s.close()
+    with Server("--no-session-events", "--max-conn-groups", "64") as srv:
+        names = ["g%02d" % i for i in range(17)]
+        s = Stream(srv.port, "groups=" + ",".join(names[:16]))
+        check("16 groups in one stream", s.status == 200)
+        s.close()
+        s = Stream(srv.port, "groups=" + ",".join(names))
+        check("17 -> 400, whatever --max-conn-groups allows", s.status ==
+              400 and "too many" in s.body.get("message", ""), repr(s.body))
+        s.close()
+        long = ["%s%s" % (chr(97 + i), "x" * 63) for i in range(16)]
+        s = Stream(srv.port, "groups=" + ",".join(long))
+        s.events(16)
+        mark = s.record()
+        s.close()
+        s = Stream(srv.port, "groups=" + ",".join(long),
+                   {"Last-Event-ID": mark[0]})
+        check("16 names of 64 bytes: the id fits a resume's head (8K)",
+              s.status == 200, repr(s.status))
         s.close()
     with Server("--no-session-events", "--max-groups", "2") as srv:
         s1 = Stream(srv.port, "groups=a,b")
@@ -654,6 +678,33 @@ def http_rights():
     with Server("--no-session-events") as srv:
         st, b = publish(srv, "chat:b", "e", 1)
         check("no secrets: HTTP publish is open", st == 202, repr(b))
+        st = head_only(srv, "GET", "/health")
+        check("a GET announcing a body is refused on its head (413), the "
+              "body never awaited", st == 413, st)
+        st = head_only(srv, "OPTIONS", "/api/groups/x/events")
+        check("so is an OPTIONS", st == 413, st)
+    with Server("--no-session-events", "--token-secret", SECRET) as srv:
+        st = head_only(srv, "POST", "/api/groups/x/events")
+        check("tokens on, no key: a POST without credentials is refused on "
+              "its head (401), its body never awaited", st == 401, st)
+        st = head_only(srv, "POST", "/api/sessions")
+        check("... a session call too", st == 401, st)
+
+
+def head_only(srv, method, path):
+    """Send a head announcing a 100,000-byte body and none of it: the
+    status if wsd answers without waiting for the body, else None."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE)
+    s.sendall(("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+               "100000\r\nContent-Type: application/json\r\n\r\n" %
+               (method, path)).encode())
+    s.settimeout(5)
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        data = b""
+    s.close()
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1") else None
 
 
 for t in (basics, resume, restart, refusals, slow_reader, heartbeat, cors,
