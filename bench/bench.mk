@@ -13,7 +13,7 @@ BENCH_CC = $(CC) -O2 -Wall -Wextra -D_GNU_SOURCE
 BENCH_BINS = $(B)/wsbench $(B)/ceiling $(B)/lws-peer bench/node_modules/ws
 
 $(B)/wsbench: bench/wsbench.c | $(B)
-	$(BENCH_CC) -o $@ bench/wsbench.c -lcrypto
+	$(BENCH_CC) -o $@ bench/wsbench.c -lssl -lcrypto
 
 $(B)/ceiling: bench/peers/ceiling.c | $(B)
 	$(BENCH_CC) -o $@ bench/peers/ceiling.c -lcrypto

@@ -10,6 +10,13 @@
  *              fast as possible with at most W messages in flight
  *   idle       hold N connections for T s; read the server's RSS
  *
+ * With --tls every connection speaks TLS first (wss://): OpenSSL's
+ * client, TLS 1.3 or 1.2 as the server chooses, the server's certificate
+ * not verified (a loopback bench against a self-signed certificate).
+ * With --resume as well, each new connection offers the last session
+ * ticket the server sent, so the handshake mode measures resumed
+ * handshakes; without it every handshake is a full one.
+ *
  * Every run ends with one "key=value ..." line on stdout; diagnostics go
  * to stderr.  wsbench counts and times; it does not judge the server.
  *
@@ -46,8 +53,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #define NS		1000000000ULL
 #define MS		1000000ULL
@@ -98,6 +107,8 @@ struct conn {
 	struct buf	 out;		/* bytes not yet written */
 	struct buf	 msg;		/* fragments of a message in assembly */
 	uint8_t		 msg_op;
+	SSL		*ssl;		/* --tls: owned; NULL on plain TCP */
+	int		 tls_done;	/* the TLS handshake finished */
 	uint64_t	*ring;		/* echo: send times in flight, owned */
 	unsigned	 rhead, rcount;
 };
@@ -121,6 +132,9 @@ static struct {
 	uint64_t	 max_msgs;
 	long		 pid;
 	const char	*path;
+	int		 tls, resume;
+	SSL_CTX		*ssl_ctx;
+	SSL_SESSION	*session;	/* --resume: the last ticket, owned */
 
 	/* run state */
 	int		 ep;
@@ -147,6 +161,7 @@ static struct {
 	struct hist	 lat;
 	uint64_t	 msgs, bad, other, srv_closed, errors;
 	uint64_t	 hs_ok, hs_fail, close_clean, close_timeout;
+	uint64_t	 resumed;	/* TLS handshakes that resumed */
 	int		 last_close_code, timed_out, stalled;
 	char		 sample[128];	/* first ignored frame, for diagnosis */
 
@@ -198,6 +213,7 @@ usage(void)
 "               [--target peer|wsd] [-c conns] [-t secs] [-s size]\n"
 "               [-d depth] [--subs N] [--pubs P] [--rate R] [--window W]\n"
 "               [--msgs M] [--pid PID] [--path PATH] [--burst B]\n"
+"               [--tls [--resume]]\n"
 "               [--max-time secs] [--drain secs]\n");
 	exit(2);
 }
@@ -399,6 +415,141 @@ fail:
 }
 
 /* ---------------------------------------------------------------- */
+/* TLS (--tls)                                                       */
+
+/* A ticket arrived (TLS 1.3 sends them after the handshake): keep the
+ * latest for the next connection to offer. */
+static int
+tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl;
+	if (!g.resume)
+		return 0;
+	if (g.session != NULL)
+		SSL_SESSION_free(g.session);
+	g.session = sess;
+	return 1;		/* we keep the reference */
+}
+
+static void
+tls_init(void)
+{
+	g.ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (g.ssl_ctx == NULL)
+		die("SSL_CTX_new failed");
+	SSL_CTX_set_verify(g.ssl_ctx, SSL_VERIFY_NONE, NULL);
+	/* A write that blocked is retried from the same buffer, which may
+	 * have grown and moved meanwhile. */
+	SSL_CTX_set_mode(g.ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(g.ssl_ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(g.ssl_ctx, tls_new_session);
+}
+
+/* Waits for what OpenSSL asked for; 0 on WANT_*, -1 on failure. */
+static int
+tls_want(struct conn *c, int rc)
+{
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		conn_watch(c, EPOLLIN);
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		conn_watch(c, EPOLLIN | EPOLLOUT);
+		return 0;
+	default:
+		ERR_clear_error();
+		return -1;
+	}
+}
+
+static void	 send_upgrade(struct conn *);
+
+/* Drives the handshake on; sends the upgrade request once it is done. */
+static void
+tls_step(struct conn *c)
+{
+	int rc;
+
+	if ((rc = SSL_do_handshake(c->ssl)) == 1) {
+		c->tls_done = 1;
+		if (SSL_session_reused(c->ssl))
+			g.resumed++;
+		conn_watch(c, EPOLLIN);
+		send_upgrade(c);
+		return;
+	}
+	if (tls_want(c, rc) == -1) {
+		g.errors++;
+		conn_end(c);
+	}
+}
+
+static int
+tls_start(struct conn *c)
+{
+	if ((c->ssl = SSL_new(g.ssl_ctx)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1)
+		return -1;
+	SSL_set_connect_state(c->ssl);
+	if (g.resume && g.session != NULL)
+		SSL_set_session(c->ssl, g.session);
+	c->tls_done = 0;
+	tls_step(c);
+	return 0;
+}
+
+/* read(2) or SSL_read: bytes, 0 for EOF, -1 with errno (EAGAIN: wait). */
+static ssize_t
+io_read(struct conn *c, void *p, size_t n)
+{
+	int rc;
+
+	if (c->ssl == NULL)
+		return read(c->fd, p, n);
+	if ((rc = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n)) > 0)
+		return rc;
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		conn_watch(c, EPOLLIN | EPOLLOUT);
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		/* The server closed without close_notify: an EOF here. */
+		return 0;
+	}
+}
+
+/* write(2) or SSL_write, with the same convention. */
+static ssize_t
+io_write(struct conn *c, const void *p, size_t n)
+{
+	int rc;
+
+	if (c->ssl == NULL)
+		return write(c->fd, p, n);
+	if ((rc = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n)) > 0)
+		return rc;
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+/* ---------------------------------------------------------------- */
 /* Handshake (RFC 6455 §4.1 client side, §4.2.2 the server's answer) */
 
 static const char *
@@ -573,10 +724,11 @@ conn_flush(struct conn *c)
 {
 	ssize_t n;
 
-	if (c->fd == -1 || c->state == C_CONNECTING)
+	if (c->fd == -1 || c->state == C_CONNECTING ||
+	    (c->ssl != NULL && !c->tls_done))
 		return;
 	while (c->out.off < c->out.len) {
-		n = write(c->fd, c->out.p + c->out.off,
+		n = io_write(c, c->out.p + c->out.off,
 		    c->out.len - c->out.off);
 		if (n > 0) {
 			c->out.off += (size_t)n;
@@ -1003,6 +1155,10 @@ conn_end(struct conn *c)
 	if (c->fd == -1)
 		return;
 	on_lost(c);
+	if (c->ssl != NULL) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	close(c->fd);
 	c->fd = -1;
 	c->state = C_FREE;
@@ -1041,18 +1197,29 @@ conn_writable(struct conn *c)
 			return;
 		}
 		c->state = C_UPGRADING;
+		if (g.tls) {
+			if (tls_start(c) == -1) {
+				g.errors++;
+				conn_end(c);
+			}
+			return;
+		}
 		send_upgrade(c);
 		conn_watch(c, EPOLLIN);
+	} else if (c->ssl != NULL && !c->tls_done) {
+		tls_step(c);
+		return;
 	}
 	conn_flush(c);
 }
 
 /*
  * Reads once into the shared buffer, behind whatever this connection
- * kept from its last read, and parses as far as the bytes go.
+ * kept from its last read, and parses as far as the bytes go.  Returns
+ * 1 when bytes came and the connection is still open, else 0.
  */
-static void
-conn_read(struct conn *c)
+static int
+conn_read_once(struct conn *c)
 {
 	size_t have, used;
 	uint8_t *end;
@@ -1068,7 +1235,7 @@ conn_read(struct conn *c)
 	if (have > 0)
 		memcpy(g.rbuf, c->in.p + c->in.off, have);
 	c->in.off = c->in.len = 0;
-	n = read(c->fd, g.rbuf + have, g.rcap - have);
+	n = io_read(c, g.rbuf + have, g.rcap - have);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
 		n = 0;
 		goto keep;
@@ -1079,7 +1246,7 @@ conn_read(struct conn *c)
 		else if (c->state == C_OPEN && c->role != R_HS)
 			g.srv_closed++;
 		conn_end(c);
-		return;
+		return 0;
 	}
 	t = now_ns();
 	have += (size_t)n;
@@ -1095,22 +1262,22 @@ conn_read(struct conn *c)
 		if (check_upgrade(c, (char *)g.rbuf, used) == -1) {
 			keep_sample(g.rbuf, used);
 			conn_end(c);
-			return;
+			return 0;
 		}
 		on_open(c, t);
 	}
 	used += parse_frames(c, g.rbuf + used, have - used, t);
 	if (c->fd == -1)
-		return;
+		return 0;
 	have -= used;
 	if (have > 0) {
 		memmove(g.rbuf, g.rbuf + used, have);
 		goto keep;
 	}
-	return;
+	return 1;
 keep_all:
 	if (c->fd == -1)
-		return;
+		return 0;
 keep:
 	if (have > 0) {
 		if (buf_reserve(&c->in, have) == -1)
@@ -1118,7 +1285,32 @@ keep:
 		memcpy(c->in.p, g.rbuf, have);
 		c->in.len = have;
 	}
+	return n > 0;
 }
+
+/*
+ * Under TLS a read takes one record at a time and OpenSSL may hold
+ * bytes epoll cannot see: read on while they come, up to 16 records
+ * (a bound, so that one busy connection does not hold the loop).
+ */
+static void
+conn_read(struct conn *c)
+{
+	int i;
+
+	if (c->ssl != NULL && !c->tls_done) {
+		tls_step(c);
+		return;
+	}
+	if (!conn_read_once(c) || c->ssl == NULL)
+		return;
+	for (i = 0; i < 16 && c->fd != -1 && c->ssl != NULL; i++)
+		if (!conn_read_once(c) && !(c->fd != -1 && c->ssl != NULL &&
+		    SSL_has_pending(c->ssl)))
+			break;
+}
+
+
 
 /* ---------------------------------------------------------------- */
 /* The run                                                           */
@@ -1483,9 +1675,10 @@ report(void)
 	case M_HANDSHAKE:
 		printf("mode=handshake conns=%d secs=%.1f handshakes=%" PRIu64
 		    " handshakes_per_s=%.0f failures=%" PRIu64
-		    " close_clean=%" PRIu64 " close_timeouts=%" PRIu64,
+		    " close_clean=%" PRIu64 " close_timeouts=%" PRIu64
+		    " tls=%d resumed=%" PRIu64,
 		    g.conns, g.secs, g.hs_ok, g.hs_ok / g.secs, g.hs_fail,
-		    g.close_clean, g.close_timeout);
+		    g.close_clean, g.close_timeout, g.tls, g.resumed);
 		break;
 	case M_ECHO:
 		run = g.t_last > g.t_run ? (double)(g.t_last - g.t_run) / 1e9
@@ -1568,6 +1761,8 @@ main(int argc, char *argv[])
 		{ "burst", required_argument, NULL, 'b' },
 		{ "max-time", required_argument, NULL, 'x' },
 		{ "drain", required_argument, NULL, 'D' },
+		{ "tls", no_argument, NULL, 'S' },
+		{ "resume", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *mode = NULL;
@@ -1610,6 +1805,8 @@ main(int argc, char *argv[])
 		case 'b': g.burst = (int)num(optarg, 1, 100000); break;
 		case 'x': g.max_secs = num(optarg, 1, 7200); break;
 		case 'D': g.drain_secs = num(optarg, 0, 600); break;
+		case 'S': g.tls = 1; break;
+		case 'R': g.resume = 1; break;
 		default: usage();
 		}
 	}
@@ -1629,6 +1826,10 @@ main(int argc, char *argv[])
 		die("idle mode needs --pid of the server");
 	if (g.max_secs == 0)
 		g.max_secs = g.secs + g.drain_secs + 60;
+	if (g.resume && !g.tls)
+		die("--resume needs --tls");
+	if (g.tls)
+		tls_init();
 
 	signal(SIGPIPE, SIG_IGN);
 	/* epoll_pwait2 timeouts are exact only with a small timer slack. */

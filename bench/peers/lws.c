@@ -7,7 +7,10 @@
  * queued, by reference, on every /sub.  A subscriber with more than
  * OUT_MAX bytes queued is closed with 1013, as wsd closes slow consumers.
  *
- *   lws-peer --listen 127.0.0.1:PORT
+ * With --tls-cert and --tls-key it speaks TLS (wss://) through lws' own
+ * OpenSSL binding.
+ *
+ *   lws-peer --listen 127.0.0.1:PORT [--tls-cert F --tls-key F]
  */
 
 #include <libwebsockets.h>
@@ -221,16 +224,28 @@ main(int argc, char *argv[])
 	struct rlimit rl = { 65536, 65536 };
 	struct in_addr a;
 	char host[64];
-	const char *colon;
+	const char *colon, *listen = NULL, *cert = NULL, *key = NULL;
+	int i;
 
-	if (argc != 3 || strcmp(argv[1], "--listen") != 0 ||
-	    (colon = strrchr(argv[2], ':')) == NULL ||
-	    (size_t)(colon - argv[2]) >= sizeof host) {
-		fprintf(stderr, "usage: lws-peer --listen 127.0.0.1:PORT\n");
+	for (i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--listen") == 0)
+			listen = argv[i + 1];
+		else if (strcmp(argv[i], "--tls-cert") == 0)
+			cert = argv[i + 1];
+		else if (strcmp(argv[i], "--tls-key") == 0)
+			key = argv[i + 1];
+		else
+			break;
+	}
+	if (i != argc || listen == NULL || (cert == NULL) != (key == NULL) ||
+	    (colon = strrchr(listen, ':')) == NULL ||
+	    (size_t)(colon - listen) >= sizeof host) {
+		fprintf(stderr, "usage: lws-peer --listen 127.0.0.1:PORT "
+		    "[--tls-cert F --tls-key F]\n");
 		return 2;
 	}
-	memcpy(host, argv[2], (size_t)(colon - argv[2]));
-	host[colon - argv[2]] = '\0';
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
 	if (inet_pton(AF_INET, host, &a) != 1 ||
 	    (ntohl(a.s_addr) >> 24) != 127) {
 		fprintf(stderr, "lws-peer: the loopback only\n");
@@ -244,8 +259,13 @@ main(int argc, char *argv[])
 	info.iface = host;
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (cert != NULL) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = cert;
+		info.ssl_private_key_filepath = key;
+	}
 	if ((ctx = lws_create_context(&info)) == NULL) {
-		fprintf(stderr, "lws-peer: cannot listen on %s\n", argv[2]);
+		fprintf(stderr, "lws-peer: cannot listen on %s\n", listen);
 		return 1;
 	}
 	fprintf(stderr, "listening addr=%s:%d\n", host,
