@@ -9,16 +9,14 @@ Every server runs with --tick 0.2; waits are "until a message arrives or
 the deadline passes", never a fixed sleep.  Only processes started here
 are signalled, by PID.
 """
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 
-from wsdtest import (DEADLINE, WSD, Server, check, done, http_json,
-                     wait_for)
+from wsdtest import (DEADLINE, WSD, Server, check, count, done, http_json,
+                     hup, wait_for)
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TMP = tempfile.mkdtemp(prefix="wsd-host-")
@@ -44,20 +42,6 @@ def write(name, text):
         f.write(text)
     os.replace(p + ".new", p)
     return p
-
-
-def count(srv, pattern):
-    with srv.lock:
-        return sum(1 for line in srv.log if re.search(pattern, line))
-
-
-def hup(srv):
-    """SIGHUP our wsd and wait for the reload's verdict; True if applied."""
-    done_before = count(srv, r"config reload(ed| refused)")
-    ok_before = count(srv, r"config reloaded")
-    srv.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: count(srv, r"config reload(ed| refused)") > done_before)
-    return count(srv, r"config reloaded") > ok_before
 
 
 def update(mon):

@@ -17,14 +17,12 @@ import json
 import os
 import re
 import resource
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 
-from wsdtest import (DEADLINE, OP_TEXT, Server, WS, WSD, check, done,
-                     head_of, http, rst_close, status_of, wait_for)
+from wsdtest import (DEADLINE, OP_TEXT, Server, WSD, check, count, done,
+                     head_of, http, hup, rst_close, status_of, wait_for)
 
 S1 = "first-secret-for-wsd-ops-tests-0123456789"     # over 32 bytes
 S2 = "second-secret-for-wsd-ops-tests-9876543210"
@@ -51,20 +49,6 @@ def run(args, env=None):
     p = subprocess.run([WSD] + args, capture_output=True, env=e,
                        timeout=DEADLINE, stdin=subprocess.DEVNULL)
     return p.returncode, p.stderr.decode("utf-8", "replace")
-
-
-def count(srv, pattern):
-    with srv.lock:
-        return sum(1 for line in srv.log if re.search(pattern, line))
-
-
-def hup(srv):
-    """SIGHUP our wsd and wait for the reload's verdict; True if applied."""
-    done_before = count(srv, r"config reload(ed| refused)")
-    ok_before = count(srv, r"config reloaded")
-    srv.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: count(srv, r"config reload(ed| refused)") > done_before)
-    return count(srv, r"config reloaded") > ok_before
 
 
 def b64u(b):

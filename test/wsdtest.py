@@ -59,6 +59,22 @@ def wait_for(pred, timeout=DEADLINE, step=0.02):
         time.sleep(step)
 
 
+def count(srv, pattern):
+    """How many of srv's log lines match pattern."""
+    with srv.lock:
+        return sum(1 for line in srv.log if re.search(pattern, line))
+
+
+def hup(srv):
+    """SIGHUP our wsd (by PID) and wait for the reload's verdict; True if
+    applied."""
+    done_before = count(srv, r"config reload(ed| refused)")
+    ok_before = count(srv, r"config reloaded")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: count(srv, r"config reload(ed| refused)") > done_before)
+    return count(srv, r"config reloaded") > ok_before
+
+
 class Server:
     """One wsd process on a free loopback port, found from its log line."""
 
