@@ -15,7 +15,8 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse sse notify loop ws log json auth tls hub proto routes \
+LIB   = frame http_parse sse notify loop ws log json auth tls resp redis \
+	cluster hub proto routes \
 	api host_parse host session_events embed cli
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
