@@ -23,7 +23,10 @@
 #include "cluster.h"
 #include "hub.h"
 #include "log.h"
+#include "loop.h"
 #include "resp.h"
+
+#define RETRY_MS	1000	/* failed reads are tried again this often */
 
 /*
  * KEYS: meta, log.  ARGV: a new epoch (used when the group has none),
@@ -485,6 +488,17 @@ cluster_unwatch(const char *name, size_t n)
 
 /* ==== Start and stop ================================================== */
 
+/* Reads that failed with Redis up (an error reply: out of memory, a
+ * script refused) have nothing else to bring them back: try again each
+ * second.  hub_cluster_up() walks only the groups waiting for one. */
+static void
+retry_tick(void *arg)
+{
+	(void)arg;
+	if (cluster_up())
+		hub_cluster_up();
+}
+
 int
 cluster_init(const struct cluster_config *cfg, char *err, size_t errlen)
 {
@@ -497,6 +511,10 @@ cluster_init(const struct cluster_config *cfg, char *err, size_t errlen)
 			snprintf(sha[i] + 2 * k, 3, "%02x", md[k]);
 	}
 	history = cfg->history;
+	if (loop_timer(RETRY_MS, retry_tick, NULL) == -1) {
+		snprintf(err, errlen, "cannot make a timer");
+		return -1;
+	}
 	rc.url = cfg->url;
 	rc.ca_file = cfg->ca_file;
 	rc.on_state = on_state;

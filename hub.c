@@ -920,7 +920,8 @@ client_published(void *arg, const char *epoch, uint64_t seq, const char *err)
 		    g->nsubs) : 0;
 	} else {
 		r.err = HUB_E_UNAVAILABLE;
-		r.why = "the event could not be stored (Redis)";
+		r.why = "Redis did not confirm the event: it may or may "
+		    "not be stored";
 	}
 	w->done(w->arg, &r);
 	free(w);

@@ -212,7 +212,8 @@ static const struct opt {
 	    "redis:// or rediss:// URL: nodes on the same Redis are one hub "
 	    "(none)", RESTART },
 	{ "redis-ca", O_STR, &redis_ca,
-	    "PEM CA file for rediss:// (the system's)", RESTART },
+	    "PEM CA file to verify a rediss:// server with (system CAs)",
+	    RESTART },
 	{ "insecure", O_FLAG, &insecure,
 	    "listen beyond loopback without a token secret or API key",
 	    RESTART },
