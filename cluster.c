@@ -286,10 +286,11 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
 	struct pub *p;
 	struct resp_arg argv[10];
 
-	if (!cluster_up())
+	if (!cluster_up() || (p = malloc(sizeof *p)) == NULL) {
+		if (cb == NULL)
+			lost++;
 		return -1;
-	if ((p = malloc(sizeof *p)) == NULL)
-		return -1;
+	}
 	p->cb = cb;
 	p->arg = arg;
 	hub_random_hex(epoch, HUB_EPOCH_LEN);
@@ -307,6 +308,8 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
 	argv[8] = (struct resp_arg){ bound, strlen(bound) };
 	argv[9] = (struct resp_arg){ ch, key(ch, sizeof ch, name, n, "") };
 	if (redis_command(cmd, 10, argv, published, p) != 0) {
+		if (cb == NULL)
+			lost++;
 		free(p);
 		return -1;
 	}
@@ -416,14 +419,35 @@ cluster_read(const char *name, size_t n, const char *since_epoch,
 
 /* ==== Channels ======================================================== */
 
-/* "wsd:{G}" back to G: its length, or 0 when ch is not one of ours. */
-static size_t
-channel_group(const uint8_t *ch, size_t len, const char **name)
+size_t
+cluster_channel_group(const uint8_t *ch, size_t len, const char **name)
 {
-	if (len < 7 || memcmp(ch, "wsd:{", 5) != 0 || ch[len - 1] != '}')
+	if (len < 7 || len > 6 + HUB_GROUP_MAX || memcmp(ch, "wsd:{", 5) != 0 ||
+	    ch[len - 1] != '}')
 		return 0;
 	*name = (const char *)ch + 5;
 	return len - 6;
+}
+
+long
+cluster_parse_event(const uint8_t *p, size_t len,
+    char epoch[HUB_EPOCH_LEN + 1], uint64_t *seq)
+{
+	size_t i, k;
+
+	for (i = 0; i < len && i <= HUB_EPOCH_LEN && p[i] != ':'; i++)
+		;
+	if (i == 0 || i > HUB_EPOCH_LEN || i == len)
+		return -1;
+	memcpy(epoch, p, i);
+	epoch[i] = '\0';
+	*seq = 0;
+	/* At most 19 digits: every such number fits in 64 bits. */
+	for (k = ++i; i < len && i - k < 19 && p[i] >= '0' && p[i] <= '9'; i++)
+		*seq = *seq * 10 + (p[i] - '0');
+	if (i == k || i >= len || p[i] != ':' || *seq == 0)
+		return -1;
+	return (long)i + 1;
 }
 
 /*
@@ -434,34 +458,25 @@ static void
 on_message(void *arg, const struct redis_msg *m)
 {
 	const char *name = NULL;
-	size_t n = channel_group(m->channel, m->channel_len, &name), i, k;
+	size_t n = cluster_channel_group(m->channel, m->channel_len, &name);
 	char epoch[HUB_EPOCH_LEN + 1];
-	uint64_t seq = 0;
+	uint64_t seq;
+	long off;
 
 	(void)arg;
-	for (i = 0; i < m->len && i <= HUB_EPOCH_LEN && m->data[i] != ':'; i++)
-		;
-	if (n == 0 || i > HUB_EPOCH_LEN || i == m->len)
-		goto bad;
-	memcpy(epoch, m->data, i);
-	epoch[i] = '\0';
-	for (k = ++i; i < m->len && i - k < 20 && m->data[i] >= '0' &&
-	    m->data[i] <= '9'; i++)
-		seq = seq * 10 + (m->data[i] - '0');
-	if (i == k || i >= m->len || m->data[i] != ':')
-		goto bad;
-	i++;
-	hub_cluster_event(name, n, epoch, seq, m->data + i, m->len - i);
-	return;
-bad:
-	log_msg(LOG_WARN, "cluster message not understood");
+	if (n == 0 || (off = cluster_parse_event(m->data, m->len, epoch,
+	    &seq)) < 0) {
+		log_msg(LOG_WARN, "cluster message not understood");
+		return;
+	}
+	hub_cluster_event(name, n, epoch, seq, m->data + off, m->len - off);
 }
 
 static void
 on_subscribed(void *arg, const uint8_t *ch, size_t len)
 {
 	const char *name = NULL;
-	size_t n = channel_group(ch, len, &name);
+	size_t n = cluster_channel_group(ch, len, &name);
 
 	(void)arg;
 	if (n > 0)

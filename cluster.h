@@ -110,6 +110,23 @@ int	cluster_read(const char *name, size_t n, const char *since_epoch,
 int	cluster_watch(const char *name, size_t n);
 int	cluster_unwatch(const char *name, size_t n);
 
+/* ---- The channel's wire (pure) ------------------------------------- */
+
+/*
+ * Channel "wsd:{G}" (G 1-64 bytes) to G: *name points into ch; returns
+ * G's length, or 0 when ch is not a group's channel.
+ */
+size_t	cluster_channel_group(const uint8_t *ch, size_t len,
+	    const char **name);
+
+/*
+ * A channel message "EPOCH:SEQ:ENVELOPE": epoch (1-8 bytes, copied and
+ * NUL-terminated), seq (1-19 digits, not 0).  Returns the envelope's
+ * offset in p, or -1 when malformed.
+ */
+long	cluster_parse_event(const uint8_t *p, size_t len, char epoch[9],
+	    uint64_t *seq);
+
 /* For /metrics: the command connection's and the subscriber's. */
 void	cluster_stats(struct redis_stats *cmd, struct redis_stats *sub);
 
