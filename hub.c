@@ -1724,8 +1724,11 @@ hub_cluster_event(const char *name, size_t n, const char *epoch,
 			return;
 		}
 	}
+	/* Out of order, or a read is in flight: held.  A read in flight
+	 * is not asked to go again for it (under steady traffic that would
+	 * never end): held_deliver() does, if a hole is left. */
 	hold(g, epoch, seq, env, len);
-	if (g->cstate == CS_SYNCED)
+	if (g->cstate == CS_SYNCED && !g->reading)
 		read_start(g);
 }
 
