@@ -669,6 +669,9 @@ member_pos(const struct hub_sub *s)
  */
 #define SSE_ID_MAX	(HUB_SSE_GROUPS * (HUB_GROUP_MAX + HUB_EPOCH_LEN + 23))
 
+static int	wait_at(const struct hub_group *, const struct ws_app_conn *,
+		    const char **, uint64_t *);
+
 static size_t
 sse_id(const struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
     char *out, size_t cap)
@@ -677,10 +680,18 @@ sse_id(const struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
 
 	for (uint32_t i = 0; i < a->nsubs && len < cap; i++) {
 		const struct hub_sub *s = &a->subs[i];
-		int n = snprintf(out + len, cap - len, "%s%s=%s:%llu",
-		    i > 0 ? "," : "", s->g->hn.name, s->g->epoch,
-		    (unsigned long long)(s->g == g ? seq : member_pos(s)));
+		const char *epoch = s->g->epoch;
+		uint64_t at = s->g == g ? seq : member_pos(s);
+		int n;
 
+		/* A group still waiting for its first read from Redis has no
+		 * position of its own yet: the one its reader resumes from,
+		 * or none (it starts live). */
+		if (s->replay == WAITING && !wait_at(s->g, a, &epoch, &at))
+			continue;
+		n = snprintf(out + len, cap - len, "%s%s=%s%s%llu",
+		    len > 0 ? "," : "", s->g->hn.name, epoch,
+		    *epoch != '\0' ? ":" : "", (unsigned long long)at);
 		len += n > 0 ? (size_t)n : 0;
 	}
 	return len < cap ? len : cap;
@@ -1428,6 +1439,21 @@ wait_pos(struct hub_group *g, const struct ws_app_conn *a,
 			g->wait[i].pos = *pos;
 			g->wait[i].has_pos = 1;
 		}
+}
+
+/* Where a, waiting in g, resumes: 1 with *epoch ("" for a bare seq) and
+ * *seq, or 0 (it starts live). */
+static int
+wait_at(const struct hub_group *g, const struct ws_app_conn *a,
+    const char **epoch, uint64_t *seq)
+{
+	for (uint32_t i = 0; i < g->nwait; i++)
+		if (g->wait[i].a == a && g->wait[i].has_pos) {
+			*epoch = g->wait[i].pos.epoch;
+			*seq = g->wait[i].pos.seq;
+			return 1;
+		}
+	return 0;
 }
 
 /* a leaves g before its first read: forget it. */
