@@ -12,6 +12,11 @@
  * those subscribed when it was published.  A replay for resume is paced
  * by the member's send queue and catches up from the history.
  *
+ * With --redis, Redis orders the events instead (cluster.c): a publish
+ * goes there, and each node delivers what comes back on the channels of
+ * the groups it has members of through the same path ("The cluster",
+ * below), so the rest of this file does not know the difference.
+ *
  * It knows nothing of URLs, JSON messages or sessions: routes.c, proto.c
  * and api.c call it.  It does no I/O of its own: everything goes out
  * through ws_send().  Functions return 0 or -1 unless they say otherwise.
