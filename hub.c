@@ -912,6 +912,12 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 static const char *const server_types[] = { "session_event", "realtime_update",
     "system_alert" };
 
+int
+hub_answers_later(void)
+{
+	return cluster_on();
+}
+
 /* A client's publish on its way through Redis: whom to answer. */
 struct pub_wait {
 	hub_done_fn	*done;

@@ -179,6 +179,10 @@ struct hub_result {
 	const char     *why;		/* fixed text, never input */
 };
 
+/* 1 when publishes and history are answered later, from Redis (--redis):
+ * hub_client_publish() and hub_history() then take their callbacks. */
+int	hub_answers_later(void);
+
 /* The answer to a publish that went to Redis: r->seq, or r->err. */
 typedef void	hub_done_fn(void *arg, const struct hub_result *r);
 

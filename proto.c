@@ -316,7 +316,7 @@ on_publish(struct msg *m)
 {
 	char name[HUB_GROUP_MAX + 1];
 	struct hub_result r;
-	struct later *l;
+	struct later *l = NULL;
 	long n;
 	int rc;
 
@@ -327,7 +327,8 @@ on_publish(struct msg *m)
 	}
 	if ((n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if ((l = later_new(m)) == NULL) {
+	/* Only an answer that comes later needs the message kept. */
+	if (hub_answers_later() && (l = later_new(m)) == NULL) {
 		fail(m, HUB_E_UNAVAILABLE, "out of memory");
 		return;
 	}
@@ -336,7 +337,8 @@ on_publish(struct msg *m)
 	    publish_done, l);
 	if (rc == 1)
 		return;		/* answered by publish_done() */
-	later_free(l);
+	if (l != NULL)
+		later_free(l);
 	if (rc == -1)
 		fail(m, r.err, r.why);
 	else if (m->id != NULL)
@@ -379,7 +381,7 @@ on_get_history(struct msg *m)
 	char name[HUB_GROUP_MAX + 1];
 	struct json_buf jb = { 0 };
 	struct hub_pos since;
-	struct later *l;
+	struct later *l = NULL;
 	uint64_t limit;
 	long n;
 
@@ -393,7 +395,7 @@ on_get_history(struct msg *m)
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}
-	if ((l = later_new(m)) == NULL) {
+	if (hub_answers_later() && (l = later_new(m)) == NULL) {
 		fail(m, HUB_E_UNAVAILABLE, "out of memory");
 		return;
 	}
@@ -408,7 +410,8 @@ on_get_history(struct msg *m)
 		break;
 	}
 	json_buf_free(&jb);
-	later_free(l);
+	if (l != NULL)
+		later_free(l);
 }
 
 static const struct {
