@@ -194,15 +194,22 @@ noscript(const struct resp_tok *reply)
 static void
 on_state(void *arg, int up, const char *why)
 {
-	const char *which = arg == NULL ? "command" : "subscriber";
+	static int said[2];	/* down was said since the last up */
+	int k = arg != NULL;
 
 	if (!up) {
-		log_msg(LOG_WARN, "cluster redis down conn=%s reason=\"%s\"",
-		    which, why != NULL ? why : "");
+		/* redis.c logs every attempt; this says once what it means. */
+		if (!said[k])
+			log_msg(LOG_WARN, "cluster redis down conn=%s "
+			    "reason=\"%s\" (publishes answer 503 until it is "
+			    "back)", k ? "subscriber" : "command",
+			    why != NULL ? why : "");
+		said[k] = 1;
 		if (arg == NULL)
 			loaded = 0;
 		return;
 	}
+	said[k] = 0;
 	if (arg == NULL)
 		load_scripts();
 	else if (loaded == NSCRIPTS)

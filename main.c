@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "auth.h"
 #include "cli.h"
@@ -925,6 +926,19 @@ start_watchdog(void)
  * their values from the start, so boot_text stays; the LIVE ones are all
  * set again here, so the text of the reload before (live_text) can go.
  */
+static uint8_t redis_digest[SHA256_DIGEST_LENGTH];	/* of --redis */
+
+/* 1 if url (NULL: none) is the --redis wsd started with. */
+static int
+redis_same(const char *url)
+{
+	uint8_t md[SHA256_DIGEST_LENGTH] = { 0 };
+
+	if (url != NULL)
+		SHA256((const uint8_t *)url, strlen(url), md);
+	return CRYPTO_memcmp(md, redis_digest, sizeof md) == 0;
+}
+
 static void
 reload(void)
 {
@@ -964,6 +978,17 @@ reload(void)
 		if (o->dst == &token_secret || o->dst == &token_secret_file ||
 		    o->dst == &api_key)
 			continue;
+		/* --redis was wiped where it came from (its password): a
+		 * file's value is told from the running one by its digest;
+		 * the command line's and the environment's cannot change. */
+		if (o->dst == &redis_url) {
+			if (opt_src[i] == FROM_FILE ? !redis_same(redis_url) :
+			    old_src[i] == FROM_FILE)
+				log_msg(LOG_WARN, "needs a restart: redis");
+			opt_load(o, &old[i]);
+			opt_src[i] = old_src[i];
+			continue;
+		}
 		/* Listeners run on the addresses resolved from these. */
 		if (o->dst == &listen_on)
 			was.l = listen_given;
@@ -1029,6 +1054,7 @@ start_cluster(void)
 	char err[512];
 	int rc = cluster_init(&cc, err, sizeof err);
 
+	SHA256((const uint8_t *)redis_url, strlen(redis_url), redis_digest);
 	OPENSSL_cleanse((void *)redis_url, strlen(redis_url));
 	if (rc == -1) {
 		fprintf(stderr, "wsd: --redis: %s\n", err);
