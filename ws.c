@@ -61,6 +61,8 @@ struct ws_in {
 	uint8_t  ctrl[125];	/* a control frame split across reads */
 	uint8_t *head;		/* HTTP: request bytes; owned */
 	size_t   hlen, hcap;
+	char    *extra;		/* HTTP: ws_http_extra() of the deferred
+				 * request; owned, or NULL */
 };
 
 /* A connection: a small fixed struct; buffers only while data is in
@@ -84,12 +86,11 @@ struct ws_conn {
 	uint8_t		 later;		/* on the input list */
 	uint8_t		 tls_want;	/* TLS: what the last read waits for */
 	uint8_t		 why;		/* enum close_why, once closing */
-	uint8_t		 deferred;	/* HTTP: the answer comes later */
-	uint16_t	 holds;		/* ws_hold(): not freed while > 0 */
-	char		*defer_extra;	/* owned: ws_http_extra() of the
-					 * deferred request, or NULL */
+	uint8_t		 deferred;	/* HTTP: the answer comes later (c->in
+					 * is kept meanwhile) */
 	uint16_t	 rtt_ms;	/* our last ping's round trip; UINT16_MAX:
 					 * none yet */
+	uint16_t	 holds;		/* ws_hold(): not freed while > 0 */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	uint32_t	 born_s;	/* loop time it was accepted, in seconds */
@@ -769,6 +770,7 @@ in_free(struct ws_in *in)
 		msg_free(in);
 		freed += in->hcap;
 		free(in->head);
+		free(in->extra);
 		free(in);
 	}
 }
@@ -899,10 +901,10 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 	/* RFC 9110 §8.6: no Content-Length on a 204; a 304's would be the
 	 * length of what was not sent.  A deferred answer carries the extra
 	 * headers of its own request, not of the one being handled now. */
-	if (c->deferred && c->defer_extra != NULL) {
+	if (c->deferred && c->in != NULL && c->in->extra != NULL) {
 		const char *now = extra_headers;
 
-		extra_headers = c->defer_extra;
+		extra_headers = c->in->extra;
 		n = http_head(head, sizeof head, status, type,
 		    status == 204 || status == 304 ? -1 : (long)len, headers,
 		    keep);
@@ -997,8 +999,9 @@ ws_http_defer(struct ws_conn *c)
 {
 	c->deferred = 1;
 	ws_hold(c);
-	if (*extra_headers != '\0')
-		c->defer_extra = strdup(extra_headers);	/* NULL: none */
+	/* From handlers.http: c->in holds the request, and is kept. */
+	if (c->in != NULL && *extra_headers != '\0')
+		c->in->extra = strdup(extra_headers);	/* NULL: none */
 	if (!c->dead)
 		ep_mod(c);
 }
@@ -1007,8 +1010,14 @@ void
 ws_http_resume(struct ws_conn *c)
 {
 	c->deferred = 0;
-	free(c->defer_extra);
-	c->defer_extra = NULL;
+	if (c->in != NULL) {
+		free(c->in->extra);
+		c->in->extra = NULL;
+		if (!c->dead && c->in->hlen == 0) {
+			in_free(c->in);
+			c->in = NULL;
+		}
+	}
 	if (!c->dead && c->state == C_HTTP) {
 		ep_mod(c);
 		c->deadline = loop_now_ms() + cfg.handshake_ms;
@@ -1287,7 +1296,7 @@ http_input(struct ws_conn *c)
 		memmove(in->head, in->head + used, in->hlen - used);
 		in->hlen -= used;
 	}
-	if (c->state != C_HTTP || in->hlen == 0) {
+	if ((c->state != C_HTTP || in->hlen == 0) && !c->deferred) {
 		in_free(c->in);
 		c->in = NULL;
 	}

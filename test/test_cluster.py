@@ -347,10 +347,16 @@ def redis_restart():
 def password_and_tls():
     r = Redis(extra=["--requirepass", "s3cret"])
     bad = node(r, url=r.url(":wrong@"))
-    good = node(r, url=r.url(":s3cret@"))
+    good = node(r, "--allow-origin", "http://page.example",
+                url=r.url(":s3cret@"))
     check("password: the right one is ready", ready(good))
     st, body = publish(good, "p", 1)
     check("password: publish", st == 202 and body["seq"] == 1, repr(body))
+    st, h, body = http(good.port, "POST", "/api/groups/p/events",
+                       {"type": "e"}, {"Origin": "http://page.example"})
+    check("cors: an answer Redis brought later has its request's CORS "
+          "headers", st == 202 and h.get("access-control-allow-origin") ==
+          "http://page.example", repr(h))
     check("password: a wrong one is not ready, and says why",
           http(bad.port, "GET", "/readyz")[0] == 503 and
           wait_for(lambda: bad.find("WRONGPASS|invalid"), 10) is not None)
