@@ -344,6 +344,65 @@ def redis_restart():
     r.kill()
 
 
+def trimmed_gap():
+    """A node stopped while Redis drops its subscriber connection (past
+    its output limit) and the stream moves on past --history: once back,
+    its subscriber gets what the node had heard, then history_gap naming
+    exactly what the stream no longer holds, then what it holds, then
+    live events; no event twice, none silently missing."""
+    r = Redis()
+    a = node(r, "--history", "5")
+    b = node(r, "--history", "5", "--send-queue", "64M")
+    check("trimmed: ready", ready(a) and ready(b))
+    c = b.ws("/ws/tg")
+    publish(a, "tg", 0)
+    check("trimmed: the first event", events_of(c, 1)[0]["seq"] == 1)
+    r.cli("CONFIG", "SET", "client-output-buffer-limit", "pubsub 65536 0 0")
+    os.kill(b.pid(), signal.SIGSTOP)
+    w = a.ws("/ws/tgpub")
+    big = "y" * 2048
+    n = 6000
+    for i in range(n):
+        w.send_json({"type": "publish", "group": "tg", "event": "e",
+                     "data": {"i": i + 1, "pad": big}, "id": i})
+    acked = 0
+    while acked < n:
+        if w.recv_json().get("type") == "published":
+            acked += 1
+    os.kill(b.pid(), signal.SIGCONT)
+    check("trimmed: the stopped node is ready again", ready(b))
+    st, body = publish(a, "tg", "end")
+    seqs, gaps = [], []
+    while True:
+        m = c.recv_json()
+        if m.get("code") == "history_gap":
+            gaps.append(m)
+        elif m.get("group") == "tg" and "seq" in m:
+            seqs.append(m["seq"])
+            if m["data"] == "end":
+                break
+    g = gaps[0] if gaps else {}
+    before = [x for x in seqs if x < g.get("oldest", 0)]
+    after = [x for x in seqs if x >= g.get("oldest", 0)]
+    check("trimmed: one history_gap, the stream's oldest kept in it",
+          len(gaps) == 1 and g.get("oldest", 0) > 2, repr(gaps))
+    check("trimmed: before the gap, what the node heard, in order",
+          before == list(range(2, len(before) + 2)),
+          repr([(x, y) for x, y in zip(before, before[1:]) if y != x + 1]) +
+          " n=%d gap=%r" % (len(before), g))
+    check("trimmed: after it, the kept events to the last, in order",
+          after == list(range(g.get("oldest", 0), body["seq"] + 1)) and
+          len(after) >= 5, "%r %r" % (after, body))
+    check("trimmed: the missed range is exactly the gap's",
+          len(before) + 1 < g.get("oldest", 0) and
+          g.get("seq") == g.get("oldest", 0) - 1, repr(g))
+    for x in (c, w):
+        x.close()
+    for x in (a, b):
+        x.stop()
+    r.kill()
+
+
 def password_and_tls():
     r = Redis(extra=["--requirepass", "s3cret"])
     bad = node(r, url=r.url(":wrong@"))
@@ -587,6 +646,7 @@ def main():
             n.stop()
         r.kill()
         redis_restart()
+        trimmed_gap()
         password_and_tls()
     finally:
         for r in redises:
