@@ -36,6 +36,7 @@ from wsdtest import (DEADLINE, Server, check, done, http, http_json,
 REDIS = "/usr/bin/redis-server"
 TMP = tempfile.mkdtemp(prefix="wsd-cluster-")
 redises = []
+servers = []        # every wsd started, stopped at the end whatever happens
 
 
 def free_port():
@@ -128,7 +129,9 @@ class Redis:
 
 
 def node(r, *args, url=None):
-    return Server("--no-session-events", "--redis", url or r.url(), *args)
+    srv = Server("--no-session-events", "--redis", url or r.url(), *args)
+    servers.append(srv)
+    return srv
 
 
 def ready(srv, timeout=DEADLINE):
@@ -611,6 +614,7 @@ def unreachable_at_start():
     port = free_port()
     n = Server("--no-session-events", "--redis",
                "redis://127.0.0.1:%d" % port)
+    servers.append(n)
     check("unreachable: /readyz 503",
           http(n.port, "GET", "/readyz")[0] == 503)
     check("unreachable: /livez 200", http(n.port, "GET", "/livez")[0] == 200)
@@ -649,6 +653,10 @@ def main():
         trimmed_gap()
         password_and_tls()
     finally:
+        for srv in servers:
+            if srv.proc.poll() is None:
+                srv.proc.kill()     # only after a failure: else stopped
+                srv.proc.wait()
         for r in redises:
             r.kill()
         shutil.rmtree(TMP, ignore_errors=True)
