@@ -52,8 +52,10 @@ static const char pub_script[] =
  * most events to return, and a new epoch for a group without one ("":
  * create nothing).  The rules of a resume (README "Positions and
  * epochs"): another epoch, a seq older than the oldest kept or newer
- * than the stream reads from the oldest, with gap 1.  Returns {epoch,
- * seq, oldest, gap, more, seq1, envelope1, ...}.
+ * than the stream reads from the oldest, with gap 1.  A node's first
+ * read of a group (any epoch, creating it) takes the last events instead:
+ * what its history can hold.  Returns {epoch, seq, oldest, gap, more,
+ * seq1, envelope1, ...}.
  */
 static const char read_script[] =
     "local e = redis.call('HGET', KEYS[1], 'epoch')\n"
@@ -68,12 +70,15 @@ static const char read_script[] =
     "local f = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "if #f > 0 then o = tonumber(string.match(f[1][1], '^%d+')) end\n"
     "local from = tonumber(ARGV[2])\n"
+    "local lim = tonumber(ARGV[3])\n"
     "local gap = 0\n"
-    "if (ARGV[1] ~= '' and ARGV[1] ~= e) or from + 1 < o or from > s then\n"
+    "if ARGV[1] == '' and ARGV[4] ~= '' then\n"
+    "  from = math.max(o - 1, s - lim)\n"
+    "elseif (ARGV[1] ~= '' and ARGV[1] ~= e) or from + 1 < o or\n"
+    "    from > s then\n"
     "  gap = 1\n"
     "  from = o - 1\n"
     "end\n"
-    "local lim = tonumber(ARGV[3])\n"
     "local out = {e, s, o, gap, 0}\n"
     "if from >= s then return out end\n"
     "local r = redis.call('XRANGE', KEYS[2], (from + 1) .. '-0', '+',\n"

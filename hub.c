@@ -1618,7 +1618,7 @@ sync_done(struct hub_group *g, const struct cluster_read *r)
 	group_flush(g);
 	hist_clear(g);
 	snprintf(g->epoch, sizeof g->epoch, "%.8s", r->epoch);
-	g->seq = r->oldest - 1;
+	g->seq = r->n > 0 ? r->ev[0].seq - 1 : r->seq;
 	for (uint32_t i = 0; i < r->n; i++) {
 		struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, r->ev[i].p,
 		    r->ev[i].len);
@@ -1630,8 +1630,8 @@ sync_done(struct hub_group *g, const struct cluster_read *r)
 			hist_append(g, b);
 		ws_buf_unref(b);
 	}
-	/* More kept than --history here (another node's is larger): the
-	 * history starts after them; older resumes get history_gap. */
+	/* Not all of the stream's last events could be kept here (too
+	 * large, no memory): the history starts after them. */
 	if (r->more || g->seq != r->seq) {
 		hist_clear(g);
 		g->seq = r->seq;

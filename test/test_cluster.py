@@ -399,9 +399,21 @@ def trimmed_gap():
     check("trimmed: the missed range is exactly the gap's",
           len(before) + 1 < g.get("oldest", 0) and
           g.get("seq") == g.get("oldest", 0) - 1, repr(g))
+    # A node whose --history is shorter than the stream reads its tail.
+    d = node(r)
+    check("tail: ready", ready(d))
+    for i in range(10):
+        publish(d, "tail", i)
+    st, h = http_json(a.port, "GET", "/api/groups/tail/events?since=0")
+    t = a.ws("/ws/tail?since=%s:6" % h["epoch"])
+    got = events_of(t, 4)
+    check("tail: a node with a shorter history resumes from the stream's "
+          "last events", [m["seq"] for m in got] == [7, 8, 9, 10] and
+          t.subscribed["seq"] == 10, repr(got))
+    t.close()
     for x in (c, w):
         x.close()
-    for x in (a, b):
+    for x in (a, b, d):
         x.stop()
     r.kill()
 
