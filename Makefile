@@ -15,7 +15,8 @@ LDLIBS   = -lssl -lcrypto -lm
 B       ?= build
 
 # The layers, lowest first; main.o wires them.
-LIB   = frame http_parse sse notify loop ws log json auth tls hub proto routes \
+LIB   = frame http_parse sse notify loop ws log json auth tls resp redis \
+	cluster hub proto routes \
 	api host_parse host session_events embed cli
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))
@@ -61,6 +62,8 @@ $(B)/test_notify: $(B)/notify.o
 # a redis-server the test starts.
 $(B)/test_resp: $(B)/resp.o
 $(B)/test_redis: $(B)/redis.o $(B)/resp.o $(B)/loop.o $(B)/log.o $(B)/tls.o
+# The channel's wire: cluster.c's pure parsers, which live among the layers.
+$(B)/test_channel: $(OBJS)
 $(B)/test_%: test/test_%.c test/t.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -I. -o $@ $< $(filter %.o,$^) \
 	    $(LDLIBS)

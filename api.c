@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include "auth.h"
 #include "api.h"
+#include "cluster.h"
 #include "host.h"
 #include "hub.h"
 #include "session_events.h"
@@ -289,6 +291,61 @@ process_metrics(struct json_buf *b)
 		    rl.rlim_cur);
 }
 
+/* With --redis: both connections' figures, and what Redis lost. */
+static void
+redis_metrics(struct json_buf *b)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} m[] = {
+#define F(f) offsetof(struct redis_stats, f)
+	{ "wsd_redis_commands_total", "counter", "Commands sent to Redis.",
+	    F(commands) },
+	{ "wsd_redis_replies_total", "counter", "Replies from Redis.",
+	    F(replies) },
+	{ "wsd_redis_errors_total", "counter",
+	    "Redis error replies and commands failed by a lost connection.",
+	    F(errors) },
+	{ "wsd_redis_messages_total", "counter",
+	    "Events received on group channels.", F(messages) },
+	{ "wsd_redis_reconnects_total", "counter",
+	    "Connection attempts to Redis after the first.", F(reconnects) },
+	{ "wsd_redis_full_total", "counter", "Commands refused because the "
+	    "output to Redis was at its bound (Redis slow): answered 503.",
+	    F(full) },
+	{ "wsd_redis_queued_bytes", "gauge",
+	    "Bytes waiting to be written to Redis.", F(queued_bytes) },
+	{ "wsd_redis_inflight", "gauge", "Commands awaiting Redis' reply.",
+	    F(inflight) },
+	{ "wsd_redis_subscriptions", "gauge", "Group channels followed.",
+	    F(subscriptions) },
+#undef F
+	};
+	struct redis_stats st[2];
+	char label[64];
+
+	cluster_stats(&st[0], &st[1]);
+	for (int i = 0; i < 2; i++) {
+		snprintf(label, sizeof label, "{conn=\"%s\"}",
+		    i ? "subscriber" : "command");
+		metric(b, "wsd_redis_up", "gauge",
+		    i ? NULL : "1 while the connection to Redis is up.", label,
+		    st[i].up);
+	}
+	for (size_t k = 0; k < sizeof m / sizeof m[0]; k++)
+		for (int i = 0; i < 2; i++) {
+			snprintf(label, sizeof label, "{conn=\"%s\"}",
+			    i ? "subscriber" : "command");
+			metric(b, m[k].name, m[k].type, i ? NULL : m[k].help,
+			    label, *(const uint64_t *)((const char *)&st[i] +
+			    m[k].off));
+		}
+	metric(b, "wsd_cluster_events_lost_total", "counter",
+	    "Server events (session_event, realtime_update, system_alert) "
+	    "Redis did not store.", NULL, cluster_lost());
+}
+
 void
 api_metrics(const struct api_req *r)
 {
@@ -357,6 +414,8 @@ api_metrics(const struct api_req *r)
 	}
 	metric(&b, "wsd_uptime_seconds", "gauge", "Seconds since start.", NULL,
 	    hub_uptime_s());
+	if (cluster_on())
+		redis_metrics(&b);
 	process_metrics(&b);
 	host_metrics(&b);
 	if (b.oom)
@@ -381,14 +440,40 @@ publish_status(int err)
 	}
 }
 
+static void
+post_answer(struct ws_conn *c, const struct hub_result *res)
+{
+	char num[64];
+	int n;
+
+	if (res->seq == 0) {
+		ws_http_error(c, publish_status(res->err),
+		    hub_error_names[res->err], res->why, NULL);
+		return;
+	}
+	n = snprintf(num, sizeof num, "{\"seq\":%llu,\"delivered\":%u}",
+	    (unsigned long long)res->seq, res->delivered);
+	ws_http_respond(c, 202, NULL, NULL, num, n);
+}
+
+/* With --redis: Redis has stored the event, or could not. */
+static void
+post_done(void *arg, const struct hub_result *res)
+{
+	struct ws_conn *c = arg;
+
+	if (ws_open(c))
+		post_answer(c, res);
+	ws_http_resume(c);
+}
+
 void
 api_post_event(const struct api_req *r)
 {
 	const char *name = r->arg;
 	struct json_doc doc = { 0 };
-	struct hub_result res;
-	char num[64];
-	int n;
+	struct hub_result res = { 0 };
+	int rc;
 
 	if (json_parse(&doc, r->body, r->blen, hub_config()->json_depth,
 	    r->blen + 1) == -1 || doc.tok[0].type != JSON_OBJECT) {
@@ -396,19 +481,50 @@ api_post_event(const struct api_req *r)
 		goto out;
 	}
 	/* The API key, checked on the head, is the right to publish. */
-	if (hub_client_publish(name, strlen(name), &doc, json_find(&doc, 0,
-	    "type"), json_find(&doc, 0, "data"), NULL, &res) == -1) {
+	rc = hub_client_publish(name, strlen(name), &doc, json_find(&doc, 0,
+	    "type"), json_find(&doc, 0, "data"), NULL, &res, post_done, r->c);
+	if (rc == -1)
 		error(r, publish_status(res.err), hub_error_names[res.err],
 		    res.why);
-		goto out;
-	}
-	n = snprintf(num, sizeof num, "{\"seq\":%llu,\"delivered\":%u}",
-	    (unsigned long long)res.seq, res.delivered);
-	ws_http_respond(r->c, 202, NULL, NULL, num, n);
+	else if (rc == 1)
+		ws_http_defer(r->c);	/* answered by post_done() */
+	else
+		post_answer(r->c, &res);
 out:
 	json_doc_free(&doc);
 }
 
+
+/* {members}: a history answer. */
+static void
+history_answer(struct ws_conn *c, const struct json_buf *members)
+{
+	struct json_buf jb = { 0 };
+
+	json_put_raw(&jb, "{", 1);
+	json_put_raw(&jb, members->p, members->len);
+	json_put_raw(&jb, "}", 1);
+	if (jb.oom || members->oom)
+		ws_http_error(c, 500, "internal", "out of memory", NULL);
+	else
+		ws_http_respond(c, 200, NULL, NULL, jb.p, jb.len);
+	json_buf_free(&jb);
+}
+
+static void
+history_done(void *arg, struct json_buf *members)
+{
+	struct ws_conn *c = arg;
+
+	if (ws_open(c)) {
+		if (members != NULL)
+			history_answer(c, members);
+		else
+			ws_http_error(c, 503, "unavailable",
+			    "Redis is unavailable", NULL);
+	}
+	ws_http_resume(c);
+}
 
 void
 api_get_events(const struct api_req *r)
@@ -429,10 +545,20 @@ api_get_events(const struct api_req *r)
 		    "[A-Za-z0-9._:-]");
 		return;
 	}
-	json_put_raw(&jb, "{", 1);
-	hub_history_members(name, strlen(name), &since, limit, &jb);
-	json_put_raw(&jb, "}", 1);
-	respond_json(r, 200, &jb);
+	switch (hub_history(name, strlen(name), &since, limit, &jb,
+	    history_done, r->c)) {
+	case 0:
+		history_answer(r->c, &jb);
+		break;
+	case 1:
+		ws_http_defer(r->c);	/* answered by history_done() */
+		break;
+	default:
+		ws_http_error(r->c, 503, "unavailable", "Redis is unavailable",
+		    NULL);
+		break;
+	}
+	json_buf_free(&jb);
 }
 
 /* ?offset=O&limit=N of a listing (limit 100 by default, at most
@@ -724,6 +850,8 @@ api_readyz(const struct api_req *r)
 {
 	if (ws_draining())
 		error(r, 503, "draining", "shutting down");
+	else if (cluster_on() && !cluster_up())
+		error(r, 503, "unavailable", "Redis is unavailable");
 	else
 		api_livez(r);
 }

@@ -12,6 +12,11 @@
  * those subscribed when it was published.  A replay for resume is paced
  * by the member's send queue and catches up from the history.
  *
+ * With --redis, Redis orders the events instead (cluster.c): a publish
+ * goes there, and each node delivers what comes back on the channels of
+ * the groups it has members of through the same path ("The cluster",
+ * below), so the rest of this file does not know the difference.
+ *
  * It knows nothing of URLs, JSON messages or sessions: routes.c, proto.c
  * and api.c call it.  It does no I/O of its own: everything goes out
  * through ws_send().  Functions return 0 or -1 unless they say otherwise.
@@ -26,6 +31,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "hub.h"
 #include "json.h"
 #include "log.h"
@@ -55,7 +61,39 @@ struct hub_group {
 	struct hub_group  *turn_next;	/* on the list of groups with pend */
 	uint8_t		   on_turn;
 	char		   epoch[HUB_EPOCH_LEN + 1];	/* this stream's */
+	/*
+	 * With --redis (see "The cluster" below): whether the group listens
+	 * to its channel and has caught up with the stream, the members
+	 * waiting for that, the events heard while a read was in flight
+	 * (contiguous from held_first, in held_epoch), and the list of
+	 * groups whose read failed, read again once Redis is back.
+	 */
+	uint8_t		   cstate;	/* enum cstate */
+	uint8_t		   reading;	/* a read is in flight */
+	uint8_t		   again;	/* read again when it returns */
+	uint8_t		   on_retry;
+	uint32_t	   gen;		/* this watch's number */
+	struct hub_wait	  *wait;	/* owned array */
+	uint32_t	   nwait, waitcap;
+	struct ws_buf	 **held;	/* owned array of frames */
+	uint32_t	   nheld, heldcap;
+	uint64_t	   held_first;
+	char		   held_epoch[HUB_EPOCH_LEN + 1];
+	struct hub_group  *retry_prev, *retry_next;
 };
+
+/* A member waiting for its group's first read: where it resumes. */
+struct hub_wait {
+	struct ws_app_conn *a;
+	struct hub_pos	    pos;
+	uint8_t		    has_pos;
+};
+
+enum cstate { CS_NONE, CS_SYNCING, CS_SYNCED };
+
+/* A membership waiting for its group's first read from Redis: passed
+ * over by delivery, as a replaying one is. */
+#define WAITING		UINT64_MAX
 
 static struct hub_config hub_cfg;	/* a copy: main's may go */
 static struct hub_stats hub_stats;
@@ -74,6 +112,8 @@ static struct hub_group	 *idle_first, *idle_last;	/* oldest first */
 static struct hub_group	 *star;		/* "*": every connection */
 static struct hub_group	 *turn_list;	/* groups with events to send */
 static size_t		  hist_total;	/* bytes in every group's history */
+static struct hub_group	 *retry_first, *retry_last;	/* reads to redo */
+static uint32_t		  watch_gen;
 static uint64_t		  start_ms;
 
 
@@ -220,6 +260,8 @@ hist_drop_oldest(struct hub_group *g)
 	g->hlen--;
 }
 
+static void	held_clear(struct hub_group *);
+
 static void
 group_free(struct hub_group *g)
 {
@@ -229,6 +271,11 @@ group_free(struct hub_group *g)
 		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 	while (g->hlen > 0)
 		hist_drop_oldest(g);
+	held_clear(g);
+	if (g->on_retry)
+		LIST_REMOVE(retry_first, retry_last, g, retry_prev, retry_next);
+	free(g->held);
+	free(g->wait);
 	free(g->hist);
 	free(g->subs);
 	free(g->pend);
@@ -453,6 +500,9 @@ member_live(const struct ws_app_conn *a, const struct hub_group *g)
 }
 
 static void	group_flush(struct hub_group *);
+static void	watch_start(struct hub_group *);
+static void	watch_stop(struct hub_group *);
+static void	wait_drop(struct hub_group *, const struct ws_app_conn *);
 
 int
 hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
@@ -490,6 +540,8 @@ hub_subscribe(struct ws_app_conn *a, struct hub_group *g)
 	if (g->nsubs == 0 && g != star)
 		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 	g->subs[g->nsubs++] = a;
+	if (g->nsubs == 1 && g != star && cluster_on())
+		watch_start(g);
 	return 0;
 }
 
@@ -514,6 +566,8 @@ hub_unsubscribe(struct ws_app_conn *a, int i)
 	struct ws_app_conn *moved;
 
 	group_flush(g);		/* a leaver still gets what it was sent */
+	if (a->subs[i].replay == WAITING)
+		wait_drop(g, a);
 	if (a->subs[i].replay != 0)
 		a->nreplay--;
 	idx = a->subs[i].idx;
@@ -530,6 +584,8 @@ hub_unsubscribe(struct ws_app_conn *a, int i)
 		free(g->subs);
 		g->subs = NULL;
 		g->subcap = 0;
+		if (g->cstate != CS_NONE)
+			watch_stop(g);
 		if (g != star)
 			LIST_APPEND(idle_first, idle_last, g, idle_prev,
 			    idle_next);
@@ -625,6 +681,8 @@ hist_at(const struct hub_group *g, uint64_t s)
 static uint64_t
 member_pos(const struct hub_sub *s)
 {
+	if (s->replay == WAITING)
+		return s->g->seq;
 	return s->replay != 0 ? s->replay - 1 : s->g->seq - s->g->npend;
 }
 
@@ -635,6 +693,9 @@ member_pos(const struct hub_sub *s)
  */
 #define SSE_ID_MAX	(HUB_SSE_GROUPS * (HUB_GROUP_MAX + HUB_EPOCH_LEN + 23))
 
+static int	wait_at(const struct hub_group *, const struct ws_app_conn *,
+		    const char **, uint64_t *);
+
 static size_t
 sse_id(const struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
     char *out, size_t cap)
@@ -643,10 +704,18 @@ sse_id(const struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
 
 	for (uint32_t i = 0; i < a->nsubs && len < cap; i++) {
 		const struct hub_sub *s = &a->subs[i];
-		int n = snprintf(out + len, cap - len, "%s%s=%s:%llu",
-		    i > 0 ? "," : "", s->g->hn.name, s->g->epoch,
-		    (unsigned long long)(s->g == g ? seq : member_pos(s)));
+		const char *epoch = s->g->epoch;
+		uint64_t at = s->g == g ? seq : member_pos(s);
+		int n;
 
+		/* A group still waiting for its first read from Redis has no
+		 * position of its own yet: the one its reader resumes from,
+		 * or none (it starts live). */
+		if (s->replay == WAITING && !wait_at(s->g, a, &epoch, &at))
+			continue;
+		n = snprintf(out + len, cap - len, "%s%s=%s%s%llu",
+		    len > 0 ? "," : "", s->g->hn.name, epoch,
+		    *epoch != '\0' ? ":" : "", (unsigned long long)at);
 		len += n > 0 ? (size_t)n : 0;
 	}
 	return len < cap ? len : cap;
@@ -694,10 +763,17 @@ member_send(struct ws_app_conn *a, const struct hub_group *g, uint64_t seq,
 	return sse_send(a, id, sse_id(a, g, seq, id, sizeof id), b);
 }
 
+static int	waiting(const struct ws_app_conn *);
+
 void
 hub_sse_mark(struct ws_app_conn *a)
 {
 	static char id[SSE_ID_MAX];
+
+	if (waiting(a)) {
+		a->mark_due = 1;	/* once every group has answered */
+		return;
+	}
 
 	sse_send(a, id, sse_id(a, NULL, 0, id, sizeof id), NULL);
 }
@@ -731,46 +807,56 @@ send_star(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 		send_one(c, a, arg);
 }
 
-uint64_t
-hub_publish(struct hub_group *g, const char *type, size_t tlen,
-    const char *extra, const uint8_t *data, size_t dlen, unsigned *delivered)
+/*
+ * The envelope in two parts, around its seq: head ends with "seq": and
+ * tail starts with ,"timestamp":.  With --redis, Redis puts the seq
+ * between them (cluster.c); alone, hub_publish() does.
+ */
+static void
+put_head(struct json_buf *jb, const char *name, size_t n, const char *type,
+    size_t tlen, const char *extra)
 {
-	struct json_buf jb = { 0 };
-	struct fanout f = { g, NULL, 0 };
-	char seq[64];
-
-	json_put_cstr(&jb, "{\"type\":");
-	json_put_str(&jb, type, tlen);
+	json_put_cstr(jb, "{\"type\":");
+	json_put_str(jb, type, tlen);
 	if (extra != NULL)
-		json_put_cstr(&jb, extra);
-	json_put_cstr(&jb, ",\"group\":");
-	json_put_str(&jb, g->hn.name, g->hn.len);
-	snprintf(seq, sizeof seq, ",\"seq\":%llu,\"timestamp\":",
-	    (unsigned long long)g->seq + 1);
-	json_put_cstr(&jb, seq);
-	hub_put_timestamp(&jb);
-	json_put_cstr(&jb, ",\"data\":");
-	if (dlen == 0)
-		json_put_cstr(&jb, "null");
-	else
-		json_put_raw(&jb, data, dlen);
-	json_put_raw(&jb, "}", 1);
-	if (!jb.oom)
-		f.b = ws_buf_frame(WS_OP_TEXT, jb.p, jb.len);
-	json_buf_free(&jb);
-	if (f.b == NULL)
-		return 0;
+		json_put_cstr(jb, extra);
+	json_put_cstr(jb, ",\"group\":");
+	json_put_str(jb, name, n);
+	json_put_cstr(jb, ",\"seq\":");
+}
 
-	g->seq++;
+static void
+put_tail(struct json_buf *jb, const uint8_t *data, size_t dlen)
+{
+	json_put_cstr(jb, ",\"timestamp\":");
+	hub_put_timestamp(jb);
+	json_put_cstr(jb, ",\"data\":");
+	if (dlen == 0)
+		json_put_cstr(jb, "null");
+	else
+		json_put_raw(jb, data, dlen);
+	json_put_raw(jb, "}", 1);
+}
+
+/*
+ * Event b, g's seq g->seq, to g's members: kept in the history, held for
+ * the end of the turn ("*": queued on every connection now).  The number
+ * of members it goes to.
+ */
+static unsigned
+fan_out(struct hub_group *g, struct ws_buf *b)
+{
+	struct fanout f = { g, b, 0 };
+
 	if (g->nsubs == 0 && g != star) {
 		/* In use: the idle list is least recently used first. */
 		LIST_REMOVE(idle_first, idle_last, g, idle_prev, idle_next);
 		LIST_APPEND(idle_first, idle_last, g, idle_prev, idle_next);
 	}
-	hist_append(g, f.b);
+	hist_append(g, b);
 	if (g == star)
 		ws_foreach(send_star, &f);
-	else if (g->nsubs > 0 && pend_add(g, f.b) == 0)
+	else if (g->nsubs > 0 && pend_add(g, b) == 0)
 		f.n = g->nsubs;
 	else if (g->nsubs > 0) {	/* no memory to hold it: send it now */
 		group_flush(g);
@@ -778,10 +864,66 @@ hub_publish(struct hub_group *g, const char *type, size_t tlen,
 			if (member_live(g->subs[i], g))
 				send_one(NULL, g->subs[i], &f);
 	}
-	ws_buf_unref(f.b);
+	return f.n;
+}
+
+/* With --redis: hand the event to Redis.  0 or -1 (Redis down, full, or
+ * out of memory). */
+static int
+publish_cluster(const struct hub_group *g, const char *name, size_t n,
+    const char *type, size_t tlen, const char *extra, const uint8_t *data,
+    size_t dlen, cluster_pub_fn *cb, void *arg)
+{
+	struct json_buf head = { 0 }, tail = { 0 };
+	int rc = -1;
+
+	if (g != NULL) {
+		name = g->hn.name;
+		n = g->hn.len;
+	}
+	put_head(&head, name, n, type, tlen, extra);
+	put_tail(&tail, data, dlen);
+	if (!head.oom && !tail.oom)
+		rc = cluster_publish(name, n, (const char *)head.p, head.len,
+		    (const char *)tail.p, tail.len, cb, arg);
+	json_buf_free(&head);
+	json_buf_free(&tail);
+	return rc;
+}
+
+uint64_t
+hub_publish(struct hub_group *g, const char *type, size_t tlen,
+    const char *extra, const uint8_t *data, size_t dlen, unsigned *delivered)
+{
+	struct json_buf jb = { 0 };
+	struct ws_buf *b = NULL;
+	unsigned n;
+	char seq[32];
+
+	if (cluster_on()) {
+		if (publish_cluster(g, NULL, 0, type, tlen, extra, data, dlen,
+		    NULL, NULL) == -1)
+			return 0;
+		hub_stats.events_published++;
+		if (delivered != NULL)
+			*delivered = g->nsubs;
+		return 1;
+	}
+	put_head(&jb, g->hn.name, g->hn.len, type, tlen, extra);
+	snprintf(seq, sizeof seq, "%llu", (unsigned long long)g->seq + 1);
+	json_put_cstr(&jb, seq);
+	put_tail(&jb, data, dlen);
+	if (!jb.oom)
+		b = ws_buf_frame(WS_OP_TEXT, jb.p, jb.len);
+	json_buf_free(&jb);
+	if (b == NULL)
+		return 0;
+	g->seq++;
+	n = fan_out(g, b);
+	ws_buf_unref(b);
 	hub_stats.events_published++;
 	if (delivered != NULL)
-		*delivered = f.n;
+		*delivered = n;
 	return g->seq;
 }
 
@@ -790,9 +932,47 @@ static const char *const server_types[] = { "session_event", "realtime_update",
     "system_alert" };
 
 int
+hub_answers_later(void)
+{
+	return cluster_on();
+}
+
+/* A client's publish on its way through Redis: whom to answer. */
+struct pub_wait {
+	hub_done_fn	*done;
+	void		*arg;
+	uint8_t		 len;
+	char		 name[HUB_GROUP_MAX + 1];
+};
+
+static void
+client_published(void *arg, const char *epoch, uint64_t seq, const char *err)
+{
+	struct pub_wait *w = arg;
+	struct hub_group *g = hub_group(w->name, w->len, 0);
+	struct hub_result r = { 0 };
+
+	(void)epoch;
+	if (err == NULL) {
+		hub_stats.events_published++;
+		r.seq = seq;
+		r.delivered = g != NULL ? (g == star ? (unsigned)
+		    ws_stats_get()->websockets + ws_stats_get()->streams :
+		    g->nsubs) : 0;
+	} else {
+		r.err = HUB_E_UNAVAILABLE;
+		r.why = "Redis did not confirm the event: it may or may "
+		    "not be stored";
+	}
+	w->done(w->arg, &r);
+	free(w);
+}
+
+int
 hub_client_publish(const char *group, size_t glen,
     const struct json_doc *doc, int type, int data,
-    const struct auth_claims *claims, struct hub_result *r)
+    const struct auth_claims *claims, struct hub_result *r,
+    hub_done_fn *done, void *arg)
 {
 	char name[HUB_EVENT_MAX];
 	const uint8_t *d = NULL;
@@ -824,12 +1004,32 @@ hub_client_publish(const char *group, size_t glen,
 	r->why = "the token does not grant publishing to this group";
 	if (claims != NULL && !auth_may_publish(claims, group, glen))
 		return -1;
+	if (data >= 0)
+		d = json_tok_json(doc, data, &dlen);
+	if (cluster_on()) {
+		/* No local group: this node may have no member of it.  The
+		 * answer comes once Redis has stored the event. */
+		struct pub_wait *w = malloc(sizeof *w);
+
+		r->err = HUB_E_UNAVAILABLE;
+		r->why = "Redis is unavailable";
+		if (w == NULL)
+			return -1;
+		w->done = done;
+		w->arg = arg;
+		w->len = glen;
+		memcpy(w->name, group, glen);
+		if (publish_cluster(NULL, group, glen, name, n, NULL, d, dlen,
+		    client_published, w) == -1) {
+			free(w);
+			return -1;
+		}
+		return 1;
+	}
 	r->err = HUB_E_TOO_LARGE;
 	r->why = "too many groups";
 	if ((g = hub_group(group, glen, 1)) == NULL)
 		return -1;
-	if (data >= 0)
-		d = json_tok_json(doc, data, &dlen);
 	r->err = HUB_E_UNAVAILABLE;
 	r->why = "out of memory";
 	fresh = g->seq == 0;
@@ -1075,6 +1275,10 @@ send_gap(struct ws_app_conn *a, struct hub_group *g, uint64_t oldest)
  * pending events reach it with the others: no gap, no duplicate.  Events
  * that fell out of the history meanwhile are reported as history_gap.
  */
+static void	wait_pos(struct hub_group *, const struct ws_app_conn *,
+		    const struct hub_pos *);
+static void	wait_add(struct hub_group *, struct ws_app_conn *);
+
 static void
 replay_more(struct ws_app_conn *a)
 {
@@ -1084,7 +1288,7 @@ replay_more(struct ws_app_conn *a)
 		uint64_t flushed = g->seq - g->npend;
 		uint64_t oldest = g->seq - g->hlen + 1;
 
-		if (s->replay == 0)
+		if (s->replay == 0 || s->replay == WAITING)
 			continue;
 		if (s->replay < oldest) {
 			send_gap(a, g, oldest);
@@ -1122,6 +1326,10 @@ hub_replay_start(struct ws_app_conn *a, struct hub_group *g,
 
 	if (i < 0)
 		return;
+	if (a->subs[i].replay == WAITING) {
+		wait_pos(g, a, pos);	/* replayed once the group is read */
+		return;
+	}
 	if (!pos_kept(g, pos)) {
 		send_gap(a, g, oldest);
 		since = oldest - 1;
@@ -1151,11 +1359,547 @@ hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g)
 {
 	struct json_buf jb = { 0 };
 
+	if (g->cstate == CS_SYNCING) {
+		wait_add(g, a);		/* answered once the group is read */
+		return;
+	}
+
 	hub_begin(&jb, "subscribed", NULL, 0);
 	json_put_cstr(&jb, ",\"group\":");
 	json_put_str(&jb, g->hn.name, g->hn.len);
 	put_position(&jb, g);
 	hub_reply(a->c, &jb);
+}
+
+
+/* ==== The cluster (--redis) =========================================== */
+
+/*
+ * With --redis, Redis orders every group's events (cluster.c) and each
+ * node delivers what its group's channel brings, through the same path as
+ * a local publish (fan_out(): history, the turn's batch).  A node follows
+ * a group while it has local members: on the first one it subscribes to
+ * the channel and, once that is confirmed, reads the group's stream (its
+ * epoch, seq and the events kept, which fill the local history, so
+ * replays work as without Redis).  Members that joined meanwhile wait
+ * for that read (WAITING), then get subscribed and their replay.  An
+ * event that does not follow the last one delivered (a message lost
+ * while the subscriber reconnected, another epoch) starts a read of what
+ * came after it; events heard while a read is in flight are held, in
+ * order, and delivered after what the read brings.  Events that Redis no
+ * longer keeps, or a new epoch (Redis lost the group), reach the members
+ * as history_gap, as a resume would.  A read that failed (Redis lost) is
+ * done again when Redis is back: nothing is skipped silently.
+ */
+
+/* The most events held while a read is in flight; past it they are
+ * dropped and read again from the stream. */
+#define HELD_MAX	10000
+
+struct read_ctx {
+	uint32_t	gen;
+	uint8_t		len;
+	char		name[HUB_GROUP_MAX + 1];
+};
+
+static void	read_done(void *, const struct cluster_read *);
+
+static void
+held_clear(struct hub_group *g)
+{
+	for (uint32_t i = 0; i < g->nheld; i++)
+		ws_buf_unref(g->held[i]);
+	g->nheld = 0;
+}
+
+static void
+hist_clear(struct hub_group *g)
+{
+	while (g->hlen > 0)
+		hist_drop_oldest(g);
+}
+
+static void
+retry_later(struct hub_group *g)
+{
+	if (!g->on_retry) {
+		g->on_retry = 1;
+		LIST_APPEND(retry_first, retry_last, g, retry_prev, retry_next);
+	}
+}
+
+static void
+retry_drop(struct hub_group *g)
+{
+	if (g->on_retry) {
+		g->on_retry = 0;
+		LIST_REMOVE(retry_first, retry_last, g, retry_prev, retry_next);
+	}
+}
+
+/* 1 if a membership of a still waits for its group's first read. */
+static int
+waiting(const struct ws_app_conn *a)
+{
+	for (uint32_t i = 0; i < a->nsubs && a->nreplay > 0; i++)
+		if (a->subs[i].replay == WAITING)
+			return 1;
+	return 0;
+}
+
+static void
+wait_add(struct hub_group *g, struct ws_app_conn *a)
+{
+	struct hub_sub *s = &a->subs[hub_sub_find(a, g)];
+	struct hub_wait *w;
+
+	if (s->replay == WAITING)
+		return;		/* subscribed twice: answered once read */
+	if ((w = hub_grow(g->wait, g->nwait, &g->waitcap, sizeof *w, 4)) ==
+	    NULL) {
+		ws_close(a->c, WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	g->wait = w;
+	w[g->nwait++] = (struct hub_wait){ .a = a };
+	if (s->replay == 0)
+		a->nreplay++;
+	s->replay = WAITING;
+}
+
+static void
+wait_pos(struct hub_group *g, const struct ws_app_conn *a,
+    const struct hub_pos *pos)
+{
+	for (uint32_t i = 0; i < g->nwait; i++)
+		if (g->wait[i].a == a) {
+			g->wait[i].pos = *pos;
+			g->wait[i].has_pos = 1;
+		}
+}
+
+/* Where a, waiting in g, resumes: 1 with *epoch ("" for a bare seq) and
+ * *seq, or 0 (it starts live). */
+static int
+wait_at(const struct hub_group *g, const struct ws_app_conn *a,
+    const char **epoch, uint64_t *seq)
+{
+	for (uint32_t i = 0; i < g->nwait; i++)
+		if (g->wait[i].a == a && g->wait[i].has_pos) {
+			*epoch = g->wait[i].pos.epoch;
+			*seq = g->wait[i].pos.seq;
+			return 1;
+		}
+	return 0;
+}
+
+/* a leaves g before its first read: forget it. */
+static void
+wait_drop(struct hub_group *g, const struct ws_app_conn *a)
+{
+	for (uint32_t i = 0; i < g->nwait; i++)
+		if (g->wait[i].a == a) {
+			g->wait[i] = g->wait[--g->nwait];
+			return;
+		}
+}
+
+/* g has been read: every waiting member gets subscribed and its replay,
+ * from the history just filled, then goes live. */
+static void
+wait_release(struct hub_group *g)
+{
+	struct hub_wait *w = g->wait;
+	uint32_t n = g->nwait;
+
+	g->wait = NULL;
+	g->nwait = g->waitcap = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		struct ws_app_conn *a = w[k].a;
+		int i = hub_sub_find(a, g);
+
+		if (i < 0 || a->subs[i].replay != WAITING)
+			continue;
+		a->subs[i].replay = 0;
+		a->nreplay--;
+		hub_send_subscribed(a, g);
+		if (w[k].has_pos)
+			hub_replay(a, g, &w[k].pos);
+		if (a->mark_due && !waiting(a)) {
+			a->mark_due = 0;
+			hub_sse_mark(a);
+		}
+	}
+	free(w);
+}
+
+/*
+ * Read g's stream: all that is kept while g is syncing, else what came
+ * after its last delivered event.  A read already in flight is followed
+ * by another; one that cannot be sent now is done when Redis is back.
+ */
+static void
+read_start(struct hub_group *g)
+{
+	int synced = g->cstate == CS_SYNCED;
+	struct read_ctx *x;
+
+	if (g->reading) {
+		g->again = 1;
+		return;
+	}
+	retry_drop(g);
+	if ((x = malloc(sizeof *x)) == NULL) {
+		retry_later(g);
+		return;
+	}
+	x->gen = g->gen;
+	x->len = g->hn.len;
+	memcpy(x->name, g->hn.name, g->hn.len);
+	if (cluster_read(g->hn.name, g->hn.len, synced ? g->epoch : "",
+	    synced ? g->seq : 0, hub_cfg.history > 0 ? hub_cfg.history : 1, 1,
+	    read_done, x) == -1) {
+		free(x);
+		retry_later(g);
+		return;
+	}
+	g->reading = 1;
+	g->again = 0;
+}
+
+static void
+watch_start(struct hub_group *g)
+{
+	g->cstate = CS_SYNCING;
+	g->gen = ++watch_gen;
+	g->reading = g->again = 0;
+	/* The read starts once the subscription is confirmed
+	 * (hub_cluster_watching()), so nothing published after the read
+	 * can pass unheard. */
+	if (cluster_watch(g->hn.name, g->hn.len) == -1)
+		retry_later(g);
+}
+
+static void
+watch_stop(struct hub_group *g)
+{
+	cluster_unwatch(g->hn.name, g->hn.len);
+	g->cstate = CS_NONE;
+	g->gen = ++watch_gen;	/* a read in flight is for nobody now */
+	g->reading = g->again = 0;
+	retry_drop(g);
+	held_clear(g);
+	/* Nobody here hears the channel now: the history would go stale.
+	 * History requests read Redis; the next member reads it again. */
+	hist_clear(g);
+}
+
+/* Event seq of g, frame b, to g's members and history. */
+static void
+deliver(struct hub_group *g, uint64_t seq, struct ws_buf *b)
+{
+	g->seq = seq;
+	fan_out(g, b);
+}
+
+static void
+deliver_raw(struct hub_group *g, uint64_t seq, const uint8_t *p, size_t len)
+{
+	struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, p, len);
+
+	if (b == NULL) {
+		/* Nothing to send: the history must not hold a hole. */
+		log_msg(LOG_ERROR, "out of memory: an event not delivered");
+		g->seq = seq;
+		hist_clear(g);
+		return;
+	}
+	deliver(g, seq, b);
+	ws_buf_unref(b);
+}
+
+/* Every member of g learns that events before oldest are not coming:
+ * history_gap, as for a resume from too far back; a replay in progress
+ * stops (it was of a history that is gone), the member is live. */
+static void
+members_gap(struct hub_group *g, uint64_t oldest)
+{
+	group_flush(g);
+	for (uint32_t i = 0; i < g->nsubs; i++) {
+		struct ws_app_conn *a = g->subs[i];
+		struct hub_sub *s = &a->subs[hub_sub_find(a, g)];
+
+		if (s->replay != 0 && s->replay != WAITING) {
+			s->replay = 0;
+			a->nreplay--;
+		}
+		if (s->replay != WAITING)
+			send_gap(a, g, oldest);
+	}
+}
+
+static void
+sync_done(struct hub_group *g, const struct cluster_read *r)
+{
+	group_flush(g);
+	hist_clear(g);
+	snprintf(g->epoch, sizeof g->epoch, "%.8s", r->epoch);
+	g->seq = r->n > 0 ? r->ev[0].seq - 1 : r->seq;
+	for (uint32_t i = 0; i < r->n; i++) {
+		struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, r->ev[i].p,
+		    r->ev[i].len);
+
+		if (r->ev[i].seq != g->seq + 1 || b == NULL)
+			hist_clear(g);
+		g->seq = r->ev[i].seq;
+		if (b != NULL)
+			hist_append(g, b);
+		ws_buf_unref(b);
+	}
+	/* Not all of the stream's last events could be kept here (too
+	 * large, no memory): the history starts after them. */
+	if (r->more || g->seq != r->seq) {
+		hist_clear(g);
+		g->seq = r->seq;
+	}
+	g->cstate = CS_SYNCED;
+	wait_release(g);
+}
+
+static void
+fill_done(struct hub_group *g, const struct cluster_read *r)
+{
+	if (strcmp(r->epoch, g->epoch) != 0 || r->gap) {
+		/* A new stream (Redis lost the group), or events gone
+		 * before this node could read them. */
+		hist_clear(g);
+		snprintf(g->epoch, sizeof g->epoch, "%.8s", r->epoch);
+		g->seq = r->oldest - 1;
+		members_gap(g, r->oldest);
+	}
+	for (uint32_t i = 0; i < r->n; i++) {
+		if (r->ev[i].seq <= g->seq)
+			continue;
+		if (r->ev[i].seq != g->seq + 1)
+			break;
+		deliver_raw(g, r->ev[i].seq, r->ev[i].p, r->ev[i].len);
+	}
+	if (r->more)
+		g->again = 1;
+	else if (g->seq < r->seq) {
+		/* Not kept at all (--history 0, or larger than Redis' reply
+		 * could carry): say so rather than wait for them. */
+		hist_clear(g);
+		g->seq = r->seq;
+		members_gap(g, r->seq + 1);
+	}
+}
+
+/* The events heard during the read that follow what it brought. */
+static void
+held_deliver(struct hub_group *g)
+{
+	uint32_t i = 0;
+
+	if (g->nheld == 0)
+		return;
+	if (strcmp(g->held_epoch, g->epoch) != 0) {
+		held_clear(g);		/* of a stream the read did not see */
+		g->again = 1;
+		return;
+	}
+	for (; i < g->nheld && g->held_first + i <= g->seq; i++)
+		;
+	if (i < g->nheld && g->held_first + i != g->seq + 1) {
+		g->again = 1;		/* a hole before them: read it */
+		return;
+	}
+	for (; i < g->nheld; i++)
+		deliver(g, g->held_first + i, g->held[i]);
+	held_clear(g);
+}
+
+static void
+read_done(void *arg, const struct cluster_read *r)
+{
+	struct read_ctx *x = arg;
+	struct hub_group *g = hub_group(x->name, x->len, 0);
+
+	if (g == NULL || g->gen != x->gen || g->cstate == CS_NONE) {
+		free(x);
+		return;		/* the group was left meanwhile */
+	}
+	free(x);
+	g->reading = 0;
+	if (r == NULL || r->epoch[0] == '\0') {
+		retry_later(g);
+		return;
+	}
+	if (g->cstate == CS_SYNCING)
+		sync_done(g, r);
+	else
+		fill_done(g, r);
+	held_deliver(g);
+	if (g->again)
+		read_start(g);
+}
+
+/* Hold event seq until the read in flight returns: contiguous, or
+ * started again from seq. */
+static void
+hold(struct hub_group *g, const char *epoch, uint64_t seq,
+    const uint8_t *p, size_t len)
+{
+	struct ws_buf *b, **h;
+
+	if (g->nheld > 0 && (strcmp(epoch, g->held_epoch) != 0 ||
+	    seq != g->held_first + g->nheld))
+		held_clear(g);
+	if (g->nheld >= HELD_MAX ||
+	    (h = hub_grow(g->held, g->nheld, &g->heldcap, sizeof *h, 8)) ==
+	    NULL || (b = ws_buf_frame(WS_OP_TEXT, p, len)) == NULL) {
+		held_clear(g);
+		g->again = 1;
+		return;
+	}
+	g->held = h;
+	if (g->nheld == 0) {
+		g->held_first = seq;
+		snprintf(g->held_epoch, sizeof g->held_epoch, "%s", epoch);
+	}
+	g->held[g->nheld++] = b;
+}
+
+void
+hub_cluster_event(const char *name, size_t n, const char *epoch,
+    uint64_t seq, const uint8_t *env, size_t len)
+{
+	struct hub_group *g = hub_group(name, n, 0);
+
+	if (g == NULL || g->cstate == CS_NONE)
+		return;		/* left: an unsubscribe crossed it */
+	if (g->cstate == CS_SYNCED && !g->reading &&
+	    strcmp(epoch, g->epoch) == 0) {
+		if (seq <= g->seq)
+			return;		/* read already */
+		if (seq == g->seq + 1) {
+			deliver_raw(g, seq, env, len);
+			return;
+		}
+	}
+	/* Out of order, or a read is in flight: held.  A read in flight
+	 * is not asked to go again for it (under steady traffic that would
+	 * never end): held_deliver() does, if a hole is left. */
+	hold(g, epoch, seq, env, len);
+	if (g->cstate == CS_SYNCED && !g->reading)
+		read_start(g);
+}
+
+void
+hub_cluster_watching(const char *name, size_t n)
+{
+	struct hub_group *g = hub_group(name, n, 0);
+
+	if (g != NULL && g->cstate != CS_NONE)
+		read_start(g);
+}
+
+void
+hub_cluster_up(void)
+{
+	/* Each group taken off the list before its read: a read that
+	 * fails at once puts it back at the tail, so the walk ends. */
+	for (struct hub_group *g = retry_first, *stop = retry_last;
+	    g != NULL; ) {
+		struct hub_group *next = g->retry_next;
+		int last = g == stop;
+
+		retry_drop(g);
+		if (cluster_watch(g->hn.name, g->hn.len) == 0)
+			read_start(g);
+		else
+			retry_later(g);
+		if (last)
+			break;
+		g = next;
+	}
+}
+
+void
+hub_cluster_start(void)
+{
+	watch_start(star);	/* "*" reaches every connection: always */
+}
+
+/* ---- History from Redis ---- */
+
+struct hist_ctx {
+	hub_history_fn	*done;
+	void		*arg;
+	uint8_t		 len;
+	char		 name[HUB_GROUP_MAX + 1];
+};
+
+static void
+hist_read(void *arg, const struct cluster_read *r)
+{
+	struct hist_ctx *x = arg;
+	struct json_buf jb = { 0 };
+	char num[96];
+
+	if (r == NULL) {
+		x->done(x->arg, NULL);
+		free(x);
+		return;
+	}
+	json_put_cstr(&jb, "\"group\":");
+	json_put_str(&jb, x->name, x->len);
+	if (r->epoch[0] == '\0')
+		json_put_cstr(&jb, ",\"epoch\":null");
+	else {
+		json_put_cstr(&jb, ",\"epoch\":");
+		json_put_str(&jb, r->epoch, strlen(r->epoch));
+	}
+	snprintf(num, sizeof num, ",\"seq\":%llu,\"oldest\":%llu",
+	    (unsigned long long)r->seq, (unsigned long long)r->oldest);
+	json_put_cstr(&jb, num);
+	if (r->gap)
+		json_put_cstr(&jb, ",\"gap\":true");
+	json_put_cstr(&jb, ",\"events\":[");
+	for (uint32_t i = 0; i < r->n; i++) {
+		if (i > 0)
+			json_put_raw(&jb, ",", 1);
+		json_put_raw(&jb, r->ev[i].p, r->ev[i].len);
+	}
+	json_put_cstr(&jb, r->more ? "],\"more\":true" : "],\"more\":false");
+	x->done(x->arg, &jb);
+	json_buf_free(&jb);
+	free(x);
+}
+
+int
+hub_history(const char *name, size_t n, const struct hub_pos *pos,
+    unsigned limit, struct json_buf *out, hub_history_fn *done, void *arg)
+{
+	struct hist_ctx *x;
+
+	if (!cluster_on()) {
+		hub_history_members(name, n, pos, limit, out);
+		return 0;
+	}
+	if ((x = malloc(sizeof *x)) == NULL)
+		return -1;
+	x->done = done;
+	x->arg = arg;
+	x->len = n;
+	memcpy(x->name, name, n);
+	if (cluster_read(name, n, pos->epoch, pos->seq, limit <
+	    HUB_HISTORY_PAGE ? limit : HUB_HISTORY_PAGE, 0, hist_read, x) ==
+	    -1) {
+		free(x);
+		return -1;
+	}
+	return 1;
 }
 
 int

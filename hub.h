@@ -161,10 +161,13 @@ struct hub_group *hub_group(const char *name, size_t n, int create);
  * every connection at once).  type is the event name (escaped as needed), data raw JSON
  * text (already validated; "null" when dlen is 0), extra either NULL or
  * raw JSON members to place after "type" (",\"event_type\":...").  A later
- * broker spanning several nodes slots in here.  Returns the seq (>= 1)
- * and sets *delivered to the number of members it goes to (a member
- * still replaying gets it from the history), or returns 0 when out of
- * memory.
+ * broker spanning several nodes slots in here: with --redis, the event
+ * goes to Redis (cluster.h), which orders it and sends it to every node
+ * following g, this one included.  Returns the seq (>= 1) and sets
+ * *delivered to the number of members it goes to (a member still
+ * replaying gets it from the history), or returns 0 when out of memory;
+ * with --redis, 1 and the local members once Redis has it to store (the
+ * seq comes later), 0 when Redis is unavailable (counted: cluster_lost()).
  */
 uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	    const char *extra, const uint8_t *data, size_t dlen,
@@ -178,6 +181,13 @@ struct hub_result {
 	const char     *why;		/* fixed text, never input */
 };
 
+/* 1 when publishes and history are answered later, from Redis (--redis):
+ * hub_client_publish() and hub_history() then take their callbacks. */
+int	hub_answers_later(void);
+
+/* The answer to a publish that went to Redis: r->seq, or r->err. */
+typedef void	hub_done_fn(void *arg, const struct hub_result *r);
+
 /*
  * A publish from a client, over HTTP or WebSocket: the one place its rules
  * are checked, in order: the event type (token type of doc: a string of
@@ -186,11 +196,16 @@ struct hub_result {
  * NULL: none needed), then the group, created on its first event; only
  * then hub_publish() with the raw JSON of token data (-1: null).  A
  * refused publish creates nothing.  Returns 0 with r->seq and
- * r->delivered, or -1 with r->err and r->why.
+ * r->delivered, or -1 with r->err and r->why.  With --redis it returns
+ * 1: the event went to Redis, and done(arg, result) is called from the
+ * loop once Redis has stored it (seq; delivered is the number of this
+ * node's members) or could not (HUB_E_UNAVAILABLE: stored nowhere, sent
+ * to nobody); -1 with HUB_E_UNAVAILABLE when Redis is down now.
  */
 int	hub_client_publish(const char *group, size_t glen,
 	    const struct json_doc *doc, int type, int data,
-	    const struct auth_claims *claims, struct hub_result *r);
+	    const struct auth_claims *claims, struct hub_result *r,
+	    hub_done_fn *done, void *arg);
 
 /*
  * A position in a group's stream: seq within epoch (epoch "" when the
@@ -239,6 +254,17 @@ unsigned hub_group_subscribers(const struct hub_group *g);
  */
 void	hub_history_members(const char *name, size_t n,
 	    const struct hub_pos *pos, unsigned limit, struct json_buf *out);
+
+/*
+ * The same, wherever the history is: without --redis, into out at once
+ * (returns 0); with it, read from Redis, and done(arg, members) is called
+ * from the loop with the members (NULL: Redis failed: unavailable);
+ * returns 1, or -1 when Redis is down now.
+ */
+typedef void	hub_history_fn(void *arg, struct json_buf *members);
+int	hub_history(const char *name, size_t n, const struct hub_pos *pos,
+	    unsigned limit, struct json_buf *out, hub_history_fn *done,
+	    void *arg);
 
 /*
  * Append {"groups":[{"group":G,"epoch":E,"seq":S,"subscribers":N},...],
@@ -315,6 +341,7 @@ struct ws_app_conn {
 	uint16_t	 nsubs, subcap;
 	uint16_t	 nreplay;	/* memberships still replaying */
 	uint8_t		 sse;		/* an event stream (GET /sse) */
+	uint8_t		 mark_due;	/* its mark waits for a group's read */
 	uint32_t	 bucket_ms;	/* --publish-rate: the last refill (the
 					 * low 32 bits of loop_now_ms()), and */
 	float		 bucket;	/*   the publishes left */
@@ -374,6 +401,22 @@ void	hub_sse_mark(struct ws_app_conn *a);
 
 /* {"type":"subscribed","group":G,"epoch":E,"seq":S} to a. */
 void	hub_send_subscribed(struct ws_app_conn *a, struct hub_group *g);
+
+/* ---- The cluster (--redis): called by cluster.c -------------------- */
+
+/* Start following "*" (every node hears every broadcast). */
+void	hub_cluster_start(void);
+
+/* An event on group name's channel: deliver it to this node's members,
+ * in seq order (reading the stream for what is missing first). */
+void	hub_cluster_event(const char *name, size_t n, const char *epoch,
+	    uint64_t seq, const uint8_t *env, size_t len);
+
+/* Group name's channel is confirmed: read what the node may have missed. */
+void	hub_cluster_watching(const char *name, size_t n);
+
+/* Redis is back: the reads that failed are done again. */
+void	hub_cluster_up(void);
 
 /* ---- Answers to one client ------------------------------------------ */
 

@@ -24,9 +24,11 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "auth.h"
 #include "cli.h"
+#include "cluster.h"
 #include "api.h"
 #include "host.h"
 #include "hub.h"
@@ -93,6 +95,7 @@ static const char	*token_secret, *token_secret_file, *api_key;
 static int		 token_require_exp;
 static int		 insecure;
 static const char	*tls_cert, *tls_key;
+static const char	*redis_url, *redis_ca;
 static int		 no_session_events;
 static const char	*log_format = "text", *log_level = "info", *log_file;
 static int		 show_help, show_version;
@@ -205,6 +208,12 @@ static const struct opt {
 	    "PEM certificate chain: the listeners speak TLS (wss, https)",
 	    RESTART },
 	{ "tls-key", O_STR, &tls_key, "PEM private key for --tls-cert",
+	    RESTART },
+	{ "redis", O_STR, &redis_url,
+	    "redis:// or rediss:// URL: nodes on the same Redis are one hub "
+	    "(none)", RESTART },
+	{ "redis-ca", O_STR, &redis_ca,
+	    "PEM CA file to verify a rediss:// server with (system CAs)",
 	    RESTART },
 	{ "insecure", O_FLAG, &insecure,
 	    "listen beyond loopback without a token secret or API key",
@@ -917,6 +926,19 @@ start_watchdog(void)
  * their values from the start, so boot_text stays; the LIVE ones are all
  * set again here, so the text of the reload before (live_text) can go.
  */
+static uint8_t redis_digest[SHA256_DIGEST_LENGTH];	/* of --redis */
+
+/* 1 if url (NULL: none) is the --redis wsd started with. */
+static int
+redis_same(const char *url)
+{
+	uint8_t md[SHA256_DIGEST_LENGTH] = { 0 };
+
+	if (url != NULL)
+		SHA256((const uint8_t *)url, strlen(url), md);
+	return CRYPTO_memcmp(md, redis_digest, sizeof md) == 0;
+}
+
 static void
 reload(void)
 {
@@ -956,6 +978,17 @@ reload(void)
 		if (o->dst == &token_secret || o->dst == &token_secret_file ||
 		    o->dst == &api_key)
 			continue;
+		/* --redis was wiped where it came from (its password): a
+		 * file's value is told from the running one by its digest;
+		 * the command line's and the environment's cannot change. */
+		if (o->dst == &redis_url) {
+			if (opt_src[i] == FROM_FILE ? !redis_same(redis_url) :
+			    old_src[i] == FROM_FILE)
+				log_msg(LOG_WARN, "needs a restart: redis");
+			opt_load(o, &old[i]);
+			opt_src[i] = old_src[i];
+			continue;
+		}
 		/* Listeners run on the addresses resolved from these. */
 		if (o->dst == &listen_on)
 			was.l = listen_given;
@@ -989,6 +1022,7 @@ reload(void)
 	secret_free(&key);
 	ws_set_limits(&wscfg);
 	hub_set_limits(&hubcfg);
+	cluster_set_history(hubcfg.history);
 	host_set_config(&hostcfg);
 	auth_require_exp(token_require_exp);
 	log_set_format(log_format);
@@ -1006,11 +1040,36 @@ on_hup(void)
 	reload();
 }
 
+/*
+ * --redis: the nodes on one Redis are one hub.  A bad URL or a host that
+ * does not resolve stops wsd here (status 2); an unreachable Redis does
+ * not: wsd starts, says so, retries with backoff, and /readyz answers 503
+ * until Redis does.  The URL's password is wiped where it came from.
+ */
+static int
+start_cluster(void)
+{
+	struct cluster_config cc = { .url = redis_url, .ca_file = redis_ca,
+	    .history = hubcfg.history };
+	char err[512];
+	int rc = cluster_init(&cc, err, sizeof err);
+
+	SHA256((const uint8_t *)redis_url, strlen(redis_url), redis_digest);
+	OPENSSL_cleanse((void *)redis_url, strlen(redis_url));
+	if (rc == -1) {
+		fprintf(stderr, "wsd: --redis: %s\n", err);
+		return -1;
+	}
+	hub_cluster_start();
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct secret tok = { 0 }, key = { 0 };
 	char err[512];
+	int rc;
 
 	/* wsd pub|sub|token|help: the client (cli.c), not the server. */
 	if (argc > 1 && cli_is_command(argv[1]))
@@ -1072,6 +1131,8 @@ main(int argc, char **argv)
 		OPENSSL_cleanse((void *)tok.p, tok.n);
 	if (key.p != NULL)
 		OPENSSL_cleanse((void *)key.p, key.n);
+	if (redis_url != NULL && start_cluster() == -1)
+		return 2;
 	for (int i = 0; i < listen_on.n; i++)
 		if (ws_listen(listen_on.v[i]) == -1)
 			return 1;
@@ -1079,5 +1140,7 @@ main(int argc, char **argv)
 	if (start_watchdog() == -1)
 		return 1;
 	notify_ready();
-	return ws_run(on_hup);
+	rc = ws_run(on_hup);
+	cluster_free();
+	return rc;
 }

@@ -253,12 +253,76 @@ rate_ok(struct ws_app_conn *a)
 	return 1;
 }
 
+/*
+ * An answer Redis will bring (--redis): the connection, held until then
+ * (ws_hold), and the message's id, copied since the message is gone by
+ * then.
+ */
+struct later {
+	struct ws_conn	*c;
+	size_t		 idlen;
+	uint8_t		 id[];		/* idlen bytes; none without an id */
+};
+
+static struct later *
+later_new(struct msg *m)
+{
+	struct later *l = malloc(sizeof *l + m->idlen);
+
+	if (l == NULL)
+		return NULL;
+	l->c = m->c;
+	l->idlen = m->id != NULL ? m->idlen : 0;
+	if (m->id != NULL)
+		memcpy(l->id, m->id, m->idlen);
+	ws_hold(m->c);
+	return l;
+}
+
+static void
+later_free(struct later *l)
+{
+	ws_release(l->c);
+	free(l);
+}
+
+static void
+published(struct ws_conn *c, const uint8_t *id, size_t idlen,
+    const struct hub_result *r)
+{
+	struct json_buf jb = { 0 };
+	char tail[64];
+
+	hub_begin(&jb, "published", id, idlen);
+	snprintf(tail, sizeof tail, ",\"seq\":%llu,\"delivered\":%u",
+	    (unsigned long long)r->seq, r->delivered);
+	json_put_cstr(&jb, tail);
+	hub_reply(c, &jb);
+}
+
+static void
+publish_done(void *arg, const struct hub_result *r)
+{
+	struct later *l = arg;
+	const uint8_t *id = l->idlen > 0 ? l->id : NULL;
+
+	if (!ws_open(l->c))
+		;
+	else if (r->seq == 0)
+		hub_send_error(l->c, r->err, r->why, id, l->idlen);
+	else if (id != NULL)
+		published(l->c, id, l->idlen, r);
+	later_free(l);
+}
+
 static void
 on_publish(struct msg *m)
 {
 	char name[HUB_GROUP_MAX + 1];
 	struct hub_result r;
+	struct later *l = NULL;
 	long n;
+	int rc;
 
 	if (!rate_ok(m->a)) {
 		hub_limit_hit(HUB_L_PUBLISH_RATE);
@@ -267,22 +331,52 @@ on_publish(struct msg *m)
 	}
 	if ((n = msg_group_name(m, "group", name)) == -1)
 		return;
-	if (hub_client_publish(name, n, &m->doc, json_find(&m->doc, 0,
-	    "event"), json_find(&m->doc, 0, "data"), claims_of(m->a),
-	    &r) == -1) {
-		fail(m, r.err, r.why);
+	/* Only an answer that comes later needs the message kept. */
+	if (hub_answers_later() && (l = later_new(m)) == NULL) {
+		fail(m, HUB_E_UNAVAILABLE, "out of memory");
 		return;
 	}
-	if (m->id != NULL) {
-		struct json_buf jb = { 0 };
-		char tail[64];
+	rc = hub_client_publish(name, n, &m->doc, json_find(&m->doc, 0,
+	    "event"), json_find(&m->doc, 0, "data"), claims_of(m->a), &r,
+	    publish_done, l);
+	if (rc == 1)
+		return;		/* answered by publish_done() */
+	if (l != NULL)
+		later_free(l);
+	if (rc == -1)
+		fail(m, r.err, r.why);
+	else if (m->id != NULL)
+		published(m->c, m->id, m->idlen, &r);
+}
 
-		hub_begin(&jb, "published", m->id, m->idlen);
-		snprintf(tail, sizeof tail, ",\"seq\":%llu,\"delivered\":%u",
-		    (unsigned long long)r.seq, r.delivered);
-		json_put_cstr(&jb, tail);
-		hub_reply(m->c, &jb);
-	}
+static void
+history_answer(struct ws_conn *c, const uint8_t *id, size_t idlen,
+    const struct json_buf *members)
+{
+	struct json_buf jb = { 0 };
+
+	hub_begin(&jb, "history", id, idlen);
+	json_put_raw(&jb, ",", 1);
+	json_put_raw(&jb, members->p, members->len);
+	if (members->oom)
+		jb.oom = 1;
+	hub_reply(c, &jb);
+}
+
+static void
+history_done(void *arg, struct json_buf *members)
+{
+	struct later *l = arg;
+	const uint8_t *id = l->idlen > 0 ? l->id : NULL;
+
+	if (!ws_open(l->c))
+		;
+	else if (members == NULL)
+		hub_send_error(l->c, HUB_E_UNAVAILABLE, "Redis is unavailable",
+		    id, l->idlen);
+	else
+		history_answer(l->c, id, l->idlen, members);
+	later_free(l);
 }
 
 static void
@@ -291,6 +385,7 @@ on_get_history(struct msg *m)
 	char name[HUB_GROUP_MAX + 1];
 	struct json_buf jb = { 0 };
 	struct hub_pos since;
+	struct later *l = NULL;
 	uint64_t limit;
 	long n;
 
@@ -304,10 +399,23 @@ on_get_history(struct msg *m)
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}
-	hub_begin(&jb, "history", m->id, m->idlen);
-	json_put_raw(&jb, ",", 1);
-	hub_history_members(name, n, &since, limit, &jb);
-	hub_reply(m->c, &jb);
+	if (hub_answers_later() && (l = later_new(m)) == NULL) {
+		fail(m, HUB_E_UNAVAILABLE, "out of memory");
+		return;
+	}
+	switch (hub_history(name, n, &since, limit, &jb, history_done, l)) {
+	case 0:
+		history_answer(m->c, m->id, m->idlen, &jb);
+		break;
+	case 1:
+		return;		/* answered by history_done() */
+	default:
+		fail(m, HUB_E_UNAVAILABLE, "Redis is unavailable");
+		break;
+	}
+	json_buf_free(&jb);
+	if (l != NULL)
+		later_free(l);
 }
 
 static const struct {

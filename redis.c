@@ -992,6 +992,11 @@ sub_reply(struct redis *r, const struct resp_tok *t)
 	}
 	if ((resp_is(k, "subscribe") || resp_is(k, "psubscribe")) &&
 	    t->n == 3) {
+		const struct resp_tok *c = resp_elem(t, 1);
+
+		if (r->cfg.on_subscribed != NULL && resp_is(k, "subscribe") &&
+		    c->type == RESP_T_BULK && !c->null)
+			r->cfg.on_subscribed(r->cfg.arg, c->p, c->n);
 		if (r->confirm > 0 && --r->confirm == 0 && r->hello == 0)
 			become_up(r);
 		return;

@@ -98,6 +98,11 @@ struct redis_config {
 	const struct resp_limits *limits;	/* NULL: resp.h's */
 	void		(*on_state)(void *arg, int up, const char *why);
 	void		(*on_message)(void *arg, const struct redis_msg *m);
+	/* A subscriber's channel confirmed by the server (SUBSCRIBE's
+	 * answer, on each connection): messages published from here on
+	 * reach on_message.  May be NULL. */
+	void		(*on_subscribed)(void *arg, const uint8_t *ch,
+			    size_t len);
 	void		*arg;
 };
 

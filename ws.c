@@ -61,6 +61,8 @@ struct ws_in {
 	uint8_t  ctrl[125];	/* a control frame split across reads */
 	uint8_t *head;		/* HTTP: request bytes; owned */
 	size_t   hlen, hcap;
+	char    *extra;		/* HTTP: ws_http_extra() of the deferred
+				 * request; owned, or NULL */
 };
 
 /* A connection: a small fixed struct; buffers only while data is in
@@ -86,8 +88,11 @@ struct ws_conn {
 	unsigned	 want_room : 1;	/* call handlers.writable once drained */
 	unsigned	 head_ok : 1;	/* HTTP: this request's head passed */
 	unsigned	 later : 1;	/* on the input list */
+	unsigned	 deferred : 1;	/* HTTP: the answer comes later (c->in
+					 * is kept meanwhile) */
 	uint16_t	 rtt_ms;	/* our last ping's round trip; UINT16_MAX:
 					 * none yet */
+	uint16_t	 holds;		/* ws_hold(): not freed while > 0 */
 	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
 	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	uint32_t	 born_s;	/* loop time it was accepted, in seconds */
@@ -167,6 +172,7 @@ static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
 static uint8_t			 rbuf[READ_SIZE];
 static size_t			 freed;		/* bytes freed since a trim */
+static int			 stopped;	/* ws_run() has returned */
 
 static void	conn_input(struct ws_conn *, uint8_t *, size_t);
 static void	conn_fail(struct ws_conn *, unsigned);
@@ -177,6 +183,7 @@ static int	conn_push(struct ws_conn *, struct ws_buf *);
 static void	http_input(struct ws_conn *);
 static int	body_hold(struct ws_conn *, size_t);
 static void	input_later(struct ws_conn *);
+static int	reap(void);
 static void	conn_event(struct loop_src *, uint32_t);
 static void	send_close(struct ws_conn *, unsigned, const char *,
 		    enum close_why);
@@ -765,6 +772,7 @@ in_free(struct ws_in *in)
 		msg_free(in);
 		freed += in->hcap;
 		free(in->head);
+		free(in->extra);
 		free(in);
 	}
 }
@@ -893,9 +901,20 @@ ws_http_respond(struct ws_conn *c, int status, const char *type,
 	if (c->state != C_HTTP || c->dead)
 		return;
 	/* RFC 9110 §8.6: no Content-Length on a 204; a 304's would be the
-	 * length of what was not sent. */
-	n = http_head(head, sizeof head, status, type,
-	    status == 204 || status == 304 ? -1 : (long)len, headers, keep);
+	 * length of what was not sent.  A deferred answer carries the extra
+	 * headers of its own request, not of the one being handled now. */
+	if (c->deferred && c->in != NULL && c->in->extra != NULL) {
+		const char *now = extra_headers;
+
+		extra_headers = c->in->extra;
+		n = http_head(head, sizeof head, status, type,
+		    status == 204 || status == 304 ? -1 : (long)len, headers,
+		    keep);
+		extra_headers = now;
+	} else
+		n = http_head(head, sizeof head, status, type,
+		    status == 204 || status == 304 ? -1 : (long)len, headers,
+		    keep);
 	if (n < 0 || (b = ws_buf_new(n + len)) == NULL) {
 		conn_kill(c, W_INTERNAL);
 		return;
@@ -956,6 +975,59 @@ ws_http_error(struct ws_conn *c, int status, const char *code,
 	    "\"%s\"}", code, message);
 
 	ws_http_respond(c, status, "application/json", headers, body, n);
+}
+
+void
+ws_hold(struct ws_conn *c)
+{
+	c->holds++;
+}
+
+void
+ws_release(struct ws_conn *c)
+{
+	if (--c->holds == 0 && c->dead && stopped)
+		reap();		/* no turn will come to free it */
+}
+
+int
+ws_open(const struct ws_conn *c)
+{
+	return !c->dead && c->state != C_CLOSING && c->state != C_LINGER;
+}
+
+void
+ws_http_defer(struct ws_conn *c)
+{
+	c->deferred = 1;
+	ws_hold(c);
+	/* From handlers.http: c->in holds the request, and is kept. */
+	if (c->in != NULL && *extra_headers != '\0')
+		c->in->extra = strdup(extra_headers);	/* NULL: none */
+	if (!c->dead)
+		ep_mod(c);
+}
+
+void
+ws_http_resume(struct ws_conn *c)
+{
+	c->deferred = 0;
+	if (c->in != NULL) {
+		free(c->in->extra);
+		c->in->extra = NULL;
+		if (!c->dead && c->in->hlen == 0) {
+			in_free(c->in);
+			c->in = NULL;
+		}
+	}
+	if (!c->dead && c->state == C_HTTP) {
+		ep_mod(c);
+		c->deadline = loop_now_ms() + cfg.handshake_ms;
+		/* Requests that came behind it are answered next turn. */
+		if (c->in != NULL && c->in->hlen > 0)
+			input_later(c);
+	}
+	ws_release(c);
 }
 
 /* A fixed-text JSON error for failures found before any handler ran; the
@@ -1135,7 +1207,8 @@ http_input(struct ws_conn *c)
 	size_t used = 0;
 	int budget = HTTP_PER_TURN;
 
-	while (c->state == C_HTTP && !c->dead && used < in->hlen) {
+	while (c->state == C_HTTP && !c->dead && !c->deferred &&
+	    used < in->hlen) {
 		int status;
 		long n = http_parse(in->head + used, in->hlen - used,
 		    cfg.max_header, &req, &status);
@@ -1225,7 +1298,7 @@ http_input(struct ws_conn *c)
 		memmove(in->head, in->head + used, in->hlen - used);
 		in->hlen -= used;
 	}
-	if (c->state != C_HTTP || in->hlen == 0) {
+	if ((c->state != C_HTTP || in->hlen == 0) && !c->deferred) {
 		in_free(c->in);
 		c->in = NULL;
 	}
@@ -1277,7 +1350,10 @@ http_append(struct ws_conn *c, const uint8_t *p, size_t n)
 static int
 ep_mod(struct ws_conn *c)
 {
-	uint32_t events = c->rd_eof ? 0 : EPOLLIN | EPOLLRDHUP;
+	/* A connection whose answer is deferred reads nothing meanwhile:
+	 * its next requests wait in the socket (level-triggered epoll would
+	 * otherwise call us back for them without end). */
+	uint32_t events = c->rd_eof || c->deferred ? 0 : EPOLLIN | EPOLLRDHUP;
 
 	if (c->out_armed)
 		events |= EPOLLOUT;
@@ -1432,13 +1508,19 @@ reap(void)
 		struct ws_conn *c = reap_list;
 
 		reap_list = c->reap_next;
-		if (c->dirty || c->later) {
+		if (c->app != NULL && app.closed != NULL && !c->dirty &&
+		    !c->later) {
+			app.closed(c, c->app);
+			c->app = NULL;
+			n++;	/* it may have queued output: go round */
+		}
+		if (c->dirty || c->later || c->holds > 0) {
+			/* A held connection (an answer from Redis still
+			 * to come) waits here, told closed already. */
 			c->reap_next = later;
 			later = c;
 			continue;
 		}
-		if (c->app != NULL && app.closed != NULL)
-			app.closed(c, c->app);
 		in_free(c->in);
 		free(c);
 		n++;
@@ -1637,7 +1719,7 @@ sweep(void *arg)
 		case C_HTTP:
 			/* No slowloris: a request has handshake_ms to
 			 * arrive whole, an idle keep-alive as long. */
-			if (loop_now_ms() < c->deadline)
+			if (loop_now_ms() < c->deadline || c->deferred)
 				break;
 			if (c->in != NULL && c->in->hlen > 0) {
 				ws_stats.handshake_fail[WS_HS_TIMEOUT]++;
@@ -1871,11 +1953,13 @@ ws_run(void (*on_hup)(void))
 
 	while (conns != NULL)
 		conn_kill(conns, W_SHUTDOWN);
+	/* Until nothing moves: a connection still held (ws_hold) is freed
+	 * by its ws_release(), once its holder lets it go. */
 	do {
 		input_all();
 		flush_all();
-		reap();
-	} while (reap_list != NULL);
+	} while (reap() > 0 || later_list != NULL || flush_list != NULL);
+	stopped = 1;
 	loop_free();
 	log_msg(LOG_INFO, "stopped");
 	return rc;

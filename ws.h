@@ -209,6 +209,25 @@ int	ws_http_stream(struct ws_conn *c, struct ws_app_conn *app,
 void	ws_http_error(struct ws_conn *c, int status, const char *code,
 	    const char *message, const char *headers);
 
+/*
+ * Answers that come later (a Redis reply).  ws_hold(c) keeps c's struct
+ * from being freed until the matching ws_release(c): a connection that
+ * closes meanwhile is told closed (handlers.closed) as usual, and stays
+ * allocated, dead, for the holder to find with ws_open() == 0.
+ * ws_open(c): 1 while c may still be sent to.
+ *
+ * ws_http_defer(c), from handlers.http: the current request's answer
+ * comes later.  c holds (as ws_hold) and reads nothing meanwhile, so
+ * requests pipelined behind it wait and are answered in order.  Once the
+ * answer is queued with ws_http_respond() (or c is no longer open),
+ * ws_http_resume(c) lets the next requests go on and releases c.
+ */
+void	ws_hold(struct ws_conn *c);
+void	ws_release(struct ws_conn *c);
+int	ws_open(const struct ws_conn *c);
+void	ws_http_defer(struct ws_conn *c);
+void	ws_http_resume(struct ws_conn *c);
+
 /* The connection's number, unique for the life of the process. */
 uint64_t ws_conn_id(const struct ws_conn *c);
 
