@@ -2178,6 +2178,27 @@ check_accepted(struct client *c, const char *what)
 	}
 }
 
+/*
+ * An event's envelope, a WebSocket message's or an SSE record's (what):
+ * its group (the index), name, type and seq; anything else fails c.
+ */
+static int
+envelope(struct client *c, const char *p, size_t n, char grp[80],
+    char type[80], uint64_t *seq, const char *what)
+{
+	struct jv v;
+	int g;
+
+	if (jtext(p, n, "group", grp, 80) < 0 || !jnum(p, n, "seq", seq) ||
+	    !jget(p, n, "timestamp", &v) || !jget(p, n, "data", &v) ||
+	    jtext(p, n, "type", type, 80) < 0)
+		fail(c, "a %s that is neither a reply nor an event: %.120s",
+		    what, p);
+	if ((g = group_of(grp, strlen(grp))) < 0)
+		fail(c, "event of unknown group %s", grp);
+	return g;
+}
+
 static void
 on_event(struct client *c, const char *p, size_t n)
 {
@@ -2187,14 +2208,7 @@ on_event(struct client *c, const char *p, size_t n)
 	struct jv v;
 	int g;
 
-	if (jtext(p, n, "group", grp, sizeof grp) < 0 ||
-	    !jnum(p, n, "seq", &seq) || !jget(p, n, "timestamp", &v) ||
-	    !jget(p, n, "data", &v) || jtext(p, n, "type", type,
-	    sizeof type) < 0)
-		fail(c, "a message that is neither a reply nor an event: "
-		    "%.120s", p);
-	if ((g = group_of(grp, strlen(grp))) < 0)
-		fail(c, "event of unknown group %s", grp);
+	g = envelope(c, p, n, grp, type, &seq, "message");
 	seq_note(c, g, seq, (const uint8_t *)p, n);
 	stats.events++;
 	if (g == G_STAR) {
@@ -3023,17 +3037,9 @@ sse_event(struct client *c, const char *p, size_t n)
 	char grp[80], type[80], epoch[12], what[120];
 	uint64_t seq;
 	struct rec *r;
-	struct jv v;
 	int g;
 
-	if (jtext(p, n, "group", grp, sizeof grp) < 0 ||
-	    !jnum(p, n, "seq", &seq) || !jget(p, n, "timestamp", &v) ||
-	    !jget(p, n, "data", &v) || jtext(p, n, "type", type,
-	    sizeof type) < 0)
-		fail(c, "a record that is neither a reply nor an event: "
-		    "%.120s", p);
-	if ((g = group_of(grp, strlen(grp))) < 0)
-		fail(c, "event of unknown group %s", grp);
+	g = envelope(c, p, n, grp, type, &seq, "record");
 	seq_note_as(c, g, seq, (const uint8_t *)p, n, 1);
 	stats.sse_events++;
 	if (g == G_STAR) {
