@@ -16,7 +16,7 @@ B       ?= build
 
 # The layers, lowest first; main.o wires them.
 LIB   = frame http_parse sse notify loop ws log json auth tls resp redis \
-	cluster hub proto routes \
+	cluster hub cluster_sessions proto routes \
 	api host_parse host session_events embed cli
 OBJS  = $(LIB:%=$(B)/%.o)
 TESTS = $(patsubst test/%.c,$(B)/%,$(wildcard test/test_*.c))

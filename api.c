@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "api.h"
 #include "cluster.h"
+#include "cluster_sessions.h"
 #include "host.h"
 #include "hub.h"
 #include "session_events.h"
@@ -147,16 +148,35 @@ api_client_js(const struct api_req *r)
 
 /* ---- Health and metrics ---------------------------------------------- */
 
+/*
+ * This node's figures; with --redis, sessions are the cluster's (the
+ * registry is shared) and "cluster" has every node's sums, both as of
+ * the last tick.
+ */
 void
 api_health(const struct api_req *r)
 {
-	char body[256];
+	struct csess_figures sum;
+	char body[512];
 	int n = snprintf(body, sizeof body, "{\"status\":\"ok\","
 	    "\"connections\":%llu,\"sessions\":%u,\"groups\":%u,"
-	    "\"uptime_s\":%llu}", (unsigned long long)ws_stats_get()->websockets,
+	    "\"uptime_s\":%llu", (unsigned long long)ws_stats_get()->websockets,
 	    sess_count(), hub_group_count(),
 	    (unsigned long long)hub_uptime_s());
 
+	if (sess_shared()) {
+		unsigned nodes = sess_cluster(&sum);
+
+		n += snprintf(body + n, sizeof body - n, ",\"node\":\"%s\","
+		    "\"cluster\":{\"nodes\":%u,\"connections\":%llu,"
+		    "\"groups\":%llu,\"messages_in\":%llu,"
+		    "\"messages_out\":%llu}", csess_node(), nodes,
+		    (unsigned long long)sum.connections,
+		    (unsigned long long)sum.groups,
+		    (unsigned long long)sum.messages_in,
+		    (unsigned long long)sum.messages_out);
+	}
+	n += snprintf(body + n, sizeof body - n, "}");
 	ws_http_respond(r->c, 200, NULL, NULL, body, n);
 }
 
@@ -739,6 +759,93 @@ session_error(const struct api_req *r, int status)
 	    "session exists" : "cannot create a session now");
 }
 
+/*
+ * With --redis the registry is in Redis (session_events.h): the answer
+ * comes later, and requests pipelined behind it wait (ws_http_defer()).
+ */
+static void
+shared_done(void *arg, int status, const char *id, size_t n)
+{
+	struct ws_conn *c = arg;
+	struct json_buf jb = { 0 };
+
+	if (!ws_open(c))
+		;
+	else if (status == 201 || status == 200) {
+		json_put_cstr(&jb, "{\"id\":");
+		json_put_str(&jb, id, n);
+		json_put_raw(&jb, "}", 1);
+		if (jb.oom)
+			ws_http_error(c, 500, "internal", "out of memory",
+			    NULL);
+		else
+			ws_http_respond(c, status, NULL, NULL, jb.p, jb.len);
+	} else if (status == 204)
+		ws_http_respond(c, 204, NULL, NULL, NULL, 0);
+	else if (status == 404)
+		ws_http_error(c, 404, "not_found", "no such session", NULL);
+	else if (status == 409)
+		ws_http_error(c, 409, "conflict", "session exists", NULL);
+	else if (status == 503)
+		ws_http_error(c, 503, "unavailable", "cannot create a session "
+		    "now", NULL);
+	else
+		ws_http_error(c, 503, "unavailable", "Redis did not confirm "
+		    "the change: it may or may not be made", NULL);
+	json_buf_free(&jb);
+	ws_http_resume(c);
+}
+
+/* A change to the shared registry; 503 at once when Redis is down. */
+static void
+shared_change(const struct api_req *r, int op, const char *id, long n,
+    const uint8_t *meta, size_t mlen)
+{
+	if (sess_shared_change(op, n < 0 ? NULL : id, n < 0 ? 0 : n, meta,
+	    mlen, shared_done, r->c) == 0)
+		ws_http_defer(r->c);
+	else
+		error(r, 503, "unavailable", "Redis is unavailable");
+}
+
+static void
+shared_page(void *arg, const struct json_buf *page, uint64_t active)
+{
+	struct ws_conn *c = arg;
+
+	(void)active;
+	if (ws_open(c)) {
+		if (page == NULL)
+			ws_http_error(c, 503, "unavailable", "Redis is "
+			    "unavailable", NULL);
+		else if (page->oom)
+			ws_http_error(c, 500, "internal", "out of memory",
+			    NULL);
+		else
+			ws_http_respond(c, 200, NULL, NULL, page->p,
+			    page->len);
+	}
+	ws_http_resume(c);
+}
+
+static void
+shared_count(void *arg, const struct json_buf *page, uint64_t active)
+{
+	struct ws_conn *c = arg;
+	char b[64];
+	int n = snprintf(b, sizeof b, "{\"active_sessions\":%llu}",
+	    (unsigned long long)active);
+
+	if (ws_open(c)) {
+		if (page == NULL)
+			ws_http_error(c, 503, "unavailable", "Redis is "
+			    "unavailable", NULL);
+		else
+			ws_http_respond(c, 200, NULL, NULL, b, n);
+	}
+	ws_http_resume(c);
+}
+
 void
 api_post_session(const struct api_req *r)
 {
@@ -762,6 +869,10 @@ api_post_session(const struct api_req *r)
 			    "[A-Za-z0-9._:-]");
 			goto out;
 		}
+	}
+	if (sess_shared()) {
+		shared_change(r, 'c', id, n, meta, mlen);
+		goto out;
 	}
 	if ((s = sess_create(n < 0 ? NULL : id, n < 0 ? 0 : n, meta, mlen, 0,
 	    &status)) == NULL) {
@@ -795,6 +906,10 @@ api_put_session(const struct api_req *r)
 	}
 	if (session_body(r, &doc, &meta, &mlen) == -1)
 		goto out;
+	if (sess_shared()) {
+		shared_change(r, 'p', id, (long)strlen(id), meta, mlen);
+		goto out;
+	}
 	if ((s = sess_put(id, strlen(id), meta, mlen, &status)) == NULL) {
 		session_error(r, status);
 		goto out;
@@ -815,6 +930,13 @@ api_get_sessions(const struct api_req *r)
 
 	if (page_query(r, &offset, &limit) == -1)
 		return;
+	if (sess_shared()) {
+		if (sess_shared_list(offset, limit, shared_page, r->c) == 0)
+			ws_http_defer(r->c);
+		else
+			error(r, 503, "unavailable", "Redis is unavailable");
+		return;
+	}
 	sess_list_json(offset, limit, &jb);
 	respond_json(r, 200, &jb);
 }
@@ -826,13 +948,22 @@ api_session_count(const struct api_req *r)
 	int n = snprintf(b, sizeof b, "{\"active_sessions\":%u}",
 	    sess_count());
 
+	if (sess_shared()) {
+		if (sess_shared_list(0, 0, shared_count, r->c) == 0)
+			ws_http_defer(r->c);
+		else
+			error(r, 503, "unavailable", "Redis is unavailable");
+		return;
+	}
 	ws_http_respond(r->c, 200, NULL, NULL, b, n);
 }
 
 void
 api_delete_session(const struct api_req *r)
 {
-	if (sess_delete(r->arg, strlen(r->arg)) == -1)
+	if (sess_shared())
+		shared_change(r, 'd', r->arg, (long)strlen(r->arg), NULL, 0);
+	else if (sess_delete(r->arg, strlen(r->arg)) == -1)
 		error(r, 404, "not_found", "no such session");
 	else
 		ws_http_respond(r->c, 204, NULL, NULL, NULL, 0);

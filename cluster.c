@@ -28,24 +28,10 @@
 
 #define RETRY_MS	1000	/* failed reads are tried again this often */
 
-/*
- * KEYS: meta, log.  ARGV: a new epoch (used when the group has none),
- * the envelope before its seq, after it, the stream's bound, the channel.
- * A group without an epoch (new, or lost by Redis) starts a new stream:
- * its old log, if any, goes with it.  Returns {epoch, seq}.
- */
-static const char pub_script[] =
-    "local e = redis.call('HGET', KEYS[1], 'epoch')\n"
-    "if not e then\n"
-    "  e = ARGV[1]\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "  redis.call('HSET', KEYS[1], 'epoch', e, 'seq', 0)\n"
-    "end\n"
-    "local s = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
-    "local env = ARGV[2] .. s .. ARGV[3]\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], s .. '-0', 'e', env)\n"
-    "redis.call('PUBLISH', ARGV[5], e .. ':' .. s .. ':' .. env)\n"
-    "return {e, s}\n";
+/* KEYS: meta, log.  ARGV as pub()'s after its keys (cluster.h). */
+static const char pub_script[] = CLUSTER_LUA_PUB
+    "return pub(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], "
+    "ARGV[5])\n";
 
 /*
  * KEYS: meta, log.  ARGV: since's epoch ("" for any), since's seq, the
@@ -91,12 +77,16 @@ static const char read_script[] =
     "end\n"
     "return out\n";
 
-enum { S_PUB, S_READ, NSCRIPTS };
+#define NSCRIPTS_MAX	4
 
-static const char *const scripts[NSCRIPTS] = { pub_script, read_script };
+enum { S_PUB, S_READ };		/* ours; cluster_script() adds others */
+
+static const char	*scripts[NSCRIPTS_MAX] = { pub_script, read_script };
+static int		 nscripts = 2;
+static void		(*on_up)(void);	/* cluster_config's */
 
 static struct redis	*cmd, *sub;	/* owned */
-static char		 sha[NSCRIPTS][41];
+static char		 sha[NSCRIPTS_MAX][41];
 static int		 loaded;	/* scripts loaded on this connection */
 static unsigned		 history;
 static uint64_t		 lost;		/* server events Redis did not take */
@@ -115,7 +105,7 @@ int
 cluster_up(void)
 {
 	return cmd != NULL && redis_up(cmd) && redis_up(sub) &&
-	    loaded == NSCRIPTS;
+	    loaded == nscripts;
 }
 
 void
@@ -141,9 +131,9 @@ cluster_stats(struct redis_stats *c, struct redis_stats *s)
 	}
 }
 
-/* "wsd:{G}" and the keys "wsd:{G}:meta", "wsd:{G}:log". */
-static size_t
-key(char *out, size_t cap, const char *name, size_t n, const char *suffix)
+size_t
+cluster_key(char *out, size_t cap, const char *name, size_t n,
+    const char *suffix)
 {
 	int k = snprintf(out, cap, "wsd:{%.*s}%s", (int)n, name, suffix);
 
@@ -161,9 +151,11 @@ loaded_one(void *arg, const struct resp_tok *reply, const char *err)
 		    err != NULL ? err : "refused");
 		return;
 	}
-	if (++loaded == NSCRIPTS) {
+	if (++loaded == nscripts) {
 		log_msg(LOG_INFO, "cluster up");
 		hub_cluster_up();
+		if (on_up != NULL && cluster_up())
+			on_up();
 	}
 }
 
@@ -175,7 +167,7 @@ static void
 load_scripts(void)
 {
 	loaded = 0;
-	for (int i = 0; i < NSCRIPTS; i++) {
+	for (int i = 0; i < nscripts; i++) {
 		struct resp_arg argv[3] = { { "SCRIPT", 6 }, { "LOAD", 4 },
 		    { scripts[i], strlen(scripts[i]) } };
 
@@ -191,9 +183,47 @@ noscript(const struct resp_tok *reply)
 	if (reply == NULL || reply->type != RESP_T_ERROR || reply->n < 8 ||
 	    memcmp(reply->p, "NOSCRIPT", 8) != 0)
 		return 0;
-	if (loaded == NSCRIPTS)
+	if (loaded == nscripts)
 		load_scripts();
 	return 1;
+}
+
+int
+cluster_failed(const struct resp_tok *reply)
+{
+	if (reply == NULL || noscript(reply))
+		return 1;
+	if (reply->type == RESP_T_ERROR) {
+		log_msg(LOG_WARN, "cluster script refused reason=\"%.*s\"",
+		    (int)(reply->n < 200 ? reply->n : 200),
+		    (const char *)reply->p);
+		return 1;
+	}
+	return 0;
+}
+
+int
+cluster_script(const char *text)
+{
+	if (nscripts == NSCRIPTS_MAX)
+		return -1;
+	scripts[nscripts] = text;
+	return nscripts++;
+}
+
+int
+cluster_eval(int script, int argc, const struct resp_arg *argv,
+    redis_reply_fn *cb, void *arg)
+{
+	struct resp_arg a[CLUSTER_EVAL_ARGS + 3];
+
+	if (!cluster_up() || argc > CLUSTER_EVAL_ARGS)
+		return -1;
+	a[0] = (struct resp_arg){ "EVALSHA", 7 };
+	a[1] = (struct resp_arg){ sha[script], 40 };
+	a[2] = (struct resp_arg){ "0", 1 };
+	memcpy(a + 3, argv, argc * sizeof *argv);
+	return redis_command(cmd, argc + 3, a, cb, arg) == 0 ? 0 : -1;
 }
 
 static void
@@ -217,8 +247,11 @@ on_state(void *arg, int up, const char *why)
 	said[k] = 0;
 	if (arg == NULL)
 		load_scripts();
-	else if (loaded == NSCRIPTS)
+	else if (loaded == nscripts) {
 		hub_cluster_up();
+		if (on_up != NULL)
+			on_up();
+	}
 }
 
 /* ==== Publish ========================================================= */
@@ -227,29 +260,6 @@ struct pub {
 	cluster_pub_fn	*cb;
 	void		*arg;
 };
-
-/* An integer reply, or a bulk string of digits: 0 or -1. */
-static int
-tok_u64(const struct resp_tok *t, uint64_t *v)
-{
-	if (t == NULL)
-		return -1;
-	if (t->type == RESP_T_INT) {
-		if (t->n < 0)
-			return -1;
-		*v = (uint64_t)t->n;
-		return 0;
-	}
-	if (t->type != RESP_T_BULK || t->null || t->n == 0 || t->n > 20)
-		return -1;
-	*v = 0;
-	for (int64_t i = 0; i < t->n; i++) {
-		if (t->p[i] < '0' || t->p[i] > '9')
-			return -1;
-		*v = *v * 10 + (t->p[i] - '0');
-	}
-	return 0;
-}
 
 /* An epoch: a bulk string of at most HUB_EPOCH_LEN bytes, into out. */
 static int
@@ -272,7 +282,7 @@ published(void *arg, const struct resp_tok *reply, const char *err)
 
 	if (reply != NULL && !noscript(reply) && reply->type == RESP_T_ARRAY &&
 	    reply->n == 2 && tok_epoch(resp_elem(reply, 0), epoch) == 0 &&
-	    tok_u64(resp_elem(reply, 1), &seq) == 0) {
+	    resp_u64(resp_elem(reply, 1), &seq) == 0) {
 		if (p->cb != NULL)
 			p->cb(p->arg, epoch, seq, NULL);
 	} else {
@@ -310,15 +320,16 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
 	argv[0] = (struct resp_arg){ "EVALSHA", 7 };
 	argv[1] = (struct resp_arg){ sha[S_PUB], 40 };
 	argv[2] = (struct resp_arg){ "2", 1 };
-	argv[3] = (struct resp_arg){ meta, key(meta, sizeof meta, name, n,
-	    ":meta") };
-	argv[4] = (struct resp_arg){ log, key(log, sizeof log, name, n,
-	    ":log") };
+	argv[3] = (struct resp_arg){ meta, cluster_key(meta, sizeof meta,
+	    name, n, ":meta") };
+	argv[4] = (struct resp_arg){ log, cluster_key(log, sizeof log,
+	    name, n, ":log") };
 	argv[5] = (struct resp_arg){ epoch, HUB_EPOCH_LEN };
 	argv[6] = (struct resp_arg){ head, hlen };
 	argv[7] = (struct resp_arg){ tail, tlen };
 	argv[8] = (struct resp_arg){ bound, strlen(bound) };
-	argv[9] = (struct resp_arg){ ch, key(ch, sizeof ch, name, n, "") };
+	argv[9] = (struct resp_arg){ ch, cluster_key(ch, sizeof ch, name, n,
+	    "") };
 	if (redis_command(cmd, 10, argv, published, p) != 0) {
 		if (cb == NULL)
 			lost++;
@@ -350,10 +361,10 @@ read_done(void *arg, const struct resp_tok *reply, const char *err)
 		goto fail;
 	t = resp_elem(reply, 0);
 	if (tok_epoch(t, r.epoch) != 0 ||
-	    tok_u64(t = resp_next(t), &r.seq) != 0 ||
-	    tok_u64(t = resp_next(t), &r.oldest) != 0 ||
-	    tok_u64(t = resp_next(t), &gap) != 0 ||
-	    tok_u64(t = resp_next(t), &more) != 0)
+	    resp_u64(t = resp_next(t), &r.seq) != 0 ||
+	    resp_u64(t = resp_next(t), &r.oldest) != 0 ||
+	    resp_u64(t = resp_next(t), &gap) != 0 ||
+	    resp_u64(t = resp_next(t), &more) != 0)
 		goto fail;
 	r.gap = gap != 0;
 	r.more = more != 0;
@@ -368,7 +379,7 @@ read_done(void *arg, const struct resp_tok *reply, const char *err)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		t = resp_next(t);
-		if (tok_u64(t, &evs[i].seq) != 0)
+		if (resp_u64(t, &evs[i].seq) != 0)
 			goto fail;
 		t = resp_next(t);
 		if (t->type != RESP_T_BULK || t->null)
@@ -414,10 +425,10 @@ cluster_read(const char *name, size_t n, const char *since_epoch,
 	argv[0] = (struct resp_arg){ "EVALSHA", 7 };
 	argv[1] = (struct resp_arg){ sha[S_READ], 40 };
 	argv[2] = (struct resp_arg){ "2", 1 };
-	argv[3] = (struct resp_arg){ meta, key(meta, sizeof meta, name, n,
-	    ":meta") };
-	argv[4] = (struct resp_arg){ log, key(log, sizeof log, name, n,
-	    ":log") };
+	argv[3] = (struct resp_arg){ meta, cluster_key(meta, sizeof meta,
+	    name, n, ":meta") };
+	argv[4] = (struct resp_arg){ log, cluster_key(log, sizeof log,
+	    name, n, ":log") };
 	argv[5] = (struct resp_arg){ since_epoch, strlen(since_epoch) };
 	argv[6] = (struct resp_arg){ seq, strlen(seq) };
 	argv[7] = (struct resp_arg){ lim, strlen(lim) };
@@ -500,8 +511,8 @@ cluster_watch(const char *name, size_t n)
 {
 	char ch[96];
 
-	return redis_subscribe(sub, ch, key(ch, sizeof ch, name, n, "")) == 0 ?
-	    0 : -1;
+	return redis_subscribe(sub, ch, cluster_key(ch, sizeof ch, name, n,
+	    "")) == 0 ? 0 : -1;
 }
 
 int
@@ -509,8 +520,8 @@ cluster_unwatch(const char *name, size_t n)
 {
 	char ch[96];
 
-	return redis_unsubscribe(sub, ch, key(ch, sizeof ch, name, n, "")) ==
-	    0 ? 0 : -1;
+	return redis_unsubscribe(sub, ch, cluster_key(ch, sizeof ch, name,
+	    n, "")) == 0 ? 0 : -1;
 }
 
 /* ==== Start and stop ================================================== */
@@ -532,12 +543,13 @@ cluster_init(const struct cluster_config *cfg, char *err, size_t errlen)
 	struct redis_config rc = { 0 };
 	uint8_t md[SHA_DIGEST_LENGTH];
 
-	for (int i = 0; i < NSCRIPTS; i++) {
+	for (int i = 0; i < nscripts; i++) {
 		SHA1((const uint8_t *)scripts[i], strlen(scripts[i]), md);
 		for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
 			snprintf(sha[i] + 2 * k, 3, "%02x", md[k]);
 	}
 	history = cfg->history;
+	on_up = cfg->on_up;
 	if (loop_timer(RETRY_MS, retry_tick, NULL) == -1) {
 		snprintf(err, errlen, "cannot make a timer");
 		return -1;

@@ -36,6 +36,9 @@ struct cluster_config {
 	const char	*url;		/* redis://, rediss:// */
 	const char	*ca_file;	/* NULL: the system's store */
 	unsigned	 history;	/* the stream's bound (--history) */
+	void		(*on_up)(void);	/* each time both connections are up
+					   and the scripts loaded, after
+					   either reconnects; may be NULL */
 };
 
 /*
@@ -109,6 +112,55 @@ int	cluster_read(const char *name, size_t n, const char *since_epoch,
  */
 int	cluster_watch(const char *name, size_t n);
 int	cluster_unwatch(const char *name, size_t n);
+
+/* ---- Scripts of other layers (the shared sessions) ------------------- */
+
+/*
+ * The publish script's body as a Lua function, for a script that must
+ * publish as part of something else (cluster_sessions.c):
+ * pub(meta, log, epoch, head, tail, bound, channel) gives the group's
+ * next seq (a group without an epoch takes epoch and starts a new
+ * stream), appends head..seq..tail to the stream, bounded, and PUBLISHes
+ * "EPOCH:SEQ:ENVELOPE" on the channel.  Returns {epoch, seq}.
+ */
+#define CLUSTER_LUA_PUB \
+    "local function pub(meta, log, epoch, head, tail, bound, ch)\n" \
+    "  local e = redis.call('HGET', meta, 'epoch')\n" \
+    "  if not e then\n" \
+    "    e = epoch\n" \
+    "    redis.call('DEL', log)\n" \
+    "    redis.call('HSET', meta, 'epoch', e, 'seq', 0)\n" \
+    "  end\n" \
+    "  local s = redis.call('HINCRBY', meta, 'seq', 1)\n" \
+    "  local env = head .. s .. tail\n" \
+    "  redis.call('XADD', log, 'MAXLEN', bound, s .. '-0', 'e', env)\n" \
+    "  redis.call('PUBLISH', ch, e .. ':' .. s .. ':' .. env)\n" \
+    "  return {e, s}\n" \
+    "end\n"
+
+/*
+ * Add a script (before cluster_init()): loaded with ours on each
+ * connection.  Returns its number for cluster_eval(), or -1.
+ */
+int	cluster_script(const char *text);
+
+/*
+ * EVALSHA script with no keys and argv (at most CLUSTER_EVAL_ARGS) on
+ * the command connection; cb as redis_command()'s.  -1 at once when
+ * Redis is down or full.
+ */
+#define CLUSTER_EVAL_ARGS	24
+int	cluster_eval(int script, int argc, const struct resp_arg *argv,
+	    redis_reply_fn *cb, void *arg);
+
+/* "wsd:{G}" followed by suffix (":meta", ":log", "" for the channel),
+ * into out; its length, or 0 when it does not fit. */
+size_t	cluster_key(char *out, size_t cap, const char *name, size_t n,
+	    const char *suffix);
+
+/* 1 when a script's reply is a failure: none (connection lost), an
+ * error (logged), or NOSCRIPT (the scripts are loaded again). */
+int	cluster_failed(const struct resp_tok *reply);
 
 /* ---- The channel's wire (pure) ------------------------------------- */
 

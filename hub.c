@@ -867,6 +867,15 @@ fan_out(struct hub_group *g, struct ws_buf *b)
 	return f.n;
 }
 
+void
+hub_envelope(const char *name, size_t n, const char *type, size_t tlen,
+    const char *extra, const uint8_t *data, size_t dlen,
+    struct json_buf *head, struct json_buf *tail)
+{
+	put_head(head, name, n, type, tlen, extra);
+	put_tail(tail, data, dlen);
+}
+
 /* With --redis: hand the event to Redis.  0 or -1 (Redis down, full, or
  * out of memory). */
 static int
@@ -881,8 +890,7 @@ publish_cluster(const struct hub_group *g, const char *name, size_t n,
 		name = g->hn.name;
 		n = g->hn.len;
 	}
-	put_head(&head, name, n, type, tlen, extra);
-	put_tail(&tail, data, dlen);
+	hub_envelope(name, n, type, tlen, extra, data, dlen, &head, &tail);
 	if (!head.oom && !tail.oom)
 		rc = cluster_publish(name, n, (const char *)head.p, head.len,
 		    (const char *)tail.p, tail.len, cb, arg);

@@ -173,6 +173,15 @@ uint64_t hub_publish(struct hub_group *g, const char *type, size_t tlen,
 	    const char *extra, const uint8_t *data, size_t dlen,
 	    unsigned *delivered);
 
+/*
+ * An event's envelope split around its seq, as hub_publish() makes it:
+ * head ends with "seq": and tail starts with ,"timestamp":.  With
+ * --redis, Redis puts the seq between them.
+ */
+void	hub_envelope(const char *name, size_t n, const char *type,
+	    size_t tlen, const char *extra, const uint8_t *data, size_t dlen,
+	    struct json_buf *head, struct json_buf *tail);
+
 /* What a client's publish came to: the seq, or why it was refused. */
 struct hub_result {
 	uint64_t	seq;

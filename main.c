@@ -29,6 +29,7 @@
 #include "auth.h"
 #include "cli.h"
 #include "cluster.h"
+#include "cluster_sessions.h"
 #include "api.h"
 #include "host.h"
 #include "hub.h"
@@ -1050,9 +1051,10 @@ static int
 start_cluster(void)
 {
 	struct cluster_config cc = { .url = redis_url, .ca_file = redis_ca,
-	    .history = hubcfg.history };
+	    .history = hubcfg.history, .on_up = sess_cluster_up };
 	char err[512];
-	int rc = cluster_init(&cc, err, sizeof err);
+	int rc = csess_init() == 0 ? cluster_init(&cc, err, sizeof err) :
+	    (snprintf(err, sizeof err, "out of script slots"), -1);
 
 	SHA256((const uint8_t *)redis_url, strlen(redis_url), redis_digest);
 	OPENSSL_cleanse((void *)redis_url, strlen(redis_url));

@@ -390,6 +390,28 @@ resp_is(const struct resp_tok *t, const char *lit)
 	    !t->null && (uint64_t)t->n == n && memcmp(t->p, lit, n) == 0;
 }
 
+int
+resp_u64(const struct resp_tok *t, uint64_t *v)
+{
+	if (t == NULL)
+		return -1;
+	if (t->type == RESP_T_INT) {
+		if (t->n < 0)
+			return -1;
+		*v = (uint64_t)t->n;
+		return 0;
+	}
+	if (t->type != RESP_T_BULK || t->null || t->n == 0 || t->n > 19)
+		return -1;
+	*v = 0;
+	for (int64_t i = 0; i < t->n; i++) {
+		if (t->p[i] < '0' || t->p[i] > '9')
+			return -1;
+		*v = *v * 10 + (t->p[i] - '0');
+	}
+	return 0;
+}
+
 /* ==== Command encoder ================================================= */
 
 /* Decimal digits of v. */

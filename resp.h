@@ -122,6 +122,10 @@ const struct resp_tok *resp_elem(const struct resp_tok *a, int64_t i);
 /* 1 if t is a non-null string (any of the three kinds) equal to lit. */
 int	resp_is(const struct resp_tok *t, const char *lit);
 
+/* A non-negative integer, or a bulk string of 1-19 digits, into *v: 0,
+ * or -1 (t NULL, another kind, too long, not digits). */
+int	resp_u64(const struct resp_tok *t, uint64_t *v);
+
 /* ---- Command encoder ------------------------------------------------ */
 
 /* One argument: bytes, binary-safe. */

@@ -31,6 +31,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
+#include "cluster_sessions.h"
 #include "host.h"
 #include "hub.h"
 #include "json.h"
@@ -50,6 +52,12 @@ struct sess {
 	uint8_t		 orphan;	/* deleted; freed by the last detach */
 	uint8_t		 idle;		/* by_conn, no connection: on the idle list */
 	uint64_t	 empty_since;	/* ms since its last connection left */
+	/* With --redis, a struct sess is one connection's hold on a session
+	 * in Redis (the registry is there), on the list of holds: */
+	uint64_t	 gen;		/* the session's generation, once held */
+	uint8_t		 held;		/* Redis counted this connection */
+	uint8_t		 inflight;	/* attaches unanswered */
+	uint8_t		 closed;	/* the connection left: free when answered */
 	char		 created_at[32];
 };
 
@@ -67,6 +75,14 @@ static struct sess_journal jrnl;
 static uint32_t		  tick_no = 1;		/* journals published, + 1 */
 static unsigned		  count_at_tick;	/* live count at the last tick */
 static uint64_t		  last_event_ms;	/* 0: no session_event yet */
+
+/* With --redis: this node's holds, and the registry's figures at the last
+ * tick (every node's). */
+static struct sess	 *holds;
+static struct csess_figures cluster_sum;	/* node "": the sums */
+static uint64_t		  shared_active, shared_total;
+static unsigned		  shared_nodes;
+static int		  ticking;		/* a tick is unanswered */
 
 /* ==== The diff (pure) ================================================= */
 
@@ -146,6 +162,10 @@ find(const char *id, size_t n)
 
 /* The tick; a full journal runs it early, without expiry or update. */
 static void	tick(int timer);
+
+/* With --redis, a connection's hold on a session (below). */
+static struct sess *shared_attach(const char *id, size_t n);
+static void	shared_detach(struct sess *s);
 
 /*
  * The journal is bounded too: at its limit the tick runs early.  Called
@@ -293,9 +313,13 @@ sess_delete(const char *id, size_t n)
 struct sess *
 sess_attach(const char *id, size_t n, int *status)
 {
-	struct sess *s = find(id, n);
+	struct sess *s;
 
-	if (s == NULL && (s = sess_create(id, n, NULL, 0, 1, status)) == NULL)
+	if (cluster_on()) {
+		*status = 500;
+		return shared_attach(id, n);
+	}
+	if ((s = find(id, n)) == NULL && (s = sess_create(id, n, NULL, 0, 1, status)) == NULL)
 		return NULL;
 	s->conns++;
 	s->empty_since = 0;
@@ -306,6 +330,10 @@ sess_attach(const char *id, size_t n, int *status)
 void
 sess_detach(struct sess *s)
 {
+	if (cluster_on()) {
+		shared_detach(s);
+		return;
+	}
 	if (--s->conns > 0)
 		return;
 	if (s->orphan) {		/* deleted while connected */
@@ -370,7 +398,29 @@ sess_id(const struct sess *s)
 unsigned
 sess_count(void)
 {
-	return count;
+	return cluster_on() ? (unsigned)shared_active : count;
+}
+
+/* One row of a page: {"id","created_at","connections","metadata"}. */
+static void
+put_row(struct json_buf *out, int first_row, const void *id, size_t n,
+    const void *at, size_t atlen, uint64_t conns, const void *meta,
+    size_t mlen)
+{
+	char num[64];
+
+	json_put_cstr(out, first_row ? "{\"id\":" : ",{\"id\":");
+	json_put_str(out, id, n);
+	json_put_cstr(out, ",\"created_at\":\"");
+	json_put_raw(out, at, atlen);
+	snprintf(num, sizeof num, "\",\"connections\":%llu,\"metadata\":",
+	    (unsigned long long)conns);
+	json_put_cstr(out, num);
+	if (mlen > 0)
+		json_put_raw(out, meta, mlen);
+	else
+		json_put_cstr(out, "{}");
+	json_put_raw(out, "}", 1);
 }
 
 void
@@ -391,34 +441,50 @@ sess_list_json(unsigned offset, unsigned limit, struct json_buf *out)
 			s = s->prev;
 	}
 	json_put_cstr(out, "{\"sessions\":[");
-	for (; s != NULL && n < limit; s = s->next, n++) {
-		json_put_cstr(out, n ? ",{\"id\":" : "{\"id\":");
-		json_put_str(out, s->hn.name, s->hn.len);
-		json_put_cstr(out, ",\"created_at\":\"");
-		json_put_cstr(out, s->created_at);
-		snprintf(num, sizeof num, "\",\"connections\":%u,\"metadata\":",
-		    s->conns);
-		json_put_cstr(out, num);
-		if (s->mlen > 0)
-			json_put_raw(out, s->meta, s->mlen);
-		else
-			json_put_cstr(out, "{}");
-		json_put_raw(out, "}", 1);
-	}
+	for (; s != NULL && n < limit; s = s->next, n++)
+		put_row(out, n == 0, s->hn.name, s->hn.len, s->created_at,
+		    strlen(s->created_at), s->conns, s->meta, s->mlen);
 	snprintf(num, sizeof num, "],\"total\":%u}", count);
 	json_put_cstr(out, num);
 }
 
 /* ==== The tick ======================================================== */
 
+static const char *const event_type[] = {
+	[SESS_CREATED] = ",\"event_type\":\"session_created\"",
+	[SESS_DESTROYED] = ",\"event_type\":\"session_destroyed\"",
+	[SESS_UPDATED] = ",\"event_type\":\"session_updated\"",
+};
+
+/* A session_event's data; since_s < 0: no event before it (null). */
+static void
+put_diff(struct json_buf *jb, const struct sess_event *ev, double since_s)
+{
+	char num[160];
+
+	/* The seed's delta: the size of the change, unsigned. */
+	snprintf(num, sizeof num, "{\"current_count\":%u,"
+	    "\"previous_count\":%u,\"delta\":%u,"
+	    "\"time_since_last_event\":", ev->current, ev->previous,
+	    ev->current > ev->previous ? ev->current - ev->previous :
+	    ev->previous - ev->current);
+	json_put_cstr(jb, num);
+	if (since_s < 0)
+		json_put_cstr(jb, "null");
+	else
+		json_put_double(jb, since_s);
+	json_put_cstr(jb, ",\"sessions\":[");
+	for (uint32_t k = 0; k < ev->ids->n; k++) {
+		if (k > 0)
+			json_put_raw(jb, ",", 1);
+		json_put_str(jb, ev->ids->ids[k], strlen(ev->ids->ids[k]));
+	}
+	json_put_cstr(jb, "]}");
+}
+
 static void
 publish_diff(void)
 {
-	static const char *const event_type[] = {
-		[SESS_CREATED] = ",\"event_type\":\"session_created\"",
-		[SESS_DESTROYED] = ",\"event_type\":\"session_destroyed\"",
-		[SESS_UPDATED] = ",\"event_type\":\"session_updated\"",
-	};
 	struct sess_event ev[3];
 	struct hub_group *mon;
 	int n = sess_diff(count_at_tick, &jrnl, ev);
@@ -426,29 +492,9 @@ publish_diff(void)
 	if (n > 0 && (mon = hub_group("monitor", 7, 1)) != NULL)
 		for (int i = 0; i < n; i++) {
 			struct json_buf jb = { 0 };
-			char num[160];
 
-			/* The seed's delta: the size of the change, unsigned. */
-			snprintf(num, sizeof num, "{\"current_count\":%u,"
-			    "\"previous_count\":%u,\"delta\":%u,"
-			    "\"time_since_last_event\":", ev[i].current,
-			    ev[i].previous, ev[i].current > ev[i].previous ?
-			    ev[i].current - ev[i].previous :
-			    ev[i].previous - ev[i].current);
-			json_put_cstr(&jb, num);
-			if (last_event_ms == 0)
-				json_put_cstr(&jb, "null");
-			else
-				json_put_double(&jb, (loop_now_ms() -
-				    last_event_ms) / 1000.0);
-			json_put_cstr(&jb, ",\"sessions\":[");
-			for (uint32_t k = 0; k < ev[i].ids->n; k++) {
-				if (k > 0)
-					json_put_raw(&jb, ",", 1);
-				json_put_str(&jb, ev[i].ids->ids[k],
-				    strlen(ev[i].ids->ids[k]));
-			}
-			json_put_cstr(&jb, "]}");
+			put_diff(&jb, &ev[i], last_event_ms == 0 ? -1 :
+			    (loop_now_ms() - last_event_ms) / 1000.0);
 			if (!jb.oom)
 				hub_publish(mon, "session_event", 13,
 				    event_type[ev[i].change], jb.p, jb.len,
@@ -469,26 +515,52 @@ watched(void)
 	return mon != NULL && hub_group_subscribers(mon) > 0;
 }
 
+/* realtime_update's figures, then the host's; the caller closes it. */
+static void
+put_update(struct json_buf *jb, const struct csess_figures *f,
+    uint64_t active, uint64_t all)
+{
+	char data[512];
+
+	snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%llu,"
+	    "\"sessions\":{\"active_count\":%llu,\"total_count\":%llu},"
+	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu,",
+	    (unsigned long long)f->connections,
+	    (unsigned long long)f->groups, (unsigned long long)active,
+	    (unsigned long long)all, (unsigned long long)f->messages_in,
+	    (unsigned long long)f->messages_out,
+	    (unsigned long long)hub_uptime_s());
+	json_put_cstr(jb, data);
+	host_put_figures(jb);
+}
+
+/* This node's figures. */
+static void
+own_figures(struct csess_figures *f)
+{
+	struct hub_group *mon = hub_group("monitor", 7, 0);
+
+	memset(f, 0, sizeof *f);
+	f->connections = ws_stats_get()->websockets;
+	f->groups = hub_group_count();
+	f->messages_in = ws_stats_get()->messages_in;
+	f->messages_out = ws_stats_get()->messages_out;
+	f->watchers = mon != NULL ? hub_group_subscribers(mon) : 0;
+	f->uptime_s = hub_uptime_s();
+}
+
 /* One encode for every watcher, and none when nobody watches. */
 static void
 realtime_update(void)
 {
 	struct hub_group *mon = hub_group("monitor", 7, 0);
 	struct json_buf jb = { 0 };
-	char data[512];
+	struct csess_figures f;
 
 	if (mon == NULL || hub_group_subscribers(mon) == 0)
 		return;
-	snprintf(data, sizeof data, "{\"connections\":%llu,\"groups\":%u,"
-	    "\"sessions\":{\"active_count\":%u,\"total_count\":%llu},"
-	    "\"messages_in\":%llu,\"messages_out\":%llu,\"uptime_s\":%llu,",
-	    (unsigned long long)ws_stats_get()->websockets, hub_group_count(), count,
-	    (unsigned long long)total,
-	    (unsigned long long)ws_stats_get()->messages_in,
-	    (unsigned long long)ws_stats_get()->messages_out,
-	    (unsigned long long)hub_uptime_s());
-	json_put_cstr(&jb, data);
-	host_put_figures(&jb);
+	own_figures(&f);
+	put_update(&jb, &f, count, total);
 	json_put_raw(&jb, "}", 1);
 	if (!jb.oom)
 		hub_publish(mon, "realtime_update", 15, NULL, jb.p, jb.len,
@@ -508,6 +580,331 @@ expire(void)
 		destroy(s);
 }
 
+/* ==== With --redis: the registry in Redis ============================ */
+
+/*
+ * cluster_sessions.c holds the registry's rules in Redis; here are the
+ * node's side of them.  A connection to /ws/sessions/ID holds the
+ * session through a struct sess of its own (attached in Redis, then
+ * detached with the generation it got); the tick reports this node's
+ * figures, and on the node holding the lease announces the journal it
+ * took and publishes realtime_update with the cluster's figures.
+ */
+
+int
+sess_shared(void)
+{
+	return cluster_on();
+}
+
+/* Attach hold s in Redis (Redis up; else sess_cluster_up() will). */
+static void	held(void *arg, int status, uint64_t gen);
+
+static void
+hold(struct sess *s)
+{
+	if (csess_attach(s->hn.name, s->hn.len, held, s) == 0)
+		s->inflight++;
+}
+
+static void
+hold_free(struct sess *s)
+{
+	if (s->held)
+		csess_detach(s->hn.name, s->hn.len, s->gen);
+	free(s);
+}
+
+static void
+held(void *arg, int status, uint64_t gen)
+{
+	struct sess *s = arg;
+
+	s->inflight--;
+	if (status == 200) {
+		s->gen = gen;
+		s->held = 1;
+	} else if (status == 503) {
+		/* Known only now: the connection stays, without a session. */
+		hub_limit_hit(HUB_L_MAX_SESSIONS);
+		log_msg(LOG_WARN, "session refused id=%s reason=\"the "
+		    "cluster has --max-sessions sessions\"", s->hn.name);
+	}	/* else lost with the connection: held again when it is back */
+	if (s->closed && s->inflight == 0)
+		hold_free(s);
+}
+
+static struct sess *
+shared_attach(const char *id, size_t n)
+{
+	struct sess *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	memcpy(s->hn.name, id, n);
+	s->hn.len = n;
+	s->next = holds;		/* the list of holds: prev, next */
+	if (holds != NULL)
+		holds->prev = s;
+	holds = s;
+	if (cluster_up())
+		hold(s);
+	return s;
+}
+
+static void
+shared_detach(struct sess *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		holds = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->closed = 1;
+	if (s->inflight == 0)
+		hold_free(s);
+}
+
+/*
+ * After each (re)connection: what Redis counted for this node may have
+ * lost replies (or a leader may have forgotten the node while it was
+ * away), so take all of it back and hold again.
+ */
+void
+sess_cluster_up(void)
+{
+	if (csess_forget() == -1)
+		return;
+	for (struct sess *s = holds; s != NULL; s = s->next) {
+		s->held = 0;
+		hold(s);
+	}
+}
+
+struct change_wait {
+	sess_done_fn	*done;
+	void		*arg;
+	size_t		 n;
+	char		 id[HUB_GROUP_MAX + 1];
+};
+
+static void
+changed(void *arg, int status, uint64_t gen)
+{
+	struct change_wait *w = arg;
+
+	(void)gen;
+	if (status == 503)
+		hub_limit_hit(HUB_L_MAX_SESSIONS);
+	w->done(w->arg, status, w->id, w->n);
+	free(w);
+}
+
+int
+sess_shared_change(int op, const char *id, size_t n, const uint8_t *meta,
+    size_t mlen, sess_done_fn *done, void *arg)
+{
+	struct change_wait *w = malloc(sizeof *w);
+	int rc;
+
+	if (w == NULL)
+		return -1;
+	if (id == NULL) {
+		hub_random_hex(w->id, 16);
+		n = 16;
+	} else
+		memcpy(w->id, id, n);
+	w->id[n] = '\0';
+	w->n = n;
+	w->done = done;
+	w->arg = arg;
+	rc = op == 'd' ? csess_delete(w->id, n, changed, w) :
+	    csess_create(w->id, n, meta, mlen, op == 'p', changed, w);
+	if (rc == -1)
+		free(w);
+	return rc;
+}
+
+struct list_wait {
+	sess_list_fn	*done;
+	void		*arg;
+};
+
+static void
+listed(void *arg, const struct csess_page *p)
+{
+	struct list_wait *w = arg;
+	struct json_buf jb = { 0 };
+	char num[64];
+
+	if (p != NULL) {
+		json_put_cstr(&jb, "{\"sessions\":[");
+		for (uint32_t i = 0; i < p->n; i++)
+			put_row(&jb, i == 0, p->rows[i].id, p->rows[i].idlen,
+			    p->rows[i].at, p->rows[i].atlen, p->rows[i].conns,
+			    p->rows[i].meta, p->rows[i].mlen);
+		snprintf(num, sizeof num, "],\"total\":%llu}",
+		    (unsigned long long)p->active);
+		json_put_cstr(&jb, num);
+	}
+	w->done(w->arg, p != NULL ? &jb : NULL, p != NULL ? p->active : 0);
+	json_buf_free(&jb);
+	free(w);
+}
+
+int
+sess_shared_list(unsigned offset, unsigned limit, sess_list_fn *done,
+    void *arg)
+{
+	struct list_wait *w = malloc(sizeof *w);
+
+	if (w == NULL)
+		return -1;
+	w->done = done;
+	w->arg = arg;
+	if (csess_list(offset, limit, listed, w) == -1) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+unsigned
+sess_cluster(struct csess_figures *sum)
+{
+	*sum = cluster_sum;
+	return shared_nodes;
+}
+
+/* The lease holder: announce the journal it took, in one script with
+ * its removal (csess_commit()), whatever happens to this node after. */
+static void
+announce(const struct csess_tick *t)
+{
+	static const enum sess_change kinds[128] = { ['c'] = SESS_CREATED,
+	    ['u'] = SESS_UPDATED, ['d'] = SESS_DESTROYED };
+	struct sess_journal j = { 0 };
+	struct json_buf head[3] = { 0 }, tail[3] = { 0 };
+	struct resp_arg args[6];
+	struct sess_event ev[3];
+	uint64_t now = t->at_tick;
+	int n = 0, oom = 0;
+
+	for (uint32_t i = 0; i < t->nchanges; i++) {
+		char k = t->changes[i].kind;
+
+		if (k != 'c' && k != 'u' && k != 'd')
+			continue;
+		if (sess_journal_add(&j, kinds[(unsigned char)k],
+		    t->changes[i].id, t->changes[i].n) == -1)
+			oom = 1;
+		now += k == 'c' ? 1 : k == 'd' ? (uint64_t)-1 : 0;
+	}
+	if (hub_config()->session_events && !oom)
+		n = sess_diff((unsigned)t->at_tick, &j, ev);
+	for (int i = 0; i < n; i++) {
+		struct json_buf data = { 0 };
+
+		put_diff(&data, &ev[i], i > 0 ? 0 : t->last_event_ms == 0 ?
+		    -1 : (t->now_ms - t->last_event_ms) / 1000.0);
+		hub_envelope("monitor", 7, "session_event", 13,
+		    event_type[ev[i].change], data.p, data.len, &head[i],
+		    &tail[i]);
+		oom |= data.oom || head[i].oom || tail[i].oom;
+		json_buf_free(&data);
+		args[2 * i] = (struct resp_arg){ head[i].p, head[i].len };
+		args[2 * i + 1] = (struct resp_arg){ tail[i].p, tail[i].len };
+	}
+	if (!oom)
+		csess_commit(now, n, args);	/* else taken again next tick */
+	for (int i = 0; i < n; i++) {
+		json_buf_free(&head[i]);
+		json_buf_free(&tail[i]);
+	}
+	sess_journal_clear(&j);
+}
+
+/* The lease holder's realtime_update: the cluster's sums and each node's
+ * own figures, when any node has a watcher. */
+static void
+cluster_update(const struct csess_tick *t)
+{
+	struct hub_group *mon;
+	struct json_buf jb = { 0 };
+	char num[320];
+
+	if (cluster_sum.watchers == 0 ||
+	    (mon = hub_group("monitor", 7, 1)) == NULL)
+		return;
+	put_update(&jb, &cluster_sum, t->active, t->total);
+	json_put_cstr(&jb, ",\"node\":\"");
+	json_put_cstr(&jb, csess_node());
+	json_put_cstr(&jb, "\",\"nodes\":[");
+	for (uint32_t i = 0; i < t->nnodes; i++) {
+		const struct csess_figures *f = &t->nodes[i];
+
+		snprintf(num, sizeof num, "%s{\"node\":\"%s\","
+		    "\"connections\":%llu,\"groups\":%llu,"
+		    "\"messages_in\":%llu,\"messages_out\":%llu,"
+		    "\"uptime_s\":%llu}", i > 0 ? "," : "", f->node,
+		    (unsigned long long)f->connections,
+		    (unsigned long long)f->groups,
+		    (unsigned long long)f->messages_in,
+		    (unsigned long long)f->messages_out,
+		    (unsigned long long)f->uptime_s);
+		json_put_cstr(&jb, num);
+	}
+	json_put_cstr(&jb, "]}");
+	if (!jb.oom)
+		hub_publish(mon, "realtime_update", 15, NULL, jb.p, jb.len,
+		    NULL);
+	json_buf_free(&jb);
+}
+
+static void
+ticked(void *arg, const struct csess_tick *t)
+{
+	(void)arg;
+	ticking = 0;
+	if (t == NULL)
+		return;
+	shared_active = t->active;
+	shared_total = t->total;
+	shared_nodes = t->nnodes;
+	memset(&cluster_sum, 0, sizeof cluster_sum);
+	for (uint32_t i = 0; i < t->nnodes; i++) {
+		cluster_sum.connections += t->nodes[i].connections;
+		cluster_sum.groups += t->nodes[i].groups;
+		cluster_sum.messages_in += t->nodes[i].messages_in;
+		cluster_sum.messages_out += t->nodes[i].messages_out;
+		cluster_sum.watchers += t->nodes[i].watchers;
+	}
+	if (!t->leader)
+		return;
+	if (t->nchanges > 0)
+		announce(t);
+	cluster_update(t);
+}
+
+/*
+ * Every node reports each tick; the lease lasts three ticks, so a node
+ * that dies is replaced as the tick's runner, and its connections stop
+ * counting, within three of its ticks.
+ */
+static void
+shared_tick(void)
+{
+	struct csess_figures f;
+	unsigned lease = 3 * hub_config()->tick_ms;
+
+	if (ticking || !cluster_up())
+		return;
+	own_figures(&f);
+	if (csess_tick(lease < 1000 ? 1000 : lease, &f, ticked, NULL) == 0)
+		ticking = 1;
+}
+
 static uint64_t
 usec(void)
 {
@@ -523,6 +920,11 @@ tick(int timer)
 	uint64_t t0 = usec();
 	uint32_t created, destroyed;
 
+	if (cluster_on()) {
+		host_tick(loop_now_ms(), watched());
+		shared_tick();
+		return;
+	}
 	/* Expiry looks at the idle list's head only, and only with a TTL. */
 	if (timer && hub_config()->session_ttl_ms > 0)
 		expire();

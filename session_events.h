@@ -46,6 +46,33 @@ unsigned sess_count(void);
 /* Append {"sessions":[...],"total":N} for one page in creation order. */
 void	sess_list_json(unsigned offset, unsigned limit, struct json_buf *out);
 
+/*
+ * With --redis the registry is shared, in Redis (cluster_sessions.c), and
+ * these answer later.  sess_shared() says so.  A change: op 'c' (POST:
+ * id NULL makes a random one), 'p' (PUT) or 'd' (DELETE); done gets the
+ * status (201, 200, 204, 404, 409, 503; 0: Redis failed) and the id.  A
+ * page: done gets the JSON of sess_list_json() and the active count, or
+ * NULL when Redis failed.  -1 at once when Redis is down.
+ * sess_attach() and sess_detach() work alike either way: the attach is
+ * made in Redis meanwhile (and again after each reconnection,
+ * sess_cluster_up()); sess_count() is the cluster's at the last tick.
+ */
+int	sess_shared(void);
+typedef void	sess_done_fn(void *arg, int status, const char *id,
+		    size_t n);
+int	sess_shared_change(int op, const char *id, size_t n,
+	    const uint8_t *meta, size_t mlen, sess_done_fn *done, void *arg);
+typedef void	sess_list_fn(void *arg, const struct json_buf *page,
+		    uint64_t active);
+int	sess_shared_list(unsigned offset, unsigned limit, sess_list_fn *done,
+	    void *arg);
+void	sess_cluster_up(void);
+
+/* The cluster's sums at the last tick (node ""), and how many nodes
+ * reported. */
+struct csess_figures;
+unsigned sess_cluster(struct csess_figures *sum);
+
 /* Start the tick: session diff, expiry, the host figures and alerts
  * (host.c), realtime_update.  0 or -1. */
 int	sess_init(void);

@@ -16,7 +16,13 @@ and a free port, in a fresh temporary directory, and three wsd nodes with
 - Redis with a password (--requirepass), and rediss:// (a certificate made
   with the openssl command, redis-server --tls-port);
 - 1,000 subscribers over the nodes receive a burst completely;
-- /readyz 503 while Redis is unreachable at start, then 200.
+- /readyz 503 while Redis is unreachable at start, then 200;
+- one session registry: changes on any node seen on all, each announced
+  once (changes racing on three nodes, the lease holder killed),
+  connections on several nodes holding one session, a killed node's
+  connections ending, --max-sessions counted over the cluster, holds
+  made again after Redis lost everything; realtime_update and /health
+  with the cluster's figures.
 """
 import json
 import os
@@ -622,6 +628,234 @@ def fanout_1000(r, nodes):
           (len(nodes), burst), complete == 1000, "%d complete" % complete)
 
 
+def session_events_of(c, pred, timeout=DEADLINE):
+    """session_event envelopes on c until pred(list) holds (or timeout)."""
+    got = []
+    end = time.monotonic() + timeout
+    while not pred(got) and time.monotonic() < end:
+        try:
+            m = c.recv_json(max(0.1, end - time.monotonic()))
+        except Exception:
+            break
+        if m.get("type") == "session_event":
+            got.append(m)
+    return got
+
+
+def announced(evs, kind):
+    """Every id announced by events of kind, in order, repeats kept."""
+    return [i for m in evs if m["event_type"] == kind
+            for i in m["data"]["sessions"]]
+
+
+def chained(evs):
+    """Each event's previous_count is the last one's current_count."""
+    return all(a["data"]["current_count"] == b["data"]["previous_count"]
+               for a, b in zip(evs, evs[1:]))
+
+
+def leader_of(r, nodes):
+    """The node that holds the session tick's lease."""
+    holder = re.search(r"\$16\r\n([0-9a-f]{16})",
+                       r.cli("GET", "wsd:{monitor}:s:lease"))
+    for n in nodes:
+        st, body = http_json(n.port, "GET", "/health")
+        if holder and st == 200 and body.get("node") == holder.group(1):
+            return n
+    return None
+
+
+def shared_sessions():
+    """One session registry for every node: changes made on any node are
+    seen on all, each announced exactly once by the node holding the
+    lease, which another node takes over when it dies; connections on
+    every node count, and a killed node's stop counting."""
+    r = Redis()
+    ns = [Server("--redis", r.url(), "--tick", "0.2", "--session-ttl", "1")
+          for _ in range(3)]
+    servers.extend(ns)
+    a, b, c = ns
+    check("sessions: every node ready", all(ready(n) for n in ns))
+    wa, wc = a.ws("/ws/monitor"), c.ws("/ws/monitor")
+
+    st, body = http_json(a.port, "POST", "/api/sessions",
+                         {"id": "s1", "metadata": {"v": 1}})
+    check("sessions: POST on one node 201", st == 201 and
+          body == {"id": "s1"}, "%s %r" % (st, body))
+    st, body = http_json(b.port, "POST", "/api/sessions", {"id": "s1"})
+    check("sessions: the same id on another node 409", st == 409 and
+          body.get("error") == "conflict", "%s %r" % (st, body))
+    st, body = http_json(c.port, "PUT", "/api/sessions/s1",
+                         {"metadata": {"v": 2}})
+    st2, lst = http_json(b.port, "GET", "/api/sessions")
+    check("sessions: PUT on a third node 200, listed from the second",
+          st == 200 and st2 == 200 and lst["total"] == 1 and
+          lst["sessions"][0]["id"] == "s1" and
+          lst["sessions"][0]["metadata"] == {"v": 2} and
+          lst["sessions"][0]["connections"] == 0, "%s %r" % (st, lst))
+    st, body = http_json(a.port, "POST", "/api/sessions", {})
+    rid = body.get("id", "")
+    st2, cnt = http_json(c.port, "GET", "/api/sessions/count")
+    check("sessions: a random id, counted from another node",
+          st == 201 and re.fullmatch(r"[0-9a-f]{16}", rid) and
+          cnt == {"active_sessions": 2}, "%r %r" % (body, cnt))
+
+    # Changes racing on three nodes while the tick runs: each announced
+    # once, with counts that chain, the same events on every node.
+    ids = ["x%d" % i for i in range(30)]
+
+    def make(i):
+        http_json(ns[i % 3].port, "POST", "/api/sessions", {"id": ids[i]})
+
+    ts = [threading.Thread(target=make, args=(i,)) for i in range(30)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    gone = [ids[i] for i in range(0, 30, 3)]
+    codes = [http(ns[(i + 1) % 3].port, "DELETE", "/api/sessions/" +
+                  x)[0] for i, x in enumerate(gone)]
+    codes.append(http(a.port, "DELETE", "/api/sessions/" + rid)[0])
+    check("sessions: DELETE from other nodes 204, again 404",
+          codes == [204] * 11 and
+          http(b.port, "DELETE", "/api/sessions/" + rid)[0] == 404,
+          repr(codes))
+    want = set(ids + [rid, "s1"])
+
+    def complete(evs):
+        return (set(announced(evs, "session_destroyed")) >=
+                set(gone + [rid]) and
+                set(announced(evs, "session_created")) >= want)
+
+    ea = session_events_of(wa, complete)
+    ec = session_events_of(wc, complete)
+    created, destroyed = (announced(ec, "session_created"),
+                          announced(ec, "session_destroyed"))
+    check("sessions: every change announced exactly once",
+          sorted(created) == sorted(want) and
+          sorted(destroyed) == sorted(gone + [rid]) and
+          announced(ec, "session_updated") == ["s1"],
+          "%r %r" % (created, destroyed))
+    check("sessions: counts chain from 0 to the live count",
+          chained(ec) and ec[0]["data"]["previous_count"] == 0 and
+          ec[-1]["data"]["current_count"] == 21,
+          repr([(m["data"]["previous_count"], m["data"]["current_count"])
+                for m in ec]))
+    check("sessions: the same events, same seqs, on two nodes",
+          [(m["seq"], m["data"]) for m in ea] ==
+          [(m["seq"], m["data"]) for m in ec], "%d %d" % (len(ea), len(ec)))
+
+    # Connections on two nodes hold one session; it ends --session-ttl
+    # after the last leaves, announced once.
+    s_a = a.ws("/ws/sessions/w1")
+    s_b = b.ws("/ws/sessions/w1")
+
+    def conns(srv, sid):
+        st, body = http_json(srv.port, "GET", "/api/sessions?limit=1000")
+        for row in body.get("sessions", []) if st == 200 else []:
+            if row["id"] == sid:
+                return row["connections"]
+        return None
+
+    check("sessions: two nodes' connections counted on a third",
+          wait_for(lambda: conns(c, "w1") == 2), repr(conns(c, "w1")))
+    s_a.close()
+    check("sessions: one left, one counts",
+          wait_for(lambda: conns(c, "w1") == 1))
+    s_b.close()
+    ev = session_events_of(wc, lambda e: "w1" in announced(
+        e, "session_destroyed"))
+    check("sessions: ended after its last connection, once",
+          announced(ev, "session_created") == ["w1"] and
+          announced(ev, "session_destroyed") == ["w1"] and
+          conns(a, "w1") is None,
+          repr([(m["event_type"], m["data"]["sessions"]) for m in ev]))
+
+    # realtime_update: the cluster's sums and every node's figures.
+    def update():
+        while True:
+            m = wc.recv_json()
+            if m.get("type") == "realtime_update":
+                return m["data"]
+    upd = update()
+    check("sessions: realtime_update has every node and their sums",
+          len(upd.get("nodes", [])) == 3 and upd["connections"] ==
+          sum(n["connections"] for n in upd["nodes"]) and
+          upd["connections"] >= 2 and
+          upd["sessions"]["active_count"] == 21, repr(upd))
+    # /health's cluster figures are as of this node's last tick.
+    wait_for(lambda: http_json(b.port, "GET", "/health")[1]["sessions"]
+             == 21)
+    st, h = http_json(b.port, "GET", "/health")
+    check("sessions: /health has this node and the cluster",
+          st == 200 and h["cluster"]["nodes"] == 3 and
+          h["sessions"] == 21 and h["cluster"]["connections"] >= 2 and
+          re.fullmatch(r"[0-9a-f]{16}", h["node"]), repr(h))
+
+    # --max-sessions counts the cluster's sessions: at 21, a node whose
+    # limit is 21 refuses a new one (503), and still replaces metadata.
+    m = Server("--redis", r.url(), "--max-sessions", "21")
+    servers.append(m)
+    ready(m)
+    st, body = http_json(m.port, "POST", "/api/sessions", {"id": "y1"})
+    st2, _ = http_json(m.port, "PUT", "/api/sessions/y1", {})
+    st3, _ = http_json(m.port, "PUT", "/api/sessions/s1",
+                       {"metadata": {"v": 3}})
+    check("sessions: --max-sessions N counts every node's (503 at N)",
+          st == 503 and body.get("error") == "unavailable" and
+          st2 == 503 and st3 == 200, "%s %r %s %s" % (st, body, st2, st3))
+    m.stop()
+
+    # A node killed with a session's only connection: it stops counting
+    # once its report lapses, and the session ends --session-ttl later.
+    victim = [n for n in ns if n is not leader_of(r, ns)][0]
+    k1 = victim.ws("/ws/sessions/k1")
+    check("sessions: k1 held", wait_for(lambda: conns(c if victim is not c
+                                                       else a, "k1") == 1))
+    victim.expect_exit = None
+    victim.stop(signal.SIGKILL)
+    k1.close()
+    live = [n for n in ns if n is not victim]
+    watcher = wc if victim is not c else wa
+    ev = session_events_of(watcher, lambda e: "k1" in announced(
+        e, "session_destroyed"))
+    check("sessions: a killed node's session ends",
+          "k1" in announced(ev, "session_destroyed"),
+          repr([(m["event_type"], m["data"]["sessions"]) for m in ev]))
+
+    # The lease holder killed: another node takes the tick over, and a
+    # change made after is announced once.
+    lead = leader_of(r, live)
+    check("sessions: one node holds the lease", lead is not None)
+    other = [n for n in live if n is not lead][0]
+    lead.expect_exit = None
+    lead.stop(signal.SIGKILL)
+    w2 = other.ws("/ws/monitor")
+    st, _ = http_json(other.port, "POST", "/api/sessions", {"id": "z1"})
+    http_json(other.port, "POST", "/api/sessions", {"id": "z2"})
+    # z2 is announced after any repeat of z1 would have been.
+    ev = session_events_of(w2, lambda e: "z2" in announced(
+        e, "session_created"))
+    check("sessions: after the leader died, announced once by another",
+          st == 201 and announced(ev, "session_created").count("z1") == 1
+          and leader_of(r, [other]) is other,
+          repr([(m["event_type"], m["data"]["sessions"]) for m in ev]))
+
+    # Redis restarted empty: the node holds its sessions again.
+    h1 = other.ws("/ws/sessions/h1")
+    check("sessions: h1 held", wait_for(lambda: conns(other, "h1") == 1))
+    r.kill()
+    r.start()
+    check("sessions: after Redis lost everything, h1 is held again",
+          wait_for(lambda: conns(other, "h1") == 1), repr(conns(other,
+                                                                 "h1")))
+    h1.close()
+    for w in (wa, wc, w2):
+        w.close()
+    other.stop()
+    r.kill()
+
+
 def unreachable_at_start():
     port = free_port()
     n = Server("--no-session-events", "--redis",
@@ -664,6 +898,7 @@ def main():
         redis_restart()
         trimmed_gap()
         password_and_tls()
+        shared_sessions()
     finally:
         for srv in servers:
             if srv.proc.poll() is None:

@@ -594,6 +594,45 @@ test_api(void)
 	check(strcmp(resp_strerror(99), "unknown error") == 0);
 }
 
+/* resp_u64(): integers and digit strings only, never past 64 bits. */
+static void
+test_u64(void)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		uint64_t v;
+	} cases[] = {
+		{ ":0\r\n", 0, 0 },
+		{ ":42\r\n", 0, 42 },
+		{ ":-1\r\n", -1, 0 },
+		{ "$2\r\n17\r\n", 0, 17 },
+		{ "$19\r\n9223372036854775807\r\n", 0, 9223372036854775807ULL },
+		{ "$19\r\n9999999999999999999\r\n", 0, 9999999999999999999ULL },
+		{ "$20\r\n18446744073709551615\r\n", -1, 0 },	/* 20 digits */
+		{ "$0\r\n\r\n", -1, 0 },
+		{ "$-1\r\n", -1, 0 },
+		{ "$2\r\n1x\r\n", -1, 0 },
+		{ "$2\r\n-1\r\n", -1, 0 },
+		{ "+12\r\n", -1, 0 },	/* a status line is not a number */
+		{ "*0\r\n", -1, 0 },
+	};
+	struct resp_parser p;
+	uint64_t v;
+
+	resp_parser_init(&p, NULL);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		resp_parser_reset(&p);
+		v = 0;
+		check(resp_parse(&p, (const uint8_t *)cases[i].in,
+		    strlen(cases[i].in)) == (long)strlen(cases[i].in));
+		check(resp_u64(p.tok, &v) == cases[i].rc);
+		check(cases[i].rc != 0 || v == cases[i].v);
+	}
+	check(resp_u64(NULL, &v) == -1);
+	resp_parser_free(&p);
+}
+
 /* ==== Encoder ======================================================== */
 
 static void
@@ -879,6 +918,7 @@ main(void)
 	test_malformed();
 	test_limits();
 	test_api();
+	test_u64();
 	test_encoder();
 	test_url();
 	check(survives(probe_hostile));

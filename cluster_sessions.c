@@ -1,0 +1,579 @@
+/*
+ * cluster_sessions.c - the shared session registry: its script, and the
+ * replies turned into what session_events.c works with.
+ *
+ * Every call is one EVALSHA of the script below with the same first six
+ * arguments (the key prefix, the operation, this node, whether changes
+ * are journaled, --session-ttl in ms, --max-sessions), then the
+ * operation's own.  The script reads Redis's clock (TIME) for every time
+ * it keeps, so nodes whose clocks differ agree on when a session emptied
+ * and when a node last reported.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "cluster_sessions.h"
+#include "hub.h"
+#include "log.h"
+
+#define PREFIX		"wsd:{monitor}:s:"
+#define MAX_NODES	64	/* figures kept from at most this many */
+
+static const char script[] = CLUSTER_LUA_PUB
+    "local P, op, node = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local events = ARGV[4] == '1'\n"
+    "local ttl, max = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local REC, ORD, CON, IDLE = P..'rec', P..'order', P..'conns', P..'idle'\n"
+    "local JRN, PEND, UPD, ST = P..'journal', P..'pending', P..'updated',\n"
+    "    P..'state'\n"
+    "local NODES, STATS, LEASE = P..'nodes', P..'stats', P..'lease'\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    /* A session's record, or nil. */
+    "local function get(id)\n"
+    "  local r = redis.call('HGET', REC, id)\n"
+    "  if not r then return nil end\n"
+    "  local g, b, a, m = string.match(r, '^(%d+) (%d) (%S+) (.*)$')\n"
+    "  return {gen = g, by = b, at = a, meta = m}\n"
+    "end\n"
+    "local function note(kind, id)\n"
+    "  if events then redis.call('RPUSH', JRN, kind .. id) end\n"
+    "end\n"
+    /* The journal's bound: twice --max-sessions, as on one node. */
+    "local function full()\n"
+    "  return events and redis.call('LLEN', JRN) >= 2 * max + 2\n"
+    "end\n"
+    "local function room()\n"
+    "  return redis.call('ZCARD', ORD) < max and not full()\n"
+    "end\n"
+    "local function make(id, by, at, meta)\n"
+    "  local gen = redis.call('HINCRBY', ST, 'total', 1)\n"
+    "  redis.call('HSET', REC, id, gen .. ' ' .. by .. ' ' .. at .. ' ' ..\n"
+    "      meta)\n"
+    "  redis.call('ZADD', ORD, gen, id)\n"
+    "  note('c', id)\n"
+    "  return gen\n"
+    "end\n"
+    "local function destroy(id)\n"
+    "  redis.call('HDEL', REC, id)\n"
+    "  redis.call('ZREM', ORD, id)\n"
+    "  redis.call('HDEL', CON, id)\n"
+    "  redis.call('ZREM', IDLE, id)\n"
+    "  note('d', id)\n"
+    "end\n"
+    /* n connections of generation gen left session id. */
+    "local function drop(id, gen, n)\n"
+    "  local s = get(id)\n"
+    "  if not s or s.gen ~= gen then return end\n"
+    "  if redis.call('HINCRBY', CON, id, -n) > 0 then return end\n"
+    "  redis.call('HDEL', CON, id)\n"
+    "  if s.by ~= '1' then return end\n"
+    "  if ttl == 0 then destroy(id) else redis.call('ZADD', IDLE, now, id) end\n"
+    "end\n"
+    "local function forget(who)\n"
+    "  local k = P .. 'node:' .. who\n"
+    "  local h = redis.call('HGETALL', k)\n"
+    "  for i = 1, #h, 2 do\n"
+    "    local id, gen = string.match(h[i], '^(%S+) (%d+)$')\n"
+    "    drop(id, gen, tonumber(h[i + 1]))\n"
+    "  end\n"
+    "  redis.call('DEL', k)\n"
+    "end\n"
+    "if op == 'create' or op == 'put' then\n"
+    "  local id, s = ARGV[7], get(ARGV[7])\n"
+    "  if not s then\n"
+    "    if not room() then return {503} end\n"
+    "    return {201, make(id, '0', ARGV[8], ARGV[9])}\n"
+    "  end\n"
+    "  if op == 'create' then return {409} end\n"
+    "  if s.meta ~= ARGV[9] then\n"
+    "    if full() then return {503} end\n"
+    "    if events and redis.call('HSETNX', UPD, id, 1) == 1 then\n"
+    "      note('u', id)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('HSET', REC, id, s.gen .. ' 0 ' .. s.at .. ' ' .. ARGV[9])\n"
+    "  redis.call('ZREM', IDLE, id)\n"
+    "  return {200, s.gen}\n"
+    "elseif op == 'delete' then\n"
+    "  if redis.call('HEXISTS', REC, ARGV[7]) == 0 then return {404} end\n"
+    "  if full() then return {503} end\n"
+    "  destroy(ARGV[7])\n"
+    "  return {204}\n"
+    "elseif op == 'attach' then\n"
+    "  local id, s, gen = ARGV[7], get(ARGV[7])\n"
+    "  if s then\n"
+    "    gen = s.gen\n"
+    "  else\n"
+    "    if not room() then return {503} end\n"
+    "    gen = make(id, '1', ARGV[8], '')\n"
+    "  end\n"
+    "  redis.call('HINCRBY', CON, id, 1)\n"
+    "  redis.call('ZREM', IDLE, id)\n"
+    "  redis.call('HINCRBY', P .. 'node:' .. node, id .. ' ' .. gen, 1)\n"
+    "  return {200, gen}\n"
+    "elseif op == 'detach' then\n"
+    /* Not this node's (forgotten meanwhile): nothing to take back. */
+    "  local k, f = P .. 'node:' .. node, ARGV[7] .. ' ' .. ARGV[8]\n"
+    "  local c = redis.call('HINCRBY', k, f, -1)\n"
+    "  if c <= 0 then redis.call('HDEL', k, f) end\n"
+    "  if c >= 0 then drop(ARGV[7], ARGV[8], 1) end\n"
+    "  return {200}\n"
+    "elseif op == 'forget' then\n"
+    "  forget(node)\n"
+    "  return {200}\n"
+    "elseif op == 'list' then\n"
+    "  local out = {redis.call('ZCARD', ORD),\n"
+    "      redis.call('HGET', ST, 'total') or 0}\n"
+    "  local o, lim = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "  if lim == 0 then return out end\n"
+    "  for _, id in ipairs(redis.call('ZRANGE', ORD, o, o + lim - 1)) do\n"
+    "    out[#out + 1] = id\n"
+    "    out[#out + 1] = redis.call('HGET', REC, id)\n"
+    "    out[#out + 1] = redis.call('HGET', CON, id) or 0\n"
+    "  end\n"
+    "  return out\n"
+    "elseif op == 'tick' then\n"
+    "  local lease = tonumber(ARGV[7])\n"
+    "  redis.call('HSET', NODES, node, now + lease)\n"
+    "  redis.call('HSET', STATS, node, ARGV[8])\n"
+    "  local holder, lead = redis.call('GET', LEASE), 0\n"
+    "  if not holder or holder == node then\n"
+    "    lead = 1\n"
+    "    redis.call('SET', LEASE, node, 'PX', lease)\n"
+    "    local seen = redis.call('HGETALL', NODES)\n"
+    "    for i = 1, #seen, 2 do\n"
+    "      if now > tonumber(seen[i + 1]) then\n"
+    "        forget(seen[i])\n"
+    "        redis.call('HDEL', NODES, seen[i])\n"
+    "        redis.call('HDEL', STATS, seen[i])\n"
+    "      end\n"
+    "    end\n"
+    "    if ttl > 0 then\n"
+    "      for _, id in ipairs(redis.call('ZRANGEBYSCORE', IDLE, '-inf',\n"
+    "          now - ttl, 'LIMIT', 0, 10000)) do\n"
+    "        local s = get(id)\n"
+    "        if s and s.by == '1' and not redis.call('HGET', CON, id) then\n"
+    "          destroy(id)\n"
+    "        else\n"
+    "          redis.call('ZREM', IDLE, id)\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if redis.call('EXISTS', PEND) == 0 and\n"
+    "        redis.call('EXISTS', JRN) == 1 then\n"
+    "      redis.call('RENAME', JRN, PEND)\n"
+    "      redis.call('DEL', UPD)\n"
+    "    end\n"
+    "  end\n"
+    "  local out = {lead, redis.call('ZCARD', ORD),\n"
+    "      redis.call('HGET', ST, 'total') or 0}\n"
+    "  local st = redis.call('HVALS', STATS)\n"
+    "  out[#out + 1] = #st\n"
+    "  for _, v in ipairs(st) do out[#out + 1] = v end\n"
+    "  if lead == 0 then return out end\n"
+    "  out[#out + 1] = redis.call('HGET', ST, 'at_tick') or 0\n"
+    "  out[#out + 1] = redis.call('HGET', ST, 'last_event') or 0\n"
+    "  out[#out + 1] = now\n"
+    "  for _, e in ipairs(redis.call('LRANGE', PEND, 0, -1)) do\n"
+    "    out[#out + 1] = e\n"
+    "  end\n"
+    "  return out\n"
+    "elseif op == 'commit' then\n"
+    "  if redis.call('GET', LEASE) ~= node or\n"
+    "      redis.call('EXISTS', PEND) == 0 then return {0} end\n"
+    "  for i = 13, #ARGV - 1, 2 do\n"
+    "    pub(ARGV[8], ARGV[9], ARGV[11], ARGV[i], ARGV[i + 1], ARGV[12],\n"
+    "        ARGV[10])\n"
+    "  end\n"
+    "  redis.call('DEL', PEND)\n"
+    "  redis.call('HSET', ST, 'at_tick', ARGV[7])\n"
+    "  if #ARGV >= 13 then redis.call('HSET', ST, 'last_event', now) end\n"
+    "  return {1}\n"
+    "end\n"
+    "return redis.error_reply('unknown operation ' .. op)\n";
+
+static int		 sid = -1;	/* the script's number in cluster.c */
+static char		 node[17];
+
+/* Buffers a reply is turned into (valid during its callback). */
+static struct csess_row		*rows;
+static struct csess_change	*changes;
+static uint32_t			 rowcap, changecap;
+static struct csess_figures	 figs[MAX_NODES];
+
+int
+csess_init(void)
+{
+	hub_random_hex(node, 16);
+	return (sid = cluster_script(script)) == -1 ? -1 : 0;
+}
+
+const char *
+csess_node(void)
+{
+	return node;
+}
+
+/*
+ * EVALSHA of the script: the six common arguments, then argc of op's.
+ */
+static int
+call(const char *op, int argc, const struct resp_arg *argv,
+    redis_reply_fn *cb, void *arg)
+{
+	const struct hub_config *cfg = hub_config();
+	struct resp_arg a[CLUSTER_EVAL_ARGS];
+	char ttl[24], max[24];
+
+	snprintf(ttl, sizeof ttl, "%u", cfg->session_ttl_ms);
+	snprintf(max, sizeof max, "%u", cfg->max_sessions);
+	a[0] = (struct resp_arg){ PREFIX, sizeof PREFIX - 1 };
+	a[1] = (struct resp_arg){ op, strlen(op) };
+	a[2] = (struct resp_arg){ node, 16 };
+	a[3] = (struct resp_arg){ cfg->session_events ? "1" : "0", 1 };
+	a[4] = (struct resp_arg){ ttl, strlen(ttl) };
+	a[5] = (struct resp_arg){ max, strlen(max) };
+	if (argc > CLUSTER_EVAL_ARGS - 6)
+		return -1;
+	memcpy(a + 6, argv, argc * sizeof *argv);
+	return cluster_eval(sid, argc + 6, a, cb, arg);
+}
+
+/* Whom a reply goes to: a callback of one of the three kinds. */
+struct wait {
+	union {
+		csess_fn	*change;
+		csess_page_fn	*page;
+		csess_tick_fn	*tick;
+	} cb;
+	void		*arg;
+};
+
+/* call() with a copy of w for done, which frees it. */
+static int
+ask(const char *op, int argc, const struct resp_arg *argv,
+    redis_reply_fn *done, struct wait w)
+{
+	struct wait *p = malloc(sizeof *p);
+
+	if (p == NULL)
+		return -1;
+	*p = w;
+	if (call(op, argc, argv, done, p) == -1) {
+		free(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* ==== Changes ========================================================= */
+
+/* {status} or {status, gen}. */
+static void
+changed(void *arg, const struct resp_tok *reply, const char *err)
+{
+	struct wait *w = arg;
+	uint64_t status = 0, gen = 0;
+
+	(void)err;
+	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
+	    reply->n < 1 || resp_u64(resp_elem(reply, 0), &status) != 0 ||
+	    (reply->n > 1 && resp_u64(resp_elem(reply, 1), &gen) != 0))
+		status = 0;
+	if (w->cb.change != NULL)
+		w->cb.change(w->arg, (int)status, gen);
+	free(w);
+}
+
+static int
+change(const char *op, int argc, const struct resp_arg *argv, csess_fn *cb,
+    void *arg)
+{
+	return ask(op, argc, argv, changed, (struct wait){ .cb.change = cb,
+	    .arg = arg });
+}
+
+int
+csess_create(const char *id, size_t n, const uint8_t *meta, size_t mlen,
+    int put, csess_fn *cb, void *arg)
+{
+	char at[32];
+
+	log_timestamp(at);
+	return change(put ? "put" : "create", 3, (struct resp_arg[]){
+	    { id, n }, { at, strlen(at) }, { meta, mlen } }, cb, arg);
+}
+
+int
+csess_delete(const char *id, size_t n, csess_fn *cb, void *arg)
+{
+	return change("delete", 1, (struct resp_arg[]){ { id, n } }, cb, arg);
+}
+
+int
+csess_attach(const char *id, size_t n, csess_fn *cb, void *arg)
+{
+	char at[32];
+
+	log_timestamp(at);
+	return change("attach", 2, (struct resp_arg[]){ { id, n },
+	    { at, strlen(at) } }, cb, arg);
+}
+
+int
+csess_detach(const char *id, size_t n, uint64_t gen)
+{
+	char g[24];
+
+	snprintf(g, sizeof g, "%llu", (unsigned long long)gen);
+	return change("detach", 2, (struct resp_arg[]){ { id, n },
+	    { g, strlen(g) } }, NULL, NULL);
+}
+
+int
+csess_forget(void)
+{
+	return change("forget", 0, NULL, NULL, NULL);
+}
+
+/* ==== Reads =========================================================== */
+
+/* A bulk string's bytes, or -1. */
+static int
+bulk(const struct resp_tok *t, const uint8_t **p, size_t *n)
+{
+	if (t == NULL || t->type != RESP_T_BULK || t->null)
+		return -1;
+	*p = t->p;
+	*n = (size_t)t->n;
+	return 0;
+}
+
+/* Room for n elements of size sz in *v (capacity *cap).  0 or -1. */
+static int
+room_for(void **v, uint32_t *cap, uint32_t n, size_t sz)
+{
+	void *p;
+
+	if (n <= *cap)
+		return 0;
+	if ((p = reallocarray(*v, n, sz)) == NULL)
+		return -1;
+	*v = p;
+	*cap = n;
+	return 0;
+}
+
+/*
+ * "GEN BY_CONN CREATED_AT METADATA" into r's created_at and metadata.
+ * 0 or -1.
+ */
+static int
+parse_rec(const uint8_t *p, size_t n, struct csess_row *r)
+{
+	const uint8_t *sp[3];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < 3; i++)
+		if (p[i] == ' ')
+			sp[k++] = p + i;
+	if (k < 3)
+		return -1;
+	r->at = sp[1] + 1;
+	r->atlen = (size_t)(sp[2] - r->at);
+	r->meta = sp[2] + 1;
+	r->mlen = n - (size_t)(r->meta - p);
+	return 0;
+}
+
+/* {active, total, id1, record1, conns1, ...} */
+static void
+listed(void *arg, const struct resp_tok *reply, const char *err)
+{
+	struct wait *w = arg;
+	struct csess_page pg = { 0 };
+	const struct resp_tok *t;
+	uint32_t n;
+
+	(void)err;
+	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
+	    reply->n < 2 || (reply->n - 2) % 3 != 0 ||
+	    resp_u64(t = resp_elem(reply, 0), &pg.active) != 0 ||
+	    resp_u64(t = resp_next(t), &pg.total) != 0)
+		goto fail;
+	n = (uint32_t)((reply->n - 2) / 3);
+	if (room_for((void **)&rows, &rowcap, n, sizeof *rows) == -1)
+		goto fail;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *rec;
+		size_t rlen;
+
+		if (bulk(t = resp_next(t), &rows[i].id, &rows[i].idlen) != 0 ||
+		    bulk(t = resp_next(t), &rec, &rlen) != 0 ||
+		    parse_rec(rec, rlen, &rows[i]) != 0 ||
+		    resp_u64(t = resp_next(t), &rows[i].conns) != 0)
+			goto fail;
+	}
+	pg.n = n;
+	pg.rows = rows;
+	w->cb.page(w->arg, &pg);
+	free(w);
+	return;
+fail:
+	w->cb.page(w->arg, NULL);
+	free(w);
+}
+
+int
+csess_list(uint64_t offset, uint64_t limit, csess_page_fn *cb, void *arg)
+{
+	char o[24], l[24];
+
+	snprintf(o, sizeof o, "%llu", (unsigned long long)offset);
+	snprintf(l, sizeof l, "%llu", (unsigned long long)limit);
+	return ask("list", 2, (struct resp_arg[]){ { o, strlen(o) },
+	    { l, strlen(l) } }, listed, (struct wait){ .cb.page = cb,
+	    .arg = arg });
+}
+
+/* ==== The tick ======================================================== */
+
+/* "NODE CONNECTIONS GROUPS IN OUT WATCHERS UPTIME" into f.  0 or -1. */
+static int
+parse_figures(const struct resp_tok *t, struct csess_figures *f)
+{
+	char s[256];
+	unsigned long long v[6];
+
+	if (t == NULL || t->type != RESP_T_BULK || t->null ||
+	    t->n >= (int64_t)sizeof s)
+		return -1;
+	memcpy(s, t->p, t->n);
+	s[t->n] = '\0';
+	if (sscanf(s, "%16s %llu %llu %llu %llu %llu %llu", f->node, &v[0],
+	    &v[1], &v[2], &v[3], &v[4], &v[5]) != 7)
+		return -1;
+	f->connections = v[0];
+	f->groups = v[1];
+	f->messages_in = v[2];
+	f->messages_out = v[3];
+	f->watchers = v[4];
+	f->uptime_s = v[5];
+	return 0;
+}
+
+/* {leader, active, total, nnodes, figures..., [at_tick, last_event, now,
+ * change...]} */
+static void
+ticked(void *arg, const struct resp_tok *reply, const char *err)
+{
+	struct wait *w = arg;
+	struct csess_tick tk = { 0 };
+	const struct resp_tok *t;
+	uint64_t lead, nn;
+	int64_t left;
+
+	(void)err;
+	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
+	    reply->n < 4 || resp_u64(t = resp_elem(reply, 0), &lead) != 0 ||
+	    resp_u64(t = resp_next(t), &tk.active) != 0 ||
+	    resp_u64(t = resp_next(t), &tk.total) != 0 ||
+	    resp_u64(t = resp_next(t), &nn) != 0 ||
+	    nn > (uint64_t)reply->n - 4)
+		goto fail;
+	for (uint64_t i = 0; i < nn; i++) {
+		t = resp_next(t);
+		if (tk.nnodes < MAX_NODES &&
+		    parse_figures(t, &figs[tk.nnodes]) == 0)
+			tk.nnodes++;
+	}
+	tk.nodes = figs;
+	tk.leader = lead != 0;
+	left = reply->n - 4 - (int64_t)nn;
+	if (tk.leader) {
+		if (left < 3 ||
+		    resp_u64(t = resp_next(t), &tk.at_tick) != 0 ||
+		    resp_u64(t = resp_next(t), &tk.last_event_ms) != 0 ||
+		    resp_u64(t = resp_next(t), &tk.now_ms) != 0 ||
+		    room_for((void **)&changes, &changecap,
+		    (uint32_t)(left - 3), sizeof *changes) == -1)
+			goto fail;
+		for (int64_t i = 0; i < left - 3; i++) {
+			t = resp_next(t);
+			if (t->type != RESP_T_BULK || t->null || t->n < 2 ||
+			    t->n > HUB_GROUP_MAX + 1)
+				continue;	/* not ours: skipped */
+			changes[tk.nchanges].kind = (char)t->p[0];
+			changes[tk.nchanges].id = (const char *)t->p + 1;
+			changes[tk.nchanges].n = (size_t)t->n - 1;
+			tk.nchanges++;
+		}
+		tk.changes = changes;
+	}
+	w->cb.tick(w->arg, &tk);
+	free(w);
+	return;
+fail:
+	w->cb.tick(w->arg, NULL);
+	free(w);
+}
+
+int
+csess_tick(unsigned lease_ms, const struct csess_figures *me,
+    csess_tick_fn *cb, void *arg)
+{
+	char lease[24], fig[256];
+
+	snprintf(lease, sizeof lease, "%u", lease_ms);
+	snprintf(fig, sizeof fig, "%s %llu %llu %llu %llu %llu %llu", node,
+	    (unsigned long long)me->connections,
+	    (unsigned long long)me->groups,
+	    (unsigned long long)me->messages_in,
+	    (unsigned long long)me->messages_out,
+	    (unsigned long long)me->watchers,
+	    (unsigned long long)me->uptime_s);
+	return ask("tick", 2, (struct resp_arg[]){ { lease, strlen(lease) },
+	    { fig, strlen(fig) } }, ticked, (struct wait){ .cb.tick = cb,
+	    .arg = arg });
+}
+
+static void
+committed(void *arg, const struct resp_tok *reply, const char *err)
+{
+	uint64_t ok = 0;
+
+	(void)arg;
+	(void)err;
+	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
+	    resp_u64(resp_elem(reply, 0), &ok) != 0 || ok == 0)
+		log_msg(LOG_INFO, "session changes left to the next tick "
+		    "(reply lost, or the lease moved)");
+}
+
+int
+csess_commit(uint64_t count, int nev, const struct resp_arg *ev)
+{
+	char c[24], meta[96], log[96], ch[96], epoch[HUB_EPOCH_LEN + 1];
+	char bound[24];
+	struct resp_arg a[6 + 6];
+
+	if (nev > 3)
+		return -1;
+	snprintf(c, sizeof c, "%llu", (unsigned long long)count);
+	snprintf(bound, sizeof bound, "%u", hub_config()->history);
+	hub_random_hex(epoch, HUB_EPOCH_LEN);
+	a[0] = (struct resp_arg){ c, strlen(c) };
+	a[1] = (struct resp_arg){ meta, cluster_key(meta, sizeof meta,
+	    "monitor", 7, ":meta") };
+	a[2] = (struct resp_arg){ log, cluster_key(log, sizeof log,
+	    "monitor", 7, ":log") };
+	a[3] = (struct resp_arg){ ch, cluster_key(ch, sizeof ch, "monitor",
+	    7, "") };
+	a[4] = (struct resp_arg){ epoch, HUB_EPOCH_LEN };
+	a[5] = (struct resp_arg){ bound, strlen(bound) };
+	memcpy(a + 6, ev, 2 * nev * sizeof *ev);
+	return call("commit", 6 + 2 * nev, a, committed, NULL);
+}
