@@ -31,7 +31,7 @@
 /* KEYS: meta, log.  ARGV as pub()'s after its keys (cluster.h). */
 static const char pub_script[] = CLUSTER_LUA_PUB
     "return pub(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], "
-    "ARGV[5])\n";
+    "ARGV[5], ARGV[6])\n";
 
 /*
  * KEYS: meta, log.  ARGV: since's epoch ("" for any), since's seq, the
@@ -88,7 +88,6 @@ static void		(*on_up)(void);	/* cluster_config's */
 static struct redis	*cmd, *sub;	/* owned */
 static char		 sha[NSCRIPTS_MAX][41];
 static int		 loaded;	/* scripts loaded on this connection */
-static unsigned		 history;
 static uint64_t		 lost;		/* server events Redis did not take */
 static struct cluster_event *evs;	/* owned: a read's events */
 static uint32_t		 evcap;
@@ -106,12 +105,6 @@ cluster_up(void)
 {
 	return cmd != NULL && redis_up(cmd) && redis_up(sub) &&
 	    loaded == nscripts;
-}
-
-void
-cluster_set_history(unsigned h)
-{
-	history = h;
 }
 
 uint64_t
@@ -256,6 +249,13 @@ on_state(void *arg, int up, const char *why)
 
 /* ==== Publish ========================================================= */
 
+void
+cluster_bounds(char count[24], char bytes[24])
+{
+	snprintf(count, 24, "%u", hub_config()->history);
+	snprintf(bytes, 24, "%zu", (size_t)hub_config()->history_bytes);
+}
+
 struct pub {
 	cluster_pub_fn	*cb;
 	void		*arg;
@@ -305,8 +305,9 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
     const char *tail, size_t tlen, cluster_pub_fn *cb, void *arg)
 {
 	char meta[96], log[96], ch[96], epoch[HUB_EPOCH_LEN + 1], bound[24];
+	char bytes[24];
 	struct pub *p;
-	struct resp_arg argv[10];
+	struct resp_arg argv[11];
 
 	if (!cluster_up() || (p = malloc(sizeof *p)) == NULL) {
 		if (cb == NULL)
@@ -316,7 +317,7 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
 	p->cb = cb;
 	p->arg = arg;
 	hub_random_hex(epoch, HUB_EPOCH_LEN);
-	snprintf(bound, sizeof bound, "%u", history);
+	cluster_bounds(bound, bytes);
 	argv[0] = (struct resp_arg){ "EVALSHA", 7 };
 	argv[1] = (struct resp_arg){ sha[S_PUB], 40 };
 	argv[2] = (struct resp_arg){ "2", 1 };
@@ -328,9 +329,10 @@ cluster_publish(const char *name, size_t n, const char *head, size_t hlen,
 	argv[6] = (struct resp_arg){ head, hlen };
 	argv[7] = (struct resp_arg){ tail, tlen };
 	argv[8] = (struct resp_arg){ bound, strlen(bound) };
-	argv[9] = (struct resp_arg){ ch, cluster_key(ch, sizeof ch, name, n,
+	argv[9] = (struct resp_arg){ bytes, strlen(bytes) };
+	argv[10] = (struct resp_arg){ ch, cluster_key(ch, sizeof ch, name, n,
 	    "") };
-	if (redis_command(cmd, 10, argv, published, p) != 0) {
+	if (redis_command(cmd, 11, argv, published, p) != 0) {
 		if (cb == NULL)
 			lost++;
 		free(p);
@@ -548,7 +550,6 @@ cluster_init(const struct cluster_config *cfg, char *err, size_t errlen)
 		for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
 			snprintf(sha[i] + 2 * k, 3, "%02x", md[k]);
 	}
-	history = cfg->history;
 	on_up = cfg->on_up;
 	if (loop_timer(RETRY_MS, retry_tick, NULL) == -1) {
 		snprintf(err, errlen, "cannot make a timer");

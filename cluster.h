@@ -35,7 +35,6 @@
 struct cluster_config {
 	const char	*url;		/* redis://, rediss:// */
 	const char	*ca_file;	/* NULL: the system's store */
-	unsigned	 history;	/* the stream's bound (--history) */
 	void		(*on_up)(void);	/* each time both connections are up
 					   and the scripts loaded, after
 					   either reconnects; may be NULL */
@@ -56,9 +55,6 @@ int	cluster_on(void);
 
 /* 1 while both connections are up and the scripts are loaded. */
 int	cluster_up(void);
-
-/* SIGHUP: the stream's bound for the events published from now on. */
-void	cluster_set_history(unsigned history);
 
 /*
  * Publish to group name[0..n): the envelope is head, the seq Redis
@@ -118,25 +114,45 @@ int	cluster_unwatch(const char *name, size_t n);
 /*
  * The publish script's body as a Lua function, for a script that must
  * publish as part of something else (cluster_sessions.c):
- * pub(meta, log, epoch, head, tail, bound, channel) gives the group's
- * next seq (a group without an epoch takes epoch and starts a new
- * stream), appends head..seq..tail to the stream, bounded, and PUBLISHes
- * "EPOCH:SEQ:ENVELOPE" on the channel.  Returns {epoch, seq}.
+ * pub(meta, log, epoch, head, tail, bound, bytes, channel) gives the
+ * group's next seq (a group without an epoch takes epoch and starts a
+ * new stream), appends head..seq..tail to the stream, dropping its oldest
+ * entries while it holds more than bound events or bytes of envelopes
+ * (one larger than bytes empties it, as a group's history on one node),
+ * and PUBLISHes "EPOCH:SEQ:ENVELOPE" on the channel.  Returns {epoch,
+ * seq}.
  */
 #define CLUSTER_LUA_PUB \
-    "local function pub(meta, log, epoch, head, tail, bound, ch)\n" \
+    "local function pub(meta, log, epoch, head, tail, bound, bytes, ch)\n" \
     "  local e = redis.call('HGET', meta, 'epoch')\n" \
     "  if not e then\n" \
     "    e = epoch\n" \
     "    redis.call('DEL', log)\n" \
-    "    redis.call('HSET', meta, 'epoch', e, 'seq', 0)\n" \
+    "    redis.call('HSET', meta, 'epoch', e, 'seq', 0, 'bytes', 0)\n" \
     "  end\n" \
     "  local s = redis.call('HINCRBY', meta, 'seq', 1)\n" \
     "  local env = head .. s .. tail\n" \
-    "  redis.call('XADD', log, 'MAXLEN', bound, s .. '-0', 'e', env)\n" \
+    "  local n, b = 0, 0\n" \
+    "  bound, bytes = tonumber(bound), tonumber(bytes)\n" \
+    "  if bound > 0 and #env <= bytes then\n" \
+    "    redis.call('XADD', log, s .. '-0', 'e', env)\n" \
+    "    n = redis.call('XLEN', log)\n" \
+    "    b = tonumber(redis.call('HGET', meta, 'bytes') or 0) + #env\n" \
+    "    while n > bound or b > bytes do\n" \
+    "      local f = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]\n" \
+    "      redis.call('XDEL', log, f[1])\n" \
+    "      n, b = n - 1, b - #f[2][2]\n" \
+    "    end\n" \
+    "  else\n" \
+    "    redis.call('DEL', log)\n" \
+    "  end\n" \
+    "  redis.call('HSET', meta, 'bytes', b)\n" \
     "  redis.call('PUBLISH', ch, e .. ':' .. s .. ':' .. env)\n" \
     "  return {e, s}\n" \
     "end\n"
+
+/* A stream's bounds as pub() takes them: --history, --history-bytes. */
+void	cluster_bounds(char count[24], char bytes[24]);
 
 /*
  * Add a script (before cluster_init()): loaded with ours on each

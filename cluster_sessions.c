@@ -184,13 +184,13 @@ static const char script[] = CLUSTER_LUA_PUB
     "elseif op == 'commit' then\n"
     "  if redis.call('GET', LEASE) ~= node or\n"
     "      redis.call('EXISTS', PEND) == 0 then return {0} end\n"
-    "  for i = 13, #ARGV - 1, 2 do\n"
+    "  for i = 14, #ARGV - 1, 2 do\n"
     "    pub(ARGV[8], ARGV[9], ARGV[11], ARGV[i], ARGV[i + 1], ARGV[12],\n"
-    "        ARGV[10])\n"
+    "        ARGV[13], ARGV[10])\n"
     "  end\n"
     "  redis.call('DEL', PEND)\n"
     "  redis.call('HSET', ST, 'at_tick', ARGV[7])\n"
-    "  if #ARGV >= 13 then redis.call('HSET', ST, 'last_event', now) end\n"
+    "  if #ARGV >= 14 then redis.call('HSET', ST, 'last_event', now) end\n"
     "  return {1}\n"
     "end\n"
     "return redis.error_reply('unknown operation ' .. op)\n";
@@ -557,13 +557,13 @@ int
 csess_commit(uint64_t count, int nev, const struct resp_arg *ev)
 {
 	char c[24], meta[96], log[96], ch[96], epoch[HUB_EPOCH_LEN + 1];
-	char bound[24];
-	struct resp_arg a[6 + 6];
+	char bound[24], bytes[24];
+	struct resp_arg a[7 + 6];
 
 	if (nev > 3)
 		return -1;
 	snprintf(c, sizeof c, "%llu", (unsigned long long)count);
-	snprintf(bound, sizeof bound, "%u", hub_config()->history);
+	cluster_bounds(bound, bytes);
 	hub_random_hex(epoch, HUB_EPOCH_LEN);
 	a[0] = (struct resp_arg){ c, strlen(c) };
 	a[1] = (struct resp_arg){ meta, cluster_key(meta, sizeof meta,
@@ -574,6 +574,7 @@ csess_commit(uint64_t count, int nev, const struct resp_arg *ev)
 	    7, "") };
 	a[4] = (struct resp_arg){ epoch, HUB_EPOCH_LEN };
 	a[5] = (struct resp_arg){ bound, strlen(bound) };
-	memcpy(a + 6, ev, 2 * nev * sizeof *ev);
-	return call("commit", 6 + 2 * nev, a, committed, NULL);
+	a[6] = (struct resp_arg){ bytes, strlen(bytes) };
+	memcpy(a + 7, ev, 2 * nev * sizeof *ev);
+	return call("commit", 7 + 2 * nev, a, committed, NULL);
 }

@@ -1023,7 +1023,6 @@ reload(void)
 	secret_free(&key);
 	ws_set_limits(&wscfg);
 	hub_set_limits(&hubcfg);
-	cluster_set_history(hubcfg.history);
 	host_set_config(&hostcfg);
 	auth_require_exp(token_require_exp);
 	log_set_format(log_format);
@@ -1051,7 +1050,7 @@ static int
 start_cluster(void)
 {
 	struct cluster_config cc = { .url = redis_url, .ca_file = redis_ca,
-	    .history = hubcfg.history, .on_up = sess_cluster_up };
+	    .on_up = sess_cluster_up };
 	char err[512];
 	int rc = csess_init() == 0 ? cluster_init(&cc, err, sizeof err) :
 	    (snprintf(err, sizeof err, "out of script slots"), -1);

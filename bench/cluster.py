@@ -16,7 +16,8 @@ the run ends when every subscriber has every event.  Printed: deliveries
 per second (subscribers x events / time from the first publish to the
 last delivery), and the Redis commands per published event, from
 redis-server's INFO commandstats (the script's own commands are counted
-by Redis under their names: evalsha, hget, hincrby, xadd, publish):
+by Redis under their names: evalsha, hget, hincrby, xadd, xlen, hset,
+publish, and xrange and xdel once a stream is full):
 evals/ev is what wsd sends per event (round trips), cmds/ev everything
 Redis ran per event, the scripts' commands and the nodes' reads included.
 

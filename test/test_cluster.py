@@ -628,6 +628,53 @@ def fanout_1000(r, nodes):
           (len(nodes), burst), complete == 1000, "%d complete" % complete)
 
 
+def history_bytes():
+    """--history-bytes bounds a group's stream in Redis as it bounds a
+    node's history: the oldest envelopes go first, one larger than the
+    bound is not kept (and empties it), and the count bound still holds."""
+    r = Redis()
+    a = node(r, "--history-bytes", "1000", "--history", "5")
+    b = node(r, "--history-bytes", "1000", "--history", "5")
+    check("history-bytes: nodes ready", ready(a) and ready(b))
+
+    def kept():
+        st, body = http_json(b.port, "GET", "/api/groups/hb/events?since=0")
+        return st, body
+
+    for i in range(10):
+        publish(a, "hb", "x" * 200 + str(i))
+    st, body = kept()
+    sizes = [len(json.dumps(e, separators=(",", ":"))) for e in
+             body.get("events", [])]
+    check("history-bytes: the stream holds at most the bound's bytes",
+          st == 200 and 1 <= len(sizes) <= 3 and sum(sizes) <= 1000 and
+          body["events"][-1]["data"] == "x" * 200 + "9" and
+          body["oldest"] == body["seq"] - len(sizes) + 1 and body["gap"],
+          "%s %r %r" % (st, sizes, {k: body.get(k) for k in
+                                    ("seq", "oldest", "gap")}))
+    for i in range(8):
+        publish(a, "hb", i)
+    st, body = kept()
+    check("history-bytes: --history still bounds the count",
+          st == 200 and [e["data"] for e in body["events"]] ==
+          [3, 4, 5, 6, 7], repr(body.get("events")))
+    st, _ = publish(a, "hb", "y" * 1200)
+    st2, body = kept()
+    check("history-bytes: an event over the bound is sent, not kept",
+          st == 202 and st2 == 200 and body["events"] == [] and
+          body["oldest"] == body["seq"] + 1, repr(body))
+    publish(a, "hb", "z")
+    st, body = kept()
+    check("history-bytes: then kept again",
+          [e["data"] for e in body["events"]] == ["z"], repr(body))
+    xlen = r.cli("XLEN", "wsd:{hb}:log")
+    check("history-bytes: Redis holds one entry", xlen == ":1\r\n",
+          repr(xlen))
+    a.stop()
+    b.stop()
+    r.kill()
+
+
 def session_events_of(c, pred, timeout=DEADLINE):
     """session_event envelopes on c until pred(list) holds (or timeout)."""
     got = []
@@ -898,6 +945,7 @@ def main():
         redis_restart()
         trimmed_gap()
         password_and_tls()
+        history_bytes()
         shared_sessions()
     finally:
         for srv in servers:
