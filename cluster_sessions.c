@@ -103,7 +103,17 @@ static const char script[] = CLUSTER_LUA_PUB
     "  destroy(ARGV[7])\n"
     "  return {204}\n"
     "elseif op == 'attach' then\n"
+    /* ARGV[9]: "REGISTRY GEN" the connection held before Redis was
+     * lost, or "".  That session deleted since (made again or not): 410.
+     * Another registry (Redis lost this one): made again. */
     "  local id, s, gen = ARGV[7], get(ARGV[7])\n"
+    "  local reg = redis.call('HGET', ST, 'registry')\n"
+    "  if not reg then\n"
+    "    reg = node .. '-' .. now\n"
+    "    redis.call('HSET', ST, 'registry', reg)\n"
+    "  end\n"
+    "  local wreg, wgen = string.match(ARGV[9], '^(%S+) (%d+)$')\n"
+    "  if wreg == reg and (not s or s.gen ~= wgen) then return {410} end\n"
     "  if s then\n"
     "    gen = s.gen\n"
     "  else\n"
@@ -113,7 +123,7 @@ static const char script[] = CLUSTER_LUA_PUB
     "  redis.call('HINCRBY', CON, id, 1)\n"
     "  redis.call('ZREM', IDLE, id)\n"
     "  redis.call('HINCRBY', P .. 'node:' .. node, id .. ' ' .. gen, 1)\n"
-    "  return {200, gen}\n"
+    "  return {200, gen, reg}\n"
     "elseif op == 'detach' then\n"
     /* Not this node's (forgotten meanwhile): nothing to take back. */
     "  local k, f = P .. 'node:' .. node, ARGV[7] .. ' ' .. ARGV[8]\n"
@@ -271,20 +281,26 @@ ask(const char *op, int argc, const struct resp_arg *argv,
 
 /* ==== Changes ========================================================= */
 
-/* {status} or {status, gen}. */
+/* {status}, {status, gen} or {status, gen, registry}. */
 static void
 changed(void *arg, const struct resp_tok *reply, const char *err)
 {
 	struct wait *w = arg;
 	uint64_t status = 0, gen = 0;
+	char held[CSESS_HELD_MAX] = "";
+	const struct resp_tok *t;
 
 	(void)err;
 	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
 	    reply->n < 1 || resp_u64(resp_elem(reply, 0), &status) != 0 ||
 	    (reply->n > 1 && resp_u64(resp_elem(reply, 1), &gen) != 0))
 		status = 0;
+	else if (reply->n > 2 && (t = resp_elem(reply, 2))->type ==
+	    RESP_T_BULK && !t->null && t->n < 40)
+		snprintf(held, sizeof held, "%.*s %llu", (int)t->n,
+		    (const char *)t->p, (unsigned long long)gen);
 	if (w->cb.change != NULL)
-		w->cb.change(w->arg, (int)status, gen);
+		w->cb.change(w->arg, (int)status, gen, held);
 	free(w);
 }
 
@@ -314,13 +330,14 @@ csess_delete(const char *id, size_t n, csess_fn *cb, void *arg)
 }
 
 int
-csess_attach(const char *id, size_t n, csess_fn *cb, void *arg)
+csess_attach(const char *id, size_t n, const char *was, csess_fn *cb,
+    void *arg)
 {
 	char at[32];
 
 	log_timestamp(at);
-	return change("attach", 2, (struct resp_arg[]){ { id, n },
-	    { at, strlen(at) } }, cb, arg);
+	return change("attach", 3, (struct resp_arg[]){ { id, n },
+	    { at, strlen(at) }, { was, strlen(was) } }, cb, arg);
 }
 
 int

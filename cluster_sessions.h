@@ -47,9 +47,13 @@ int	csess_init(void);
 /* This node's id: 16 hex digits, new at each start. */
 const char *csess_node(void);
 
-/* status: 201, 200, 204, 404, 409 or 503 (--max-sessions, or the
- * journal is full); gen: the session's generation (its creation number). */
-typedef void	csess_fn(void *arg, int status, uint64_t gen);
+/* status: 201, 200, 204, 404, 409, 410 or 503 (--max-sessions, or the
+ * journal is full); gen: the session's generation (its creation number);
+ * held: for an attach, "REGISTRY GEN" to give back after a reconnection
+ * (csess_attach()), else "". */
+#define CSESS_HELD_MAX	64
+typedef void	csess_fn(void *arg, int status, uint64_t gen,
+		    const char *held);
 
 /* Create id[0..n) (POST: 409 when it exists), or with put create it or
  * replace its metadata (PUT: 201 or 200). */
@@ -57,11 +61,17 @@ int	csess_create(const char *id, size_t n, const uint8_t *meta,
 	    size_t mlen, int put, csess_fn *cb, void *arg);
 int	csess_delete(const char *id, size_t n, csess_fn *cb, void *arg);
 
-/* One connection of this node joins session id (made if absent, ending
+/*
+ * One connection of this node joins session id (made if absent, ending
  * --session-ttl after its last connection anywhere leaves), and leaves
  * it: gen is the attach's, so a session deleted and made again is not
- * touched by the old one's connections. */
-int	csess_attach(const char *id, size_t n, csess_fn *cb, void *arg);
+ * touched by the old one's connections.  was: "", or the held string
+ * the connection's attach got before Redis was lost: then status 410
+ * when that session was deleted meanwhile (the connection holds none
+ * from then on, as on one node); a registry Redis lost is made again.
+ */
+int	csess_attach(const char *id, size_t n, const char *was, csess_fn *cb,
+	    void *arg);
 int	csess_detach(const char *id, size_t n, uint64_t gen);
 
 /* Take back every connection this node attached (before attaching again

@@ -55,9 +55,12 @@ struct sess {
 	/* With --redis, a struct sess is one connection's hold on a session
 	 * in Redis (the registry is there), on the list of holds: */
 	uint64_t	 gen;		/* the session's generation, once held */
+	char		*was;		/* "REGISTRY GEN" of the hold, or NULL */
 	uint8_t		 held;		/* Redis counted this connection */
 	uint8_t		 inflight;	/* attaches unanswered */
 	uint8_t		 closed;	/* the connection left: free when answered */
+	uint8_t		 refused;	/* --max-sessions: said once, tried again */
+	uint8_t		 gone;		/* its session was deleted: holds none */
 	char		 created_at[32];
 };
 
@@ -598,12 +601,13 @@ sess_shared(void)
 }
 
 /* Attach hold s in Redis (Redis up; else sess_cluster_up() will). */
-static void	held(void *arg, int status, uint64_t gen);
+static void	held(void *arg, int status, uint64_t gen, const char *was);
 
 static void
 hold(struct sess *s)
 {
-	if (csess_attach(s->hn.name, s->hn.len, held, s) == 0)
+	if (!s->gone && csess_attach(s->hn.name, s->hn.len,
+	    s->was != NULL ? s->was : "", held, s) == 0)
 		s->inflight++;
 }
 
@@ -612,24 +616,35 @@ hold_free(struct sess *s)
 {
 	if (s->held)
 		csess_detach(s->hn.name, s->hn.len, s->gen);
+	free(s->was);
 	free(s);
 }
 
 static void
-held(void *arg, int status, uint64_t gen)
+held(void *arg, int status, uint64_t gen, const char *was)
 {
 	struct sess *s = arg;
+	char *copy;
 
 	s->inflight--;
 	if (status == 200) {
 		s->gen = gen;
 		s->held = 1;
-	} else if (status == 503) {
-		/* Known only now: the connection stays, without a session. */
+		s->refused = 0;
+		if ((copy = strdup(was)) != NULL) {
+			free(s->was);
+			s->was = copy;
+		}
+	} else if (status == 503 && !s->refused) {
+		/* Known only now: the connection stays, without a session
+		 * until there is room (each tick tries again). */
 		hub_limit_hit(HUB_L_MAX_SESSIONS);
 		log_msg(LOG_WARN, "session refused id=%s reason=\"the "
 		    "cluster has --max-sessions sessions\"", s->hn.name);
-	}	/* else lost with the connection: held again when it is back */
+		s->refused = 1;
+	} else if (status == 410)
+		s->gone = 1;	/* deleted while Redis was away */
+	/* else lost or refused: tried again at the next tick */
 	if (s->closed && s->inflight == 0)
 		hold_free(s);
 }
@@ -690,11 +705,12 @@ struct change_wait {
 };
 
 static void
-changed(void *arg, int status, uint64_t gen)
+changed(void *arg, int status, uint64_t gen, const char *held)
 {
 	struct change_wait *w = arg;
 
 	(void)gen;
+	(void)held;
 	if (status == 503)
 		hub_limit_hit(HUB_L_MAX_SESSIONS);
 	w->done(w->arg, status, w->id, w->n);
@@ -900,6 +916,9 @@ shared_tick(void)
 
 	if (ticking || !cluster_up())
 		return;
+	for (struct sess *s = holds; s != NULL; s = s->next)
+		if (!s->held && !s->gone && s->inflight == 0)
+			hold(s);
 	own_figures(&f);
 	if (csess_tick(lease < 1000 ? 1000 : lease, &f, ticked, NULL) == 0)
 		ticking = 1;

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 
-from wsdtest import (DEADLINE, Server, check, done, http, http_json,
+from wsdtest import (DEADLINE, Server, check, count, done, http, http_json,
                      wait_for)
 
 REDIS = "/usr/bin/redis-server"
@@ -887,6 +887,24 @@ def shared_sessions():
           st == 201 and announced(ev, "session_created").count("z1") == 1
           and leader_of(r, [other]) is other,
           repr([(m["event_type"], m["data"]["sessions"]) for m in ev]))
+
+    # A session deleted while a connection holds it stays deleted when
+    # Redis cuts the nodes' connections and they hold theirs again.
+    d1 = other.ws("/ws/sessions/d1")
+    check("sessions: d1 held", wait_for(lambda: conns(other, "d1") == 1))
+    st = http(other.port, "DELETE", "/api/sessions/d1")[0]
+    ups = count(other, r"cluster up")
+    r.cli("CLIENT", "KILL", "TYPE", "normal")
+    r.cli("CLIENT", "KILL", "TYPE", "pubsub")
+    back = wait_for(lambda: count(other, r"cluster up") > ups)
+    d2 = other.ws("/ws/sessions/d2")    # a hold made after the cut
+    wait_for(lambda: conns(other, "d2") == 1)
+    check("sessions: deleted while held, not made again after a cut",
+          st == 204 and back and conns(other, "d1") is None and
+          conns(other, "d2") == 1, "%s %s %r" % (st, back,
+                                                 conns(other, "d1")))
+    d1.close()
+    d2.close()
 
     # Redis restarted empty: the node holds its sessions again.
     h1 = other.ws("/ws/sessions/h1")
