@@ -2,7 +2,8 @@
 #
 #   make            ./wsd (wsd.new then a rename: safe while ./wsd runs)
 #   make test       every test, last line "N passed, M failed"
-#   make san        the same suite against an ASan+UBSan build
+#   make san        the suite against an ASan+UBSan build (the Chromium-bound
+#                   suites run in make test only)
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make sim        the whole daemon on a simulated kernel, SEEDS seeds
 #   make bench      the benchmark table (see bench/README)
@@ -84,7 +85,7 @@ san:
 	    $(patsubst $(B)/%,build/san/%,$(TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1 \
-	WSD=$(CURDIR)/build/san/wsd TBIN=build/san WSD_SAN=1 test/run
+	WSD=$(CURDIR)/build/san/wsd TBIN=build/san WSD_SAN=1 NO_CHROMIUM=1 test/run
 
 # libFuzzer targets: each runs FUZZ_SECONDS on a copy of its seed corpus
 # (test/corpus/NAME), so new inputs do not pile up in the tree.
