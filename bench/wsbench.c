@@ -25,6 +25,14 @@
  * carries its own send time: one process stamps and reads the clock, so
  * CLOCK_MONOTONIC is comparable on both ends.
  *
+ * With --envelope (fan-out, servers other than wsd) the publishers send
+ * the event wsd would send for each payload, {"type":"b","group":
+ * "bench","seq":N,"timestamp":"...","data":"PAYLOAD"}, which the server
+ * relays as it is, and the subscribers take the payload out of "data" as
+ * they do for wsd: the same bytes and the same work per frame for every
+ * server.  With --pid in the fan-out mode, the server's CPU time over the
+ * run (from /proc/PID/stat) is reported per delivery and as a share.
+ *
  * Helpers return 0 on success and -1 on failure unless noted.
  */
 
@@ -40,6 +48,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -125,6 +134,7 @@ static struct {
 	/* options */
 	enum mode	 mode;
 	int		 wsd;		/* target speaks wsd's JSON routes */
+	int		 envelope;	/* peers: publish wsd-shaped events */
 	struct sockaddr_in dst;
 	char		 host[64];
 	int		 conns, subs, pubs, size, depth, window, burst;
@@ -156,6 +166,7 @@ static struct {
 	int		 pub_blocked;	/* every publisher is too far behind */
 	uint8_t		*pl;		/* payload scratch, owned */
 	double		 cpu_run0;
+	double		 srv_cpu0;	/* --pid: server CPU at run start, or -1 */
 
 	/* results */
 	struct hist	 lat;
@@ -201,6 +212,7 @@ static void	 on_lost(struct conn *);
 static void	 publish(uint64_t);
 static void	 loop(void);
 static void	 report(void);
+static double	 proc_cpu_s(long);
 
 /* ---------------------------------------------------------------- */
 /* Clocks, randomness, histograms                                    */
@@ -213,7 +225,7 @@ usage(void)
 "               [--target peer|wsd] [-c conns] [-t secs] [-s size]\n"
 "               [-d depth] [--subs N] [--pubs P] [--rate R] [--window W]\n"
 "               [--msgs M] [--pid PID] [--path PATH] [--burst B]\n"
-"               [--tls [--resume]]\n"
+"               [--tls [--resume]] [--envelope]\n"
 "               [--max-time secs] [--drain secs]\n");
 	exit(2);
 }
@@ -897,7 +909,7 @@ payload_parse(const uint8_t *m, size_t n, unsigned *pub, uint64_t *msg,
 	const uint8_t *start = m, *end = m + n, *p;
 	uint64_t v;
 
-	if (g.wsd) {
+	if (g.wsd || g.envelope) {
 		if ((p = memmem(m, n, key, sizeof key - 1)) == NULL)
 			return 0;
 		/* The payload must come back as a JSON string. */
@@ -1332,6 +1344,20 @@ start_more(enum role r, int lo, int hi)
 	return g.cursor >= hi && g.pending == 0;
 }
 
+/* wsd's envelope timestamp: 2026-11-28T13:16:32.123Z (24 bytes). */
+static void
+wsd_timestamp(char out[32])
+{
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + 19, 13, ".%03uZ",
+	    (unsigned)(ts.tv_nsec / 1000000) % 1000);
+}
+
 /* One more message from the next publisher with room. */
 static int
 publish_one(uint64_t stamp)
@@ -1339,6 +1365,7 @@ publish_one(uint64_t stamp)
 	static const char head[] =
 	    "{\"type\":\"publish\",\"group\":\"bench\",\"event\":\"b\","
 	    "\"data\":\"";
+	char ts[32];
 	uint8_t *pl = g.pl;
 	struct conn *c;
 	size_t n = 0;
@@ -1356,10 +1383,20 @@ publish_one(uint64_t stamp)
 		if (g.wsd) {
 			memcpy(pl, head, sizeof head - 1);
 			n = sizeof head - 1;
+		} else if (g.envelope) {
+			/* The event wsd would send for this publish, byte
+			 * for byte in shape and length: the group's seq
+			 * counts every publish from 1, and the timestamp is
+			 * wsd's (log.c, UTC with milliseconds). */
+			wsd_timestamp(ts);
+			n = (size_t)snprintf((char *)pl, 128,
+			    "{\"type\":\"b\",\"group\":\"bench\",\"seq\":%"
+			    PRIu64 ",\"timestamp\":\"%s\",\"data\":\"",
+			    g.published + 1, ts);
 		}
 		n += payload_make(pl + n, (size_t)g.size, (unsigned)p, m,
 		    stamp);
-		if (g.wsd) {
+		if (g.wsd || g.envelope) {
 			memcpy(pl + n, "\"}", 2);
 			n += 2;
 		}
@@ -1445,6 +1482,8 @@ advance(uint64_t t)
 		g.t_progress = t;
 		g.t_stop = t + (uint64_t)(g.secs * NS);
 		g.cpu_run0 = cpu_s();
+		g.srv_cpu0 = g.mode == M_FANOUT && g.pid > 0 ?
+		    proc_cpu_s(g.pid) : -1;
 		for (i = 0; i < g.conns && g.mode == M_ECHO; i++)
 			while (g.c[i].state == C_OPEN &&
 			    g.c[i].rcount < (unsigned)g.depth)
@@ -1602,6 +1641,34 @@ loop(void)
 /* ---------------------------------------------------------------- */
 /* Options and report                                                */
 
+/*
+ * The CPU time (user + system, seconds) process pid has used, from
+ * /proc/PID/stat; -1 if it cannot be read.
+ */
+static double
+proc_cpu_s(long pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The name may hold spaces and parens: fields follow the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static long
 rss_kb(long pid)
 {
@@ -1661,7 +1728,7 @@ parse_connect(const char *s)
 static void
 report(void)
 {
-	double run, cpu, cpu_run, pct;
+	double run, cpu, cpu_run, pct, srv;
 	uint64_t expected, lost, i, t;
 	int s, p;
 
@@ -1714,6 +1781,19 @@ report(void)
 		    run > 0 ? g.uniq / run : 0,
 		    expected ? (double)g.uniq / (double)expected : 0, g.dups,
 		    g.gaps, g.gaps + lost, g.bad, g.srv_closed, g.stalled);
+		/*
+		 * With --pid, the server's CPU over the run alone (from the
+		 * first publish to now: the last delivery, then nothing),
+		 * without the connects: per delivery, and as a share of the
+		 * run's wall time, which says whether the server had its
+		 * CPU to itself.
+		 */
+		if (g.srv_cpu0 >= 0 && (srv = proc_cpu_s(g.pid)) >= 0 &&
+		    g.uniq > 0 && run > 0)
+			printf(" srv_run_cpu_s=%.2f srv_run_ns_per_dlv=%.0f"
+			    " srv_cpu_pct=%.0f", srv - g.srv_cpu0,
+			    (srv - g.srv_cpu0) * 1e9 / (double)g.uniq,
+			    100 * (srv - g.srv_cpu0) / run);
 		break;
 	case M_IDLE:
 		printf("mode=idle conns=%d established=%d failures=%d "
@@ -1763,6 +1843,7 @@ main(int argc, char *argv[])
 		{ "drain", required_argument, NULL, 'D' },
 		{ "tls", no_argument, NULL, 'S' },
 		{ "resume", no_argument, NULL, 'R' },
+		{ "envelope", no_argument, NULL, 'E' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *mode = NULL;
@@ -1807,6 +1888,7 @@ main(int argc, char *argv[])
 		case 'D': g.drain_secs = num(optarg, 0, 600); break;
 		case 'S': g.tls = 1; break;
 		case 'R': g.resume = 1; break;
+		case 'E': g.envelope = 1; break;
 		default: usage();
 		}
 	}
@@ -1822,6 +1904,7 @@ main(int argc, char *argv[])
 		g.mode = M_IDLE;
 	else
 		usage();
+	g.srv_cpu0 = -1;
 	if (g.mode == M_IDLE && g.pid <= 0)
 		die("idle mode needs --pid of the server");
 	if (g.max_secs == 0)
