@@ -124,9 +124,10 @@ int	cluster_unwatch(const char *name, size_t n);
  */
 #define CLUSTER_LUA_PUB \
     "local function pub(meta, log, epoch, head, tail, bound, bytes, ch)\n" \
-    "  local e = redis.call('HGET', meta, 'epoch')\n" \
+    "  local m = redis.call('HMGET', meta, 'epoch', 'bytes')\n" \
+    "  local e = m[1]\n" \
     "  if not e then\n" \
-    "    e = epoch\n" \
+    "    e, m[2] = epoch, 0\n" \
     "    redis.call('DEL', log)\n" \
     "    redis.call('HSET', meta, 'epoch', e, 'seq', 0, 'bytes', 0)\n" \
     "  end\n" \
@@ -137,7 +138,7 @@ int	cluster_unwatch(const char *name, size_t n);
     "  if bound > 0 and #env <= bytes then\n" \
     "    redis.call('XADD', log, s .. '-0', 'e', env)\n" \
     "    n = redis.call('XLEN', log)\n" \
-    "    b = tonumber(redis.call('HGET', meta, 'bytes') or 0) + #env\n" \
+    "    b = tonumber(m[2] or 0) + #env\n" \
     "    while n > bound or b > bytes do\n" \
     "      local f = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]\n" \
     "      redis.call('XDEL', log, f[1])\n" \

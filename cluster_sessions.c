@@ -25,6 +25,8 @@ static const char script[] = CLUSTER_LUA_PUB
     "local P, op, node = ARGV[1], ARGV[2], ARGV[3]\n"
     "local events = ARGV[4] == '1'\n"
     "local ttl, max = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local lease = tonumber(ARGV[7])\n"
+    "local a = {unpack(ARGV, 8)}\n"	/* the operation's own */
     "local REC, ORD, CON, IDLE = P..'rec', P..'order', P..'conns', P..'idle'\n"
     "local JRN, PEND, UPD, ST = P..'journal', P..'pending', P..'updated',\n"
     "    P..'state'\n"
@@ -35,8 +37,8 @@ static const char script[] = CLUSTER_LUA_PUB
     "local function get(id)\n"
     "  local r = redis.call('HGET', REC, id)\n"
     "  if not r then return nil end\n"
-    "  local g, b, a, m = string.match(r, '^(%d+) (%d) (%S+) (.*)$')\n"
-    "  return {gen = g, by = b, at = a, meta = m}\n"
+    "  local g, b, at, m = string.match(r, '^(%d+) (%d) (%S+) (.*)$')\n"
+    "  return {gen = g, by = b, at = at, meta = m}\n"
     "end\n"
     "local function note(kind, id)\n"
     "  if events then redis.call('RPUSH', JRN, kind .. id) end\n"
@@ -72,6 +74,7 @@ static const char script[] = CLUSTER_LUA_PUB
     "  if s.by ~= '1' then return end\n"
     "  if ttl == 0 then destroy(id) else redis.call('ZADD', IDLE, now, id) end\n"
     "end\n"
+    /* Take back what node who held. */
     "local function forget(who)\n"
     "  local k = P .. 'node:' .. who\n"
     "  local h = redis.call('HGETALL', k)\n"
@@ -81,63 +84,73 @@ static const char script[] = CLUSTER_LUA_PUB
     "  end\n"
     "  redis.call('DEL', k)\n"
     "end\n"
+    /* A node counts until now + lease unless it reports again. */
+    "local function seen()\n"
+    "  redis.call('HSET', NODES, node, now + lease)\n"
+    "end\n"
     "if op == 'create' or op == 'put' then\n"
-    "  local id, s = ARGV[7], get(ARGV[7])\n"
+    "  local id, s = a[1], get(a[1])\n"
     "  if not s then\n"
     "    if not room() then return {503} end\n"
-    "    return {201, make(id, '0', ARGV[8], ARGV[9])}\n"
+    "    return {201, make(id, '0', a[2], a[3])}\n"
     "  end\n"
     "  if op == 'create' then return {409} end\n"
-    "  if s.meta ~= ARGV[9] then\n"
+    "  if s.meta ~= a[3] then\n"
     "    if full() then return {503} end\n"
     "    if events and redis.call('HSETNX', UPD, id, 1) == 1 then\n"
     "      note('u', id)\n"
     "    end\n"
     "  end\n"
-    "  redis.call('HSET', REC, id, s.gen .. ' 0 ' .. s.at .. ' ' .. ARGV[9])\n"
+    "  redis.call('HSET', REC, id, s.gen .. ' 0 ' .. s.at .. ' ' .. a[3])\n"
     "  redis.call('ZREM', IDLE, id)\n"
     "  return {200, s.gen}\n"
     "elseif op == 'delete' then\n"
-    "  if redis.call('HEXISTS', REC, ARGV[7]) == 0 then return {404} end\n"
+    "  local s = get(a[1])\n"
+    "  if not s then return {404} end\n"
     "  if full() then return {503} end\n"
-    "  destroy(ARGV[7])\n"
+    /* Held: remembered (an hour) for holders that come back. */
+    "  if redis.call('HEXISTS', CON, a[1]) == 1 then\n"
+    "    redis.call('SET', P .. 'deleted:' .. a[1] .. ' ' .. s.gen, 1,\n"
+    "        'PX', 3600000)\n"
+    "  end\n"
+    "  destroy(a[1])\n"
     "  return {204}\n"
     "elseif op == 'attach' then\n"
-    /* ARGV[9]: "REGISTRY GEN" the connection held before Redis was
-     * lost, or "".  That session deleted since (made again or not): 410.
-     * Another registry (Redis lost this one): made again. */
-    "  local id, s, gen = ARGV[7], get(ARGV[7])\n"
-    "  local reg = redis.call('HGET', ST, 'registry')\n"
-    "  if not reg then\n"
-    "    reg = node .. '-' .. now\n"
-    "    redis.call('HSET', ST, 'registry', reg)\n"
-    "  end\n"
-    "  local wreg, wgen = string.match(ARGV[9], '^(%S+) (%d+)$')\n"
-    "  if wreg == reg and (not s or s.gen ~= wgen) then return {410} end\n"
+    /* a[3]: the generation the connection held before Redis was lost, or
+     * 0: a session deleted while it was held stays deleted (410); one
+     * that ended otherwise (its holders forgotten) or that Redis lost is
+     * made again.  A node counts from its first hold, so one killed
+     * before its first tick is forgotten too. */
+    "  local id, s, gen = a[1], get(a[1])\n"
+    "  if a[3] ~= '0' and\n"
+    "      redis.call('EXISTS', P .. 'deleted:' .. id .. ' ' .. a[3]) == 1\n"
+    "      then return {410} end\n"
     "  if s then\n"
     "    gen = s.gen\n"
     "  else\n"
     "    if not room() then return {503} end\n"
-    "    gen = make(id, '1', ARGV[8], '')\n"
+    "    gen = make(id, '1', a[2], '')\n"
     "  end\n"
     "  redis.call('HINCRBY', CON, id, 1)\n"
     "  redis.call('ZREM', IDLE, id)\n"
     "  redis.call('HINCRBY', P .. 'node:' .. node, id .. ' ' .. gen, 1)\n"
-    "  return {200, gen, reg}\n"
+    "  if redis.call('HEXISTS', NODES, node) == 0 then seen() end\n"
+    "  return {200, gen}\n"
     "elseif op == 'detach' then\n"
     /* Not this node's (forgotten meanwhile): nothing to take back. */
-    "  local k, f = P .. 'node:' .. node, ARGV[7] .. ' ' .. ARGV[8]\n"
+    "  local k, f = P .. 'node:' .. node, a[1] .. ' ' .. a[2]\n"
     "  local c = redis.call('HINCRBY', k, f, -1)\n"
     "  if c <= 0 then redis.call('HDEL', k, f) end\n"
-    "  if c >= 0 then drop(ARGV[7], ARGV[8], 1) end\n"
+    "  if c >= 0 then drop(a[1], a[2], 1) end\n"
     "  return {200}\n"
     "elseif op == 'forget' then\n"
     "  forget(node)\n"
+    "  redis.call('DEL', P .. 'forgot:' .. node)\n"
     "  return {200}\n"
     "elseif op == 'list' then\n"
     "  local out = {redis.call('ZCARD', ORD),\n"
     "      redis.call('HGET', ST, 'total') or 0}\n"
-    "  local o, lim = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "  local o, lim = tonumber(a[1]), tonumber(a[2])\n"
     "  if lim == 0 then return out end\n"
     "  for _, id in ipairs(redis.call('ZRANGE', ORD, o, o + lim - 1)) do\n"
     "    out[#out + 1] = id\n"
@@ -146,19 +159,28 @@ static const char script[] = CLUSTER_LUA_PUB
     "  end\n"
     "  return out\n"
     "elseif op == 'tick' then\n"
-    "  local lease = tonumber(ARGV[7])\n"
-    "  redis.call('HSET', NODES, node, now + lease)\n"
-    "  redis.call('HSET', STATS, node, ARGV[8])\n"
+    /* fresh: this node was forgotten (or never counted): it must take
+     * back what it holds and hold it again. */
+    "  local fresh = 0\n"
+    "  if redis.call('HEXISTS', NODES, node) == 0 or\n"
+    "      redis.call('EXISTS', P .. 'forgot:' .. node) == 1 then\n"
+    "    fresh = 1\n"
+    "  end\n"
+    "  seen()\n"
+    "  redis.call('HSET', STATS, node, a[1])\n"
     "  local holder, lead = redis.call('GET', LEASE), 0\n"
     "  if not holder or holder == node then\n"
     "    lead = 1\n"
     "    redis.call('SET', LEASE, node, 'PX', lease)\n"
-    "    local seen = redis.call('HGETALL', NODES)\n"
-    "    for i = 1, #seen, 2 do\n"
-    "      if now > tonumber(seen[i + 1]) then\n"
-    "        forget(seen[i])\n"
-    "        redis.call('HDEL', NODES, seen[i])\n"
-    "        redis.call('HDEL', STATS, seen[i])\n"
+    "    local nodes = redis.call('HGETALL', NODES)\n"
+    "    for i = 1, #nodes, 2 do\n"
+    /* Reports lapsed: forgotten, and told so if it reports again. */
+    "      local who = nodes[i]\n"
+    "      if now > tonumber(nodes[i + 1]) then\n"
+    "        forget(who)\n"
+    "        redis.call('HDEL', NODES, who)\n"
+    "        redis.call('HDEL', STATS, who)\n"
+    "        redis.call('SET', P .. 'forgot:' .. who, 1, 'PX', 3600000)\n"
     "      end\n"
     "    end\n"
     "    if ttl > 0 then\n"
@@ -172,35 +194,42 @@ static const char script[] = CLUSTER_LUA_PUB
     "        end\n"
     "      end\n"
     "    end\n"
+    /* A take: its number, and the count of sessions it ends at. */
     "    if redis.call('EXISTS', PEND) == 0 and\n"
     "        redis.call('EXISTS', JRN) == 1 then\n"
     "      redis.call('RENAME', JRN, PEND)\n"
     "      redis.call('DEL', UPD)\n"
+    "      redis.call('HINCRBY', ST, 'take', 1)\n"
+    "      redis.call('HSET', ST, 'at_take', redis.call('ZCARD', ORD))\n"
     "    end\n"
     "  end\n"
     "  local out = {lead, redis.call('ZCARD', ORD),\n"
-    "      redis.call('HGET', ST, 'total') or 0}\n"
+    "      redis.call('HGET', ST, 'total') or 0, fresh}\n"
     "  local st = redis.call('HVALS', STATS)\n"
     "  out[#out + 1] = #st\n"
     "  for _, v in ipairs(st) do out[#out + 1] = v end\n"
     "  if lead == 0 then return out end\n"
-    "  out[#out + 1] = redis.call('HGET', ST, 'at_tick') or 0\n"
-    "  out[#out + 1] = redis.call('HGET', ST, 'last_event') or 0\n"
+    "  local x = redis.call('HMGET', ST, 'take', 'at_take', 'last_event')\n"
+    "  out[#out + 1] = x[1] or 0\n"
+    "  out[#out + 1] = x[2] or 0\n"
+    "  out[#out + 1] = x[3] or 0\n"
     "  out[#out + 1] = now\n"
     "  for _, e in ipairs(redis.call('LRANGE', PEND, 0, -1)) do\n"
     "    out[#out + 1] = e\n"
     "  end\n"
     "  return out\n"
     "elseif op == 'commit' then\n"
+    /* Only the take it was made from, only by the lease holder: a
+     * commit that arrives late (its take announced by another, or a
+     * newer take pending) changes nothing. */
     "  if redis.call('GET', LEASE) ~= node or\n"
-    "      redis.call('EXISTS', PEND) == 0 then return {0} end\n"
-    "  for i = 14, #ARGV - 1, 2 do\n"
-    "    pub(ARGV[8], ARGV[9], ARGV[11], ARGV[i], ARGV[i + 1], ARGV[12],\n"
-    "        ARGV[13], ARGV[10])\n"
+    "      redis.call('EXISTS', PEND) == 0 or\n"
+    "      redis.call('HGET', ST, 'take') ~= a[1] then return {0} end\n"
+    "  for i = 8, #a - 1, 2 do\n"
+    "    pub(a[2], a[3], a[5], a[i], a[i + 1], a[6], a[7], a[4])\n"
     "  end\n"
     "  redis.call('DEL', PEND)\n"
-    "  redis.call('HSET', ST, 'at_tick', ARGV[7])\n"
-    "  if #ARGV >= 14 then redis.call('HSET', ST, 'last_event', now) end\n"
+    "  if #a >= 8 then redis.call('HSET', ST, 'last_event', now) end\n"
     "  return {1}\n"
     "end\n"
     "return redis.error_reply('unknown operation ' .. op)\n";
@@ -228,7 +257,19 @@ csess_node(void)
 }
 
 /*
- * EVALSHA of the script: the six common arguments, then argc of op's.
+ * The lease, and how long a node counts after its last report: three
+ * ticks, at least a second.
+ */
+static unsigned
+lease_ms(void)
+{
+	unsigned l = 3 * hub_config()->tick_ms;
+
+	return l < 1000 ? 1000 : l;
+}
+
+/*
+ * EVALSHA of the script: the seven common arguments, then argc of op's.
  */
 static int
 call(const char *op, int argc, const struct resp_arg *argv,
@@ -236,20 +277,23 @@ call(const char *op, int argc, const struct resp_arg *argv,
 {
 	const struct hub_config *cfg = hub_config();
 	struct resp_arg a[CLUSTER_EVAL_ARGS];
-	char ttl[24], max[24];
+	char ttl[24], max[24], lease[24];
 
 	snprintf(ttl, sizeof ttl, "%u", cfg->session_ttl_ms);
 	snprintf(max, sizeof max, "%u", cfg->max_sessions);
+	snprintf(lease, sizeof lease, "%u", lease_ms());
 	a[0] = (struct resp_arg){ PREFIX, sizeof PREFIX - 1 };
 	a[1] = (struct resp_arg){ op, strlen(op) };
 	a[2] = (struct resp_arg){ node, 16 };
 	a[3] = (struct resp_arg){ cfg->session_events ? "1" : "0", 1 };
 	a[4] = (struct resp_arg){ ttl, strlen(ttl) };
 	a[5] = (struct resp_arg){ max, strlen(max) };
-	if (argc > CLUSTER_EVAL_ARGS - 6)
+	a[6] = (struct resp_arg){ lease, strlen(lease) };
+	if (argc > CLUSTER_EVAL_ARGS - 7)
 		return -1;
-	memcpy(a + 6, argv, argc * sizeof *argv);
-	return cluster_eval(sid, argc + 6, a, cb, arg);
+	if (argc > 0)
+		memcpy(a + 7, argv, argc * sizeof *argv);
+	return cluster_eval(sid, argc + 7, a, cb, arg);
 }
 
 /* Whom a reply goes to: a callback of one of the three kinds. */
@@ -281,26 +325,20 @@ ask(const char *op, int argc, const struct resp_arg *argv,
 
 /* ==== Changes ========================================================= */
 
-/* {status}, {status, gen} or {status, gen, registry}. */
+/* {status} or {status, gen}. */
 static void
 changed(void *arg, const struct resp_tok *reply, const char *err)
 {
 	struct wait *w = arg;
 	uint64_t status = 0, gen = 0;
-	char held[CSESS_HELD_MAX] = "";
-	const struct resp_tok *t;
 
 	(void)err;
 	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
 	    reply->n < 1 || resp_u64(resp_elem(reply, 0), &status) != 0 ||
 	    (reply->n > 1 && resp_u64(resp_elem(reply, 1), &gen) != 0))
 		status = 0;
-	else if (reply->n > 2 && (t = resp_elem(reply, 2))->type ==
-	    RESP_T_BULK && !t->null && t->n < 40)
-		snprintf(held, sizeof held, "%.*s %llu", (int)t->n,
-		    (const char *)t->p, (unsigned long long)gen);
 	if (w->cb.change != NULL)
-		w->cb.change(w->arg, (int)status, gen, held);
+		w->cb.change(w->arg, (int)status, gen);
 	free(w);
 }
 
@@ -330,14 +368,15 @@ csess_delete(const char *id, size_t n, csess_fn *cb, void *arg)
 }
 
 int
-csess_attach(const char *id, size_t n, const char *was, csess_fn *cb,
+csess_attach(const char *id, size_t n, uint64_t was, csess_fn *cb,
     void *arg)
 {
-	char at[32];
+	char at[32], g[24];
 
 	log_timestamp(at);
+	snprintf(g, sizeof g, "%llu", (unsigned long long)was);
 	return change("attach", 3, (struct resp_arg[]){ { id, n },
-	    { at, strlen(at) }, { was, strlen(was) } }, cb, arg);
+	    { at, strlen(at) }, { g, strlen(g) } }, cb, arg);
 }
 
 int
@@ -482,24 +521,25 @@ parse_figures(const struct resp_tok *t, struct csess_figures *f)
 	return 0;
 }
 
-/* {leader, active, total, nnodes, figures..., [at_tick, last_event, now,
- * change...]} */
+/* {leader, active, total, fresh, nnodes, figures..., [take, at_take,
+ * last_event, now, change...]} */
 static void
 ticked(void *arg, const struct resp_tok *reply, const char *err)
 {
 	struct wait *w = arg;
 	struct csess_tick tk = { 0 };
 	const struct resp_tok *t;
-	uint64_t lead, nn;
+	uint64_t lead, fresh, nn;
 	int64_t left;
 
 	(void)err;
 	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
-	    reply->n < 4 || resp_u64(t = resp_elem(reply, 0), &lead) != 0 ||
+	    reply->n < 5 || resp_u64(t = resp_elem(reply, 0), &lead) != 0 ||
 	    resp_u64(t = resp_next(t), &tk.active) != 0 ||
 	    resp_u64(t = resp_next(t), &tk.total) != 0 ||
+	    resp_u64(t = resp_next(t), &fresh) != 0 ||
 	    resp_u64(t = resp_next(t), &nn) != 0 ||
-	    nn > (uint64_t)reply->n - 4)
+	    nn > (uint64_t)reply->n - 5)
 		goto fail;
 	for (uint64_t i = 0; i < nn; i++) {
 		t = resp_next(t);
@@ -509,16 +549,18 @@ ticked(void *arg, const struct resp_tok *reply, const char *err)
 	}
 	tk.nodes = figs;
 	tk.leader = lead != 0;
-	left = reply->n - 4 - (int64_t)nn;
+	tk.fresh = fresh != 0;
+	left = reply->n - 5 - (int64_t)nn;
 	if (tk.leader) {
-		if (left < 3 ||
-		    resp_u64(t = resp_next(t), &tk.at_tick) != 0 ||
+		if (left < 4 ||
+		    resp_u64(t = resp_next(t), &tk.take) != 0 ||
+		    resp_u64(t = resp_next(t), &tk.at_take) != 0 ||
 		    resp_u64(t = resp_next(t), &tk.last_event_ms) != 0 ||
 		    resp_u64(t = resp_next(t), &tk.now_ms) != 0 ||
 		    room_for((void **)&changes, &changecap,
-		    (uint32_t)(left - 3), sizeof *changes) == -1)
+		    (uint32_t)(left - 4), sizeof *changes) == -1)
 			goto fail;
-		for (int64_t i = 0; i < left - 3; i++) {
+		for (int64_t i = 0; i < left - 4; i++) {
 			t = resp_next(t);
 			if (t->type != RESP_T_BULK || t->null || t->n < 2 ||
 			    t->n > HUB_GROUP_MAX + 1)
@@ -539,12 +581,10 @@ fail:
 }
 
 int
-csess_tick(unsigned lease_ms, const struct csess_figures *me,
-    csess_tick_fn *cb, void *arg)
+csess_tick(const struct csess_figures *me, csess_tick_fn *cb, void *arg)
 {
-	char lease[24], fig[256];
+	char fig[256];
 
-	snprintf(lease, sizeof lease, "%u", lease_ms);
 	snprintf(fig, sizeof fig, "%s %llu %llu %llu %llu %llu %llu", node,
 	    (unsigned long long)me->connections,
 	    (unsigned long long)me->groups,
@@ -552,9 +592,8 @@ csess_tick(unsigned lease_ms, const struct csess_figures *me,
 	    (unsigned long long)me->messages_out,
 	    (unsigned long long)me->watchers,
 	    (unsigned long long)me->uptime_s);
-	return ask("tick", 2, (struct resp_arg[]){ { lease, strlen(lease) },
-	    { fig, strlen(fig) } }, ticked, (struct wait){ .cb.tick = cb,
-	    .arg = arg });
+	return ask("tick", 1, (struct resp_arg[]){ { fig, strlen(fig) } },
+	    ticked, (struct wait){ .cb.tick = cb, .arg = arg });
 }
 
 static void
@@ -571,18 +610,18 @@ committed(void *arg, const struct resp_tok *reply, const char *err)
 }
 
 int
-csess_commit(uint64_t count, int nev, const struct resp_arg *ev)
+csess_commit(uint64_t take, int nev, const struct resp_arg *ev)
 {
-	char c[24], meta[96], log[96], ch[96], epoch[HUB_EPOCH_LEN + 1];
+	char tk[24], meta[96], log[96], ch[96], epoch[HUB_EPOCH_LEN + 1];
 	char bound[24], bytes[24];
 	struct resp_arg a[7 + 6];
 
 	if (nev > 3)
 		return -1;
-	snprintf(c, sizeof c, "%llu", (unsigned long long)count);
+	snprintf(tk, sizeof tk, "%llu", (unsigned long long)take);
 	cluster_bounds(bound, bytes);
 	hub_random_hex(epoch, HUB_EPOCH_LEN);
-	a[0] = (struct resp_arg){ c, strlen(c) };
+	a[0] = (struct resp_arg){ tk, strlen(tk) };
 	a[1] = (struct resp_arg){ meta, cluster_key(meta, sizeof meta,
 	    "monitor", 7, ":meta") };
 	a[2] = (struct resp_arg){ log, cluster_key(log, sizeof log,
@@ -592,6 +631,7 @@ csess_commit(uint64_t count, int nev, const struct resp_arg *ev)
 	a[4] = (struct resp_arg){ epoch, HUB_EPOCH_LEN };
 	a[5] = (struct resp_arg){ bound, strlen(bound) };
 	a[6] = (struct resp_arg){ bytes, strlen(bytes) };
-	memcpy(a + 7, ev, 2 * nev * sizeof *ev);
+	if (nev > 0)
+		memcpy(a + 7, ev, 2 * nev * sizeof *ev);
 	return call("commit", 7 + 2 * nev, a, committed, NULL);
 }

@@ -23,7 +23,9 @@
  *	wsd:{monitor}:s:journal	list: "c"/"u"/"d" + id, in order
  *	wsd:{monitor}:s:pending	list: the journal taken, until announced
  *	wsd:{monitor}:s:updated	hash: ids updated since the journal's take
- *	wsd:{monitor}:s:state	hash: total, at_tick, last_event
+ *	wsd:{monitor}:s:state	hash: total, take, at_take, last_event
+ *	wsd:{monitor}:s:forgot:N	node N was forgotten (an hour)
+ *	wsd:{monitor}:s:deleted:ID GEN	deleted while held (an hour)
  *	wsd:{monitor}:s:nodes	hash: node → when it stops counting (ms)
  *	wsd:{monitor}:s:stats	hash: node → its figures
  *	wsd:{monitor}:s:lease	string: the node that runs the tick
@@ -48,12 +50,8 @@ int	csess_init(void);
 const char *csess_node(void);
 
 /* status: 201, 200, 204, 404, 409, 410 or 503 (--max-sessions, or the
- * journal is full); gen: the session's generation (its creation number);
- * held: for an attach, "REGISTRY GEN" to give back after a reconnection
- * (csess_attach()), else "". */
-#define CSESS_HELD_MAX	64
-typedef void	csess_fn(void *arg, int status, uint64_t gen,
-		    const char *held);
+ * journal is full); gen: the session's generation (its creation number). */
+typedef void	csess_fn(void *arg, int status, uint64_t gen);
 
 /* Create id[0..n) (POST: 409 when it exists), or with put create it or
  * replace its metadata (PUT: 201 or 200). */
@@ -65,12 +63,13 @@ int	csess_delete(const char *id, size_t n, csess_fn *cb, void *arg);
  * One connection of this node joins session id (made if absent, ending
  * --session-ttl after its last connection anywhere leaves), and leaves
  * it: gen is the attach's, so a session deleted and made again is not
- * touched by the old one's connections.  was: "", or the held string
- * the connection's attach got before Redis was lost: then status 410
- * when that session was deleted meanwhile (the connection holds none
- * from then on, as on one node); a registry Redis lost is made again.
+ * touched by the old one's connections.  was: 0, or the generation the
+ * connection held before it had to hold again (Redis lost, or this node
+ * forgotten): status 410 when that session was deleted by DELETE while
+ * held (the connection holds none from then on, as on one node); a
+ * session that ended otherwise, or that Redis lost, is made again.
  */
-int	csess_attach(const char *id, size_t n, const char *was, csess_fn *cb,
+int	csess_attach(const char *id, size_t n, uint64_t was, csess_fn *cb,
 	    void *arg);
 int	csess_detach(const char *id, size_t n, uint64_t gen);
 
@@ -111,28 +110,35 @@ struct csess_change {
 /* The tick's answer.  The rest is set only for the lease's holder. */
 struct csess_tick {
 	int		 leader;
+	int		 fresh;		/* this node was forgotten (or is new):
+					   take back and hold again */
 	uint64_t	 active, total;
 	uint32_t	 nnodes;
 	const struct csess_figures *nodes;	/* every node reporting */
-	uint64_t	 at_tick;	/* active sessions at the last announce */
+	uint64_t	 take;		/* the journal taken: its number */
+	uint64_t	 at_take;	/* active sessions when it was taken */
 	uint64_t	 last_event_ms, now_ms;	/* Redis's clock; 0: none */
 	uint32_t	 nchanges;
 	const struct csess_change *changes;	/* valid in the callback */
 };
 typedef void	csess_tick_fn(void *arg, const struct csess_tick *t);
 
-/* Report this node's figures (counted for lease_ms: a node that stops
- * reporting is forgotten after that) and, holding or taking the lease
- * (held for lease_ms), run the registry's share of the tick.  t NULL: failed. */
-int	csess_tick(unsigned lease_ms, const struct csess_figures *mine,
-	    csess_tick_fn *cb, void *arg);
+/*
+ * Report this node's figures (it counts for three ticks, at least 1 s:
+ * a node that stops reporting is forgotten after that, and told so if it
+ * reports again) and, holding or taking the lease (held as long), run
+ * the registry's share of the tick.  t NULL: failed.
+ */
+int	csess_tick(const struct csess_figures *mine, csess_tick_fn *cb,
+	    void *arg);
 
 /*
- * The lease holder announces the journal it took: nev events, each an
- * envelope split around its seq (ev[2i] before, ev[2i+1] after), go to
- * group "monitor" and the journal is removed, in one script, only while
- * this node still holds the lease.  count: the active sessions after it.
+ * The lease holder announces the journal it took (take: its number): nev
+ * events, each an envelope split around its seq (ev[2i] before, ev[2i+1]
+ * after), go to group "monitor" and the journal is removed, in one
+ * script, only while this node still holds the lease and that journal
+ * is the one pending: a commit that arrives late changes nothing.
  */
-int	csess_commit(uint64_t count, int nev, const struct resp_arg *ev);
+int	csess_commit(uint64_t take, int nev, const struct resp_arg *ev);
 
 #endif

@@ -401,14 +401,23 @@ fail_pending(struct redis *r, const char *why)
 
 /* ==== Connecting ====================================================== */
 
-/* Close the connection and forget its state; the set stays. */
+/*
+ * Close the connection and forget its state; the set stays.  With an
+ * abortive close (SO_LINGER 0): bytes not yet sent are dropped with it,
+ * so a command written before a lost reply's timeout cannot reach Redis
+ * after the commands of the next connection.
+ */
 static void
 close_conn(struct redis *r)
 {
+	struct linger abort_close = { 1, 0 };
+
 	if (r->src.fd != -1) {
 		loop_del(&r->src);
 		tls_free(r->ssl, 1);
 		r->ssl = NULL;
+		setsockopt(r->src.fd, SOL_SOCKET, SO_LINGER, &abort_close,
+		    sizeof abort_close);
 		close(r->src.fd);
 		r->src.fd = -1;
 	}

@@ -55,7 +55,6 @@ struct sess {
 	/* With --redis, a struct sess is one connection's hold on a session
 	 * in Redis (the registry is there), on the list of holds: */
 	uint64_t	 gen;		/* the session's generation, once held */
-	char		*was;		/* "REGISTRY GEN" of the hold, or NULL */
 	uint8_t		 held;		/* Redis counted this connection */
 	uint8_t		 inflight;	/* attaches unanswered */
 	uint8_t		 closed;	/* the connection left: free when answered */
@@ -601,13 +600,13 @@ sess_shared(void)
 }
 
 /* Attach hold s in Redis (Redis up; else sess_cluster_up() will). */
-static void	held(void *arg, int status, uint64_t gen, const char *was);
+static void	held(void *arg, int status, uint64_t gen);
 
 static void
 hold(struct sess *s)
 {
-	if (!s->gone && csess_attach(s->hn.name, s->hn.len,
-	    s->was != NULL ? s->was : "", held, s) == 0)
+	if (!s->gone && csess_attach(s->hn.name, s->hn.len, s->gen, held,
+	    s) == 0)
 		s->inflight++;
 }
 
@@ -616,25 +615,19 @@ hold_free(struct sess *s)
 {
 	if (s->held)
 		csess_detach(s->hn.name, s->hn.len, s->gen);
-	free(s->was);
 	free(s);
 }
 
 static void
-held(void *arg, int status, uint64_t gen, const char *was)
+held(void *arg, int status, uint64_t gen)
 {
 	struct sess *s = arg;
-	char *copy;
 
 	s->inflight--;
 	if (status == 200) {
 		s->gen = gen;
 		s->held = 1;
 		s->refused = 0;
-		if ((copy = strdup(was)) != NULL) {
-			free(s->was);
-			s->was = copy;
-		}
 	} else if (status == 503 && !s->refused) {
 		/* Known only now: the connection stays, without a session
 		 * until there is room (each tick tries again). */
@@ -643,7 +636,7 @@ held(void *arg, int status, uint64_t gen, const char *was)
 		    "cluster has --max-sessions sessions\"", s->hn.name);
 		s->refused = 1;
 	} else if (status == 410)
-		s->gone = 1;	/* deleted while Redis was away */
+		s->gone = 1;	/* deleted by DELETE while held */
 	/* else lost or refused: tried again at the next tick */
 	if (s->closed && s->inflight == 0)
 		hold_free(s);
@@ -705,12 +698,11 @@ struct change_wait {
 };
 
 static void
-changed(void *arg, int status, uint64_t gen, const char *held)
+changed(void *arg, int status, uint64_t gen)
 {
 	struct change_wait *w = arg;
 
 	(void)gen;
-	(void)held;
 	if (status == 503)
 		hub_limit_hit(HUB_L_MAX_SESSIONS);
 	w->done(w->arg, status, w->id, w->n);
@@ -793,8 +785,14 @@ sess_cluster(struct csess_figures *sum)
 	return shared_nodes;
 }
 
-/* The lease holder: announce the journal it took, in one script with
- * its removal (csess_commit()), whatever happens to this node after. */
+/*
+ * The lease holder: announce the journal it took, in one script with its
+ * removal (csess_commit()), whatever happens to this node after.  The
+ * counts end at the registry's true count when the journal was taken,
+ * and run back from there by the journal: a journal missing changes (a
+ * node with --no-session-events) cannot make them wrong, only leave a
+ * step between two ticks' events.
+ */
 static void
 announce(const struct csess_tick *t)
 {
@@ -804,21 +802,20 @@ announce(const struct csess_tick *t)
 	struct json_buf head[3] = { 0 }, tail[3] = { 0 };
 	struct resp_arg args[6];
 	struct sess_event ev[3];
-	uint64_t now = t->at_tick;
+	int64_t before;
 	int n = 0, oom = 0;
 
 	for (uint32_t i = 0; i < t->nchanges; i++) {
 		char k = t->changes[i].kind;
 
-		if (k != 'c' && k != 'u' && k != 'd')
-			continue;
-		if (sess_journal_add(&j, kinds[(unsigned char)k],
-		    t->changes[i].id, t->changes[i].n) == -1)
+		if ((k == 'c' || k == 'u' || k == 'd') && sess_journal_add(&j,
+		    kinds[(unsigned char)k], t->changes[i].id,
+		    t->changes[i].n) == -1)
 			oom = 1;
-		now += k == 'c' ? 1 : k == 'd' ? (uint64_t)-1 : 0;
 	}
+	before = (int64_t)t->at_take + j.destroyed.n - j.created.n;
 	if (hub_config()->session_events && !oom)
-		n = sess_diff((unsigned)t->at_tick, &j, ev);
+		n = sess_diff(before < 0 ? 0 : (unsigned)before, &j, ev);
 	for (int i = 0; i < n; i++) {
 		struct json_buf data = { 0 };
 
@@ -833,7 +830,7 @@ announce(const struct csess_tick *t)
 		args[2 * i + 1] = (struct resp_arg){ tail[i].p, tail[i].len };
 	}
 	if (!oom)
-		csess_commit(now, n, args);	/* else taken again next tick */
+		csess_commit(t->take, n, args);	/* else taken again next tick */
 	for (int i = 0; i < n; i++) {
 		json_buf_free(&head[i]);
 		json_buf_free(&tail[i]);
@@ -885,6 +882,8 @@ ticked(void *arg, const struct csess_tick *t)
 	ticking = 0;
 	if (t == NULL)
 		return;
+	if (t->fresh)
+		sess_cluster_up();	/* forgotten: hold again */
 	shared_active = t->active;
 	shared_total = t->total;
 	shared_nodes = t->nnodes;
@@ -912,7 +911,6 @@ static void
 shared_tick(void)
 {
 	struct csess_figures f;
-	unsigned lease = 3 * hub_config()->tick_ms;
 
 	if (ticking || !cluster_up())
 		return;
@@ -920,7 +918,7 @@ shared_tick(void)
 		if (!s->held && !s->gone && s->inflight == 0)
 			hold(s);
 	own_figures(&f);
-	if (csess_tick(lease < 1000 ? 1000 : lease, &f, ticked, NULL) == 0)
+	if (csess_tick(&f, ticked, NULL) == 0)
 		ticking = 1;
 }
 

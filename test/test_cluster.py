@@ -22,7 +22,10 @@ and a free port, in a fresh temporary directory, and three wsd nodes with
   connections on several nodes holding one session, a killed node's
   connections ending, --max-sessions counted over the cluster, holds
   made again after Redis lost everything; realtime_update and /health
-  with the cluster's figures.
+  with the cluster's figures;
+- the shared registry's faults, from an attack run: a node stalled past
+  the lease, a node killed before its first tick, a node without session
+  events, a commit held in the network past its reply timeout.
 """
 import json
 import os
@@ -701,6 +704,73 @@ def chained(evs):
                for a, b in zip(evs, evs[1:]))
 
 
+def conns(srv, sid):
+    """Session sid's connections as srv lists them, or None: not listed."""
+    st, body = http_json(srv.port, "GET", "/api/sessions?limit=1000")
+    for row in body.get("sessions", []) if st == 200 else []:
+        if row["id"] == sid:
+            return row["connections"]
+    return None
+
+
+def monitor_events(srv):
+    """Every session_event kept in Redis, as srv reads the stream."""
+    st, body = http_json(srv.port, "GET",
+                         "/api/groups/monitor/events?since=0&limit=1000")
+    return [m for m in (body or {}).get("events", [])
+            if m.get("type") == "session_event"] if st == 200 else []
+
+
+class CommitHold:
+    """A TCP proxy in front of Redis that holds the next client bytes
+    carrying a session commit for each delay in delays (0: none), then
+    passes them on, even after the client went away."""
+
+    def __init__(self, port, delays):
+        self.port_to = port
+        self.delays = list(delays)
+        self.lock = threading.Lock()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.port_to))
+            threading.Thread(target=self.pipe, args=(c, s, True),
+                             daemon=True).start()
+            threading.Thread(target=self.pipe, args=(s, c, False),
+                             daemon=True).start()
+
+    def pipe(self, src, dst, hold):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                if hold and b"$6\r\ncommit\r\n" in d:
+                    with self.lock:
+                        delay = self.delays.pop(0) if self.delays else 0
+                    time.sleep(delay)
+                dst.sendall(d)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.ls.close()
+
+
 def leader_of(r, nodes):
     """The node that holds the session tick's lease."""
     holder = re.search(r"\$16\r\n([0-9a-f]{16})",
@@ -796,13 +866,6 @@ def shared_sessions():
     # after the last leaves, announced once.
     s_a = a.ws("/ws/sessions/w1")
     s_b = b.ws("/ws/sessions/w1")
-
-    def conns(srv, sid):
-        st, body = http_json(srv.port, "GET", "/api/sessions?limit=1000")
-        for row in body.get("sessions", []) if st == 200 else []:
-            if row["id"] == sid:
-                return row["connections"]
-        return None
 
     check("sessions: two nodes' connections counted on a third",
           wait_for(lambda: conns(c, "w1") == 2), repr(conns(c, "w1")))
@@ -921,6 +984,103 @@ def shared_sessions():
     r.kill()
 
 
+def shared_session_faults():
+    """The attack run's findings on the shared registry, each of which
+    failed before its fix: a node stalled past the lease holds its
+    sessions again; a node killed before its first tick is forgotten; a
+    node without session events cannot make the counts wrap; a commit
+    that arrives after its take was announced changes nothing."""
+    r = Redis()
+    a = Server("--redis", r.url(), "--tick", "0.2", "--session-ttl", "1")
+    b = Server("--redis", r.url(), "--tick", "0.2", "--session-ttl", "1")
+    servers.extend([a, b])
+    check("faults: nodes ready", ready(a) and ready(b))
+
+    # SIGSTOP past the lease: forgotten, its session ends; once it runs
+    # again it is told, and holds its open connection's session again.
+    p1 = a.ws("/ws/sessions/p1")
+    check("faults: p1 held", wait_for(lambda: conns(b, "p1") == 1))
+    os.kill(a.pid(), signal.SIGSTOP)
+    gone = wait_for(lambda: conns(b, "p1") is None)
+    os.kill(a.pid(), signal.SIGCONT)
+    check("faults: a stalled node's session ended, then held again",
+          gone and wait_for(lambda: conns(b, "p1") == 1),
+          repr(conns(b, "p1")))
+    p1.close()
+    check("faults: and ends when its connection leaves",
+          wait_for(lambda: conns(b, "p1") is None))
+
+    # Killed before its first report (--tick 3): its hold still ends.
+    e = Server("--redis", r.url(), "--tick", "3", "--session-ttl", "1")
+    servers.append(e)
+    ready(e)
+    e1 = e.ws("/ws/sessions/e1")
+    check("faults: e1 held", wait_for(lambda: conns(b, "e1") == 1))
+    e.expect_exit = None
+    e.stop(signal.SIGKILL)
+    e1.close()
+    check("faults: a node killed before its first tick is forgotten",
+          wait_for(lambda: conns(b, "e1") is None), repr(conns(b, "e1")))
+
+    for n in (a, b):
+        n.stop()
+    r.kill()
+
+    # A node with --no-session-events makes a session another deletes:
+    # the counts announced stay the registry's, and announcing goes on.
+    r = Redis()
+    b = Server("--redis", r.url(), "--tick", "0.2")
+    x = Server("--redis", r.url(), "--tick", "0.2", "--no-session-events")
+    servers.extend([b, x])
+    ready(b)
+    ready(x)
+    st1 = http_json(x.port, "POST", "/api/sessions", {"id": "m1"})[0]
+    wait_for(lambda: conns(b, "m1") == 0)
+    st2 = http(b.port, "DELETE", "/api/sessions/m1")[0]
+    http_json(b.port, "POST", "/api/sessions", {"id": "n1"})
+    wait_for(lambda: "n1" in announced(monitor_events(b),
+                                       "session_created"))
+    evs = monitor_events(b)
+    check("faults: a node without events cannot make counts wrap",
+          st1 == 201 and st2 == 204 and
+          announced(evs, "session_created").count("n1") == 1 and
+          evs[-1]["data"]["current_count"] == 1 and
+          all(m["data"]["current_count"] < 1000 for m in evs),
+          repr([(m["event_type"], m["data"]["previous_count"],
+                 m["data"]["current_count"]) for m in evs]))
+    x.stop()
+    b.stop()
+    r.kill()
+
+    # A commit held in the network past the node's 5 s reply timeout
+    # lands after the node reconnected, announced that take again and
+    # took the next one: it must change nothing.
+    r = Redis()
+    px = CommitHold(r.port, [8.5, 0, 3.0])
+    n = Server("--redis", "redis://127.0.0.1:%d" % px.port, "--tick", "1",
+               "--session-ttl", "1")
+    servers.append(n)
+    ready(n)
+    http_json(n.port, "POST", "/api/sessions", {"id": "late1"})
+    first = wait_for(lambda: "late1" in announced(monitor_events(n),
+                                                  "session_created"))
+    http_json(n.port, "POST", "/api/sessions", {"id": "late2"})
+    both = wait_for(lambda: "late2" in announced(monitor_events(n),
+                                                 "session_created"))
+    time.sleep(4)   # the held commit lands meanwhile (8.5 s after it left)
+    evs = monitor_events(n)
+    st, lst = http_json(n.port, "GET", "/api/sessions")
+    check("faults: a late commit changes nothing",
+          first and both and
+          announced(evs, "session_created") == ["late1", "late2"] and
+          chained(evs) and [x["id"] for x in lst["sessions"]] ==
+          ["late1", "late2"] and not px.delays,
+          repr([(m["seq"], m["data"]["sessions"]) for m in evs]))
+    n.stop()
+    px.close()
+    r.kill()
+
+
 def unreachable_at_start():
     port = free_port()
     n = Server("--no-session-events", "--redis",
@@ -965,6 +1125,7 @@ def main():
         password_and_tls()
         history_bytes()
         shared_sessions()
+        shared_session_faults()
     finally:
         for srv in servers:
             if srv.proc.poll() is None:
