@@ -26,6 +26,7 @@ static const char script[] = CLUSTER_LUA_PUB
     "local events = ARGV[4] == '1'\n"
     "local ttl, max = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local lease = tonumber(ARGV[7])\n"
+    "local TAKE = 10000\n"
     "local a = {unpack(ARGV, 8)}\n"	/* the operation's own */
     "local REC, ORD, CON, IDLE = P..'rec', P..'order', P..'conns', P..'idle'\n"
     "local JRN, PEND, UPD, ST = P..'journal', P..'pending', P..'updated',\n"
@@ -65,24 +66,32 @@ static const char script[] = CLUSTER_LUA_PUB
     "  redis.call('ZREM', IDLE, id)\n"
     "  note('d', id)\n"
     "end\n"
-    /* n connections of generation gen left session id. */
-    "local function drop(id, gen, n)\n"
+    /* n connections of generation gen left session id.  A session
+     * made by connections, left without any, is idle: it ends
+     * --session-ttl later, counted from grace ms from now. */
+    "local function drop(id, gen, n, grace)\n"
     "  local s = get(id)\n"
     "  if not s or s.gen ~= gen then return end\n"
     "  if redis.call('HINCRBY', CON, id, -n) > 0 then return end\n"
     "  redis.call('HDEL', CON, id)\n"
     "  if s.by ~= '1' then return end\n"
-    "  if ttl == 0 then destroy(id) else redis.call('ZADD', IDLE, now, id) end\n"
+    "  if ttl == 0 and grace == 0 then destroy(id) else\n"
+    "    redis.call('ZADD', IDLE, now + grace, id)\n"
+    "  end\n"
     "end\n"
-    /* Take back what node who held. */
+    /* Take back what node who held; its holds, as "id gen" and count.
+     * Its sessions are given a lease's grace: a node forgotten while
+     * alive (stalled, or Redis stalled) holds them again at its next
+     * tick, so they do not end and start again. */
     "local function forget(who)\n"
     "  local k = P .. 'node:' .. who\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  for i = 1, #h, 2 do\n"
     "    local id, gen = string.match(h[i], '^(%S+) (%d+)$')\n"
-    "    drop(id, gen, tonumber(h[i + 1]))\n"
+    "    drop(id, gen, tonumber(h[i + 1]), lease)\n"
     "  end\n"
     "  redis.call('DEL', k)\n"
+    "  return h\n"
     "end\n"
     /* A node counts until now + lease unless it reports again. */
     "local function seen()\n"
@@ -108,11 +117,10 @@ static const char script[] = CLUSTER_LUA_PUB
     "  local s = get(a[1])\n"
     "  if not s then return {404} end\n"
     "  if full() then return {503} end\n"
-    /* Held: remembered (an hour) for holders that come back. */
-    "  if redis.call('HEXISTS', CON, a[1]) == 1 then\n"
-    "    redis.call('SET', P .. 'deleted:' .. a[1] .. ' ' .. s.gen, 1,\n"
-    "        'PX', 3600000)\n"
-    "  end\n"
+    /* Remembered (an hour) for holders that come back, even those
+     * forgotten meanwhile, whose holds no longer count. */
+    "  redis.call('SET', P .. 'deleted:' .. a[1] .. ' ' .. s.gen, 1,\n"
+    "      'PX', 3600000)\n"
     "  destroy(a[1])\n"
     "  return {204}\n"
     "elseif op == 'attach' then\n"
@@ -141,12 +149,22 @@ static const char script[] = CLUSTER_LUA_PUB
     "  local k, f = P .. 'node:' .. node, a[1] .. ' ' .. a[2]\n"
     "  local c = redis.call('HINCRBY', k, f, -1)\n"
     "  if c <= 0 then redis.call('HDEL', k, f) end\n"
-    "  if c >= 0 then drop(a[1], a[2], 1) end\n"
+    "  if c >= 0 then drop(a[1], a[2], 1, 0) end\n"
     "  return {200}\n"
+    /* With what the lease holder took back when it forgot this node,
+     * so that a hold whose reply was lost learns its generation. */
     "elseif op == 'forget' then\n"
-    "  forget(node)\n"
+    "  local out = forget(node)\n"
+    "  local was = redis.call('HGETALL', P .. 'forgot:' .. node)\n"
+    "  for i = 1, #was, 2 do\n"
+    "    if was[i] ~= '' then\n"
+    "      out[#out + 1] = was[i]\n"
+    "      out[#out + 1] = was[i + 1]\n"
+    "    end\n"
+    "  end\n"
     "  redis.call('DEL', P .. 'forgot:' .. node)\n"
-    "  return {200}\n"
+    "  table.insert(out, 1, 200)\n"
+    "  return out\n"
     "elseif op == 'list' then\n"
     "  local out = {redis.call('ZCARD', ORD),\n"
     "      redis.call('HGET', ST, 'total') or 0}\n"
@@ -174,33 +192,51 @@ static const char script[] = CLUSTER_LUA_PUB
     "    redis.call('SET', LEASE, node, 'PX', lease)\n"
     "    local nodes = redis.call('HGETALL', NODES)\n"
     "    for i = 1, #nodes, 2 do\n"
-    /* Reports lapsed: forgotten, and told so if it reports again. */
+    /* Reports lapsed: forgotten, and told so if it reports again
+     * (with what it held, kept for an hour). */
     "      local who = nodes[i]\n"
     "      if now > tonumber(nodes[i + 1]) then\n"
-    "        forget(who)\n"
+    "        local h, k = forget(who), P .. 'forgot:' .. who\n"
+    "        redis.call('HSET', k, '', 0)\n"
+    "        for j = 1, #h, 2 do redis.call('HSET', k, h[j], h[j + 1]) end\n"
+    "        redis.call('PEXPIRE', k, 3600000)\n"
     "        redis.call('HDEL', NODES, who)\n"
     "        redis.call('HDEL', STATS, who)\n"
-    "        redis.call('SET', P .. 'forgot:' .. who, 1, 'PX', 3600000)\n"
     "      end\n"
     "    end\n"
-    "    if ttl > 0 then\n"
-    "      for _, id in ipairs(redis.call('ZRANGEBYSCORE', IDLE, '-inf',\n"
-    "          now - ttl, 'LIMIT', 0, 10000)) do\n"
-    "        local s = get(id)\n"
-    "        if s and s.by == '1' and not redis.call('HGET', CON, id) then\n"
-    "          destroy(id)\n"
-    "        else\n"
-    "          redis.call('ZREM', IDLE, id)\n"
-    "        end\n"
+    "    for _, id in ipairs(redis.call('ZRANGEBYSCORE', IDLE, '-inf',\n"
+    "        now - ttl, 'LIMIT', 0, 10000)) do\n"
+    "      local s = get(id)\n"
+    "      if s and s.by == '1' and not redis.call('HGET', CON, id) then\n"
+    "        destroy(id)\n"
+    "      else\n"
+    "        redis.call('ZREM', IDLE, id)\n"
     "      end\n"
     "    end\n"
-    /* A take: its number, and the count of sessions it ends at. */
+    /* A take: its number, and the count of sessions it ends at: the
+     * count now, less what the journal holds after it.  At most TAKE
+     * changes, so that announcing them fits in one command. */
     "    if redis.call('EXISTS', PEND) == 0 and\n"
     "        redis.call('EXISTS', JRN) == 1 then\n"
-    "      redis.call('RENAME', JRN, PEND)\n"
+    "      local at = redis.call('ZCARD', ORD)\n"
+    "      if redis.call('LLEN', JRN) <= TAKE then\n"
+    "        redis.call('RENAME', JRN, PEND)\n"
+    "      else\n"
+    "        local part = redis.call('LRANGE', JRN, 0, TAKE - 1)\n"
+    "        for i = 1, #part, 1000 do\n"
+    "          redis.call('RPUSH', PEND,\n"
+    "              unpack(part, i, math.min(i + 999, #part)))\n"
+    "        end\n"
+    "        redis.call('LTRIM', JRN, TAKE, -1)\n"
+    "        for _, e in ipairs(redis.call('LRANGE', JRN, 0, -1)) do\n"
+    "          local k = string.sub(e, 1, 1)\n"
+    "          if k == 'c' then at = at - 1 elseif k == 'd' then\n"
+    "            at = at + 1 end\n"
+    "        end\n"
+    "      end\n"
     "      redis.call('DEL', UPD)\n"
     "      redis.call('HINCRBY', ST, 'take', 1)\n"
-    "      redis.call('HSET', ST, 'at_take', redis.call('ZCARD', ORD))\n"
+    "      redis.call('HSET', ST, 'at_take', at)\n"
     "    end\n"
     "  end\n"
     "  local out = {lead, redis.call('ZCARD', ORD),\n"
@@ -240,7 +276,8 @@ static char		 node[17];
 /* Buffers a reply is turned into (valid during its callback). */
 static struct csess_row		*rows;
 static struct csess_change	*changes;
-static uint32_t			 rowcap, changecap;
+static struct csess_hold	*held;
+static uint32_t			 rowcap, changecap, heldcap;
 static struct csess_figures	 figs[MAX_NODES];
 
 int
@@ -296,12 +333,39 @@ call(const char *op, int argc, const struct resp_arg *argv,
 	return cluster_eval(sid, argc + 7, a, cb, arg);
 }
 
+/* A bulk string's bytes, or -1. */
+static int
+bulk(const struct resp_tok *t, const uint8_t **p, size_t *n)
+{
+	if (t == NULL || t->type != RESP_T_BULK || t->null)
+		return -1;
+	*p = t->p;
+	*n = (size_t)t->n;
+	return 0;
+}
+
+/* Room for n elements of size sz in *v (capacity *cap).  0 or -1. */
+static int
+room_for(void **v, uint32_t *cap, uint32_t n, size_t sz)
+{
+	void *p;
+
+	if (n <= *cap)
+		return 0;
+	if ((p = reallocarray(*v, n, sz)) == NULL)
+		return -1;
+	*v = p;
+	*cap = n;
+	return 0;
+}
+
 /* Whom a reply goes to: a callback of one of the three kinds. */
 struct wait {
 	union {
 		csess_fn	*change;
 		csess_page_fn	*page;
 		csess_tick_fn	*tick;
+		csess_forget_fn	*forget;
 	} cb;
 	void		*arg;
 };
@@ -389,39 +453,54 @@ csess_detach(const char *id, size_t n, uint64_t gen)
 	    { g, strlen(g) } }, NULL, NULL);
 }
 
-int
-csess_forget(void)
+/* {200, "id gen", count, ...}: what this node held. */
+static void
+forgot(void *arg, const struct resp_tok *reply, const char *err)
 {
-	return change("forget", 0, NULL, NULL, NULL);
+	struct wait *w = arg;
+	const struct resp_tok *t;
+	uint32_t n = 0, k;
+
+	(void)err;
+	if (cluster_failed(reply) || reply->type != RESP_T_ARRAY ||
+	    reply->n < 1 || (reply->n - 1) % 2 != 0)
+		goto fail;
+	k = (uint32_t)((reply->n - 1) / 2);
+	if (room_for((void **)&held, &heldcap, k, sizeof *held) == -1)
+		goto fail;
+	t = resp_elem(reply, 0);
+	for (uint32_t i = 0; i < k; i++) {
+		const uint8_t *p, *sp;
+		uint64_t gen = 0;
+
+		t = resp_next(t);
+		if (t->type != RESP_T_BULK || t->null ||
+		    (sp = memchr(t->p, ' ', t->n)) == NULL)
+			goto fail;
+		for (p = sp + 1; p < t->p + t->n && *p >= '0' && *p <= '9'; p++)
+			gen = gen * 10 + (*p - '0');
+		held[n].id = (const char *)t->p;
+		held[n].n = (size_t)(sp - t->p);
+		held[n].gen = gen;
+		n++;
+		t = resp_next(t);	/* the count */
+	}
+	w->cb.forget(w->arg, held, n);
+	free(w);
+	return;
+fail:
+	w->cb.forget(w->arg, NULL, 0);
+	free(w);
+}
+
+int
+csess_forget(csess_forget_fn *cb, void *arg)
+{
+	return ask("forget", 0, NULL, forgot, (struct wait){ .cb.forget = cb,
+	    .arg = arg });
 }
 
 /* ==== Reads =========================================================== */
-
-/* A bulk string's bytes, or -1. */
-static int
-bulk(const struct resp_tok *t, const uint8_t **p, size_t *n)
-{
-	if (t == NULL || t->type != RESP_T_BULK || t->null)
-		return -1;
-	*p = t->p;
-	*n = (size_t)t->n;
-	return 0;
-}
-
-/* Room for n elements of size sz in *v (capacity *cap).  0 or -1. */
-static int
-room_for(void **v, uint32_t *cap, uint32_t n, size_t sz)
-{
-	void *p;
-
-	if (n <= *cap)
-		return 0;
-	if ((p = reallocarray(*v, n, sz)) == NULL)
-		return -1;
-	*v = p;
-	*cap = n;
-	return 0;
-}
 
 /*
  * "GEN BY_CONN CREATED_AT METADATA" into r's created_at and metadata.

@@ -24,7 +24,8 @@
  *	wsd:{monitor}:s:pending	list: the journal taken, until announced
  *	wsd:{monitor}:s:updated	hash: ids updated since the journal's take
  *	wsd:{monitor}:s:state	hash: total, take, at_take, last_event
- *	wsd:{monitor}:s:forgot:N	node N was forgotten (an hour)
+ *	wsd:{monitor}:s:forgot:N	hash: node N was forgotten, with what
+ *				it held (an hour)
  *	wsd:{monitor}:s:deleted:ID GEN	deleted while held (an hour)
  *	wsd:{monitor}:s:nodes	hash: node → when it stops counting (ms)
  *	wsd:{monitor}:s:stats	hash: node → its figures
@@ -73,9 +74,20 @@ int	csess_attach(const char *id, size_t n, uint64_t was, csess_fn *cb,
 	    void *arg);
 int	csess_detach(const char *id, size_t n, uint64_t gen);
 
-/* Take back every connection this node attached (before attaching again
- * after a reconnection, when some replies were lost). */
-int	csess_forget(void);
+/*
+ * Take back every connection this node attached (before attaching again
+ * after a reconnection, when some replies were lost, or once forgotten).
+ * cb gets what Redis had counted, each session's id and generation (so
+ * a hold whose reply was lost learns its generation), or NULL.
+ */
+struct csess_hold {
+	const char	*id;
+	size_t		 n;
+	uint64_t	 gen;
+};
+typedef void	csess_forget_fn(void *arg, const struct csess_hold *h,
+		    uint32_t n);
+int	csess_forget(csess_forget_fn *cb, void *arg);
 
 /* A page of the registry in creation order. */
 struct csess_row {

@@ -610,11 +610,22 @@ hold(struct sess *s)
 		s->inflight++;
 }
 
+/*
+ * Detaches Redis could not take (its output bound was reached), sent
+ * again at each tick; after a lost connection the forget covers them.
+ */
+static struct sess	*undone;
+static int		 reholding;	/* a forget is unanswered */
+
 static void
 hold_free(struct sess *s)
 {
-	if (s->held)
-		csess_detach(s->hn.name, s->hn.len, s->gen);
+	if (s->held && csess_detach(s->hn.name, s->hn.len, s->gen) == -1 &&
+	    cluster_up()) {
+		s->next = undone;
+		undone = s;
+		return;
+	}
 	free(s);
 }
 
@@ -674,19 +685,65 @@ shared_detach(struct sess *s)
 		hold_free(s);
 }
 
+static int
+hold_cmp(const void *a, const void *b)
+{
+	const struct csess_hold *x = a, *y = b;
+
+	if (x->n != y->n)
+		return x->n < y->n ? -1 : 1;
+	return memcmp(x->id, y->id, x->n);
+}
+
 /*
- * After each (re)connection: what Redis counted for this node may have
- * lost replies (or a leader may have forgotten the node while it was
- * away), so take all of it back and hold again.
+ * What Redis had counted for this node is taken back: hold everything
+ * again.  A hold whose attach reply was lost learns its generation from
+ * what Redis had, so a session deleted meanwhile stays deleted.
+ */
+static void
+reheld(void *arg, const struct csess_hold *h, uint32_t n)
+{
+	struct csess_hold *sorted = NULL;
+
+	(void)arg;
+	reholding = 0;
+	if (h == NULL)
+		return;		/* lost: the next reconnection does it again */
+	if (n > 0 && (sorted = malloc(n * sizeof *sorted)) != NULL) {
+		memcpy(sorted, h, n * sizeof *sorted);
+		qsort(sorted, n, sizeof *sorted, hold_cmp);
+	}
+	for (struct sess *s = holds; s != NULL; s = s->next) {
+		struct csess_hold key = { s->hn.name, s->hn.len, 0 }, *f;
+
+		if (s->gen == 0 && sorted != NULL && (f = bsearch(&key, sorted,
+		    n, sizeof *sorted, hold_cmp)) != NULL)
+			s->gen = f->gen;
+		if (!s->held && s->inflight == 0)
+			hold(s);
+	}
+	free(sorted);
+}
+
+/*
+ * After each (re)connection, and when a tick says this node was
+ * forgotten: what Redis counted for it may have lost replies, or been
+ * taken back by the lease holder, so take all of it back and hold again
+ * (reheld()).  Holds attached meanwhile are counted after the forget.
  */
 void
 sess_cluster_up(void)
 {
-	if (csess_forget() == -1)
+	struct sess *s;
+
+	if (reholding || csess_forget(reheld, NULL) == -1)
 		return;
-	for (struct sess *s = holds; s != NULL; s = s->next) {
+	reholding = 1;
+	for (s = holds; s != NULL; s = s->next)
 		s->held = 0;
-		hold(s);
+	while ((s = undone) != NULL) {
+		undone = s->next;
+		free(s);
 	}
 }
 
@@ -813,8 +870,10 @@ announce(const struct csess_tick *t)
 		    t->changes[i].n) == -1)
 			oom = 1;
 	}
+	/* Journaled by the nodes with session events on: announced
+	 * whatever this node's own setting. */
 	before = (int64_t)t->at_take + j.destroyed.n - j.created.n;
-	if (hub_config()->session_events && !oom)
+	if (!oom)
 		n = sess_diff(before < 0 ? 0 : (unsigned)before, &j, ev);
 	for (int i = 0; i < n; i++) {
 		struct json_buf data = { 0 };
@@ -829,8 +888,11 @@ announce(const struct csess_tick *t)
 		args[2 * i] = (struct resp_arg){ head[i].p, head[i].len };
 		args[2 * i + 1] = (struct resp_arg){ tail[i].p, tail[i].len };
 	}
-	if (!oom)
-		csess_commit(t->take, n, args);	/* else taken again next tick */
+	/* Else the take is announced at the next tick. */
+	if (oom || csess_commit(t->take, n, args) == -1)
+		log_msg(LOG_WARN, "session changes not announced yet "
+		    "reason=\"%s\"", oom ? "out of memory" :
+		    "Redis unavailable or its output full");
 	for (int i = 0; i < n; i++) {
 		json_buf_free(&head[i]);
 		json_buf_free(&tail[i]);
@@ -914,9 +976,16 @@ shared_tick(void)
 
 	if (ticking || !cluster_up())
 		return;
-	for (struct sess *s = holds; s != NULL; s = s->next)
+	for (struct sess *s = holds; s != NULL && !reholding; s = s->next)
 		if (!s->held && !s->gone && s->inflight == 0)
 			hold(s);
+	while (undone != NULL && csess_detach(undone->hn.name,
+	    undone->hn.len, undone->gen) == 0) {
+		struct sess *s = undone;
+
+		undone = s->next;
+		free(s);
+	}
 	own_figures(&f);
 	if (csess_tick(&f, ticked, NULL) == 0)
 		ticking = 1;

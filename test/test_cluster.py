@@ -721,14 +721,20 @@ def monitor_events(srv):
             if m.get("type") == "session_event"] if st == 200 else []
 
 
-class CommitHold:
-    """A TCP proxy in front of Redis that holds the next client bytes
-    carrying a session commit for each delay in delays (0: none), then
-    passes them on, even after the client went away."""
+class Proxy:
+    """A TCP proxy in front of Redis for one fault at a time.
 
-    def __init__(self, port, delays):
+    hold=[d1, d2, ...]: the next client bytes carrying a session commit
+    are held d1 seconds (then d2 for the next...), then passed on, even
+    after the client went away.  cut=True: once armed, the connection
+    carrying the next session attach is cut after Redis got it, before
+    its reply, and new connections are refused for 4 s."""
+
+    def __init__(self, port, hold=()):
         self.port_to = port
-        self.delays = list(delays)
+        self.delays = list(hold)
+        self.armed = False
+        self.refuse_until = 0
         self.lock = threading.Lock()
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
@@ -742,23 +748,32 @@ class CommitHold:
                 c, _ = self.ls.accept()
             except OSError:
                 return
+            if time.monotonic() < self.refuse_until:
+                c.close()
+                continue
             s = socket.create_connection(("127.0.0.1", self.port_to))
             threading.Thread(target=self.pipe, args=(c, s, True),
                              daemon=True).start()
             threading.Thread(target=self.pipe, args=(s, c, False),
                              daemon=True).start()
 
-    def pipe(self, src, dst, hold):
+    def pipe(self, src, dst, up):
         try:
             while True:
                 d = src.recv(65536)
                 if not d:
                     break
-                if hold and b"$6\r\ncommit\r\n" in d:
+                if up and b"$6\r\ncommit\r\n" in d:
                     with self.lock:
                         delay = self.delays.pop(0) if self.delays else 0
                     time.sleep(delay)
+                cut = up and self.armed and b"$6\r\nattach\r\n" in d
                 dst.sendall(d)
+                if cut:
+                    self.armed = False
+                    self.refuse_until = time.monotonic() + 4
+                    time.sleep(0.2)     # Redis runs it; its reply is lost
+                    break
         except OSError:
             pass
         for x in (src, dst):
@@ -1056,7 +1071,7 @@ def shared_session_faults():
     # lands after the node reconnected, announced that take again and
     # took the next one: it must change nothing.
     r = Redis()
-    px = CommitHold(r.port, [8.5, 0, 3.0])
+    px = Proxy(r.port, hold=[8.5, 0, 3.0])
     n = Server("--redis", "redis://127.0.0.1:%d" % px.port, "--tick", "1",
                "--session-ttl", "1")
     servers.append(n)
@@ -1077,6 +1092,75 @@ def shared_session_faults():
           ["late1", "late2"] and not px.delays,
           repr([(m["seq"], m["data"]["sessions"]) for m in evs]))
     n.stop()
+    px.close()
+    r.kill()
+
+    # Second attack run.  A DELETE made while the holding node is
+    # forgotten (stalled) stays made when it comes back; so does one made
+    # while an attach's reply was lost with the connection.  With
+    # --session-ttl 0, a cut connection or Redis stalled past the lease
+    # ends no session that is held.
+    r = Redis()
+    px = Proxy(r.port)
+    a = Server("--redis", "redis://127.0.0.1:%d" % px.port, "--tick", "0.2",
+               "--session-ttl", "0")
+    b = Server("--redis", r.url(), "--tick", "0.2", "--session-ttl", "0")
+    servers.extend([a, b])
+    ready(a)
+    ready(b)
+    http_json(b.port, "POST", "/api/sessions", {"id": "dx"})
+    dx = a.ws("/ws/sessions/dx")
+    t0 = a.ws("/ws/sessions/t0")
+    check("faults: dx and t0 held", wait_for(
+        lambda: conns(b, "dx") == 1 and conns(b, "t0") == 1))
+    os.kill(a.pid(), signal.SIGSTOP)
+    forgotten = wait_for(lambda: conns(b, "dx") == 0)
+    st = http(b.port, "DELETE", "/api/sessions/dx")[0]
+    os.kill(a.pid(), signal.SIGCONT)
+    back = wait_for(lambda: conns(b, "t0") == 1)
+    check("faults: deleted while its holder was forgotten: stays deleted",
+          forgotten and st == 204 and back and conns(b, "dx") is None,
+          "%s %s %s %r" % (forgotten, st, back, conns(b, "dx")))
+
+    http_json(b.port, "POST", "/api/sessions", {"id": "lx"})
+    l1 = a.ws("/ws/sessions/lx")
+    wait_for(lambda: conns(b, "lx") == 1)
+    px.armed = True
+    l2 = a.ws("/ws/sessions/lx")        # its attach runs; the reply is lost
+    counted = wait_for(lambda: conns(b, "lx") == 2)
+    st = http(b.port, "DELETE", "/api/sessions/lx")[0]
+    ups = count(a, r"cluster up")
+    again = wait_for(lambda: count(a, r"cluster up") > ups)
+    wait_for(lambda: conns(b, "t0") == 1)
+    check("faults: deleted while an attach reply was lost: stays deleted",
+          counted and st == 204 and again and conns(b, "lx") is None,
+          "%s %s %s %r" % (counted, st, again, conns(b, "lx")))
+
+    # (The SIGSTOP above outlasted the lease and its grace: t0 ended and
+    # was made again; from here on it must not.)
+    http_json(b.port, "POST", "/api/sessions", {"id": "mark0"})
+    wait_for(lambda: "mark0" in announced(monitor_events(b),
+                                          "session_created"))
+    seq0 = monitor_events(b)[-1]["seq"]
+    r.cli("CLIENT", "KILL", "TYPE", "normal")
+    wait_for(lambda: conns(b, "t0") == 1)
+    r.proc.send_signal(signal.SIGSTOP)
+    time.sleep(2)           # Redis stalled past the 1 s lease
+    r.proc.send_signal(signal.SIGCONT)
+    http_json(b.port, "POST", "/api/sessions", {"id": "mark"})
+    wait_for(lambda: "mark" in announced(monitor_events(b),
+                                         "session_created"))
+    evs = [m for m in monitor_events(b) if m["seq"] > seq0]
+    check("faults: --session-ttl 0, connections cut, Redis stalled: a "
+          "held session does not end",
+          "t0" not in announced(evs, "session_created") and
+          "t0" not in announced(evs, "session_destroyed") and
+          conns(b, "t0") == 1,
+          repr([(m["event_type"], m["data"]["sessions"]) for m in evs]))
+    for w in (dx, t0, l1, l2):
+        w.close()
+    a.stop()
+    b.stop()
     px.close()
     r.kill()
 
