@@ -945,8 +945,7 @@ void
 api_session_count(const struct api_req *r)
 {
 	char b[64];
-	int n = snprintf(b, sizeof b, "{\"active_sessions\":%u}",
-	    sess_count());
+	int n;
 
 	if (sess_shared()) {
 		if (sess_shared_list(0, 0, shared_count, r->c) == 0)
@@ -955,6 +954,7 @@ api_session_count(const struct api_req *r)
 			error(r, 503, "unavailable", "Redis is unavailable");
 		return;
 	}
+	n = snprintf(b, sizeof b, "{\"active_sessions\":%u}", sess_count());
 	ws_http_respond(r->c, 200, NULL, NULL, b, n);
 }
 

@@ -38,19 +38,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "test"))
-from wsdtest import WS  # noqa: E402
+from wsdtest import WS, free_port, redis_cmd  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WSD = os.environ.get("WSD", os.path.join(ROOT, "build", "wsd"))
 REDIS = "/usr/bin/redis-server"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, timeout=20):
@@ -62,30 +54,6 @@ def wait_port(port, timeout=20):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def redis_cmd(port, *args):
-    s = socket.create_connection(("127.0.0.1", port), 5)
-    s.sendall(("*%d\r\n" % len(args) + "".join(
-        "$%d\r\n%s\r\n" % (len(a), a) for a in args)).encode())
-    data = b""
-    s.settimeout(1)
-    try:
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-            if data.startswith(b"$") and data.endswith(b"\r\n"):
-                n = int(data[1:data.index(b"\r\n")])
-                if len(data) >= data.index(b"\r\n") + 2 + n + 2:
-                    break
-            elif data.endswith(b"\r\n") and not data.startswith(b"$"):
-                break
-    except socket.timeout:
-        pass
-    s.close()
-    return data.decode("latin-1")
 
 
 def commandstats(port):

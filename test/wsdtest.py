@@ -59,6 +59,55 @@ def wait_for(pred, timeout=DEADLINE, step=0.02):
         time.sleep(step)
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _resp_end(d, i=0):
+    """The index after the whole RESP2 value at d[i:], or -1 if more is
+    to come."""
+    j = d.find(b"\r\n", i)
+    if j < 0:
+        return -1
+    kind, n = d[i:i + 1], d[i + 1:j]
+    if kind in (b"+", b"-", b":"):
+        return j + 2
+    n = int(n)
+    if kind == b"$":
+        end = j + 2 + n + 2 if n >= 0 else j + 2
+        return end if len(d) >= end else -1
+    k = j + 2                   # an array: its n values
+    for _ in range(max(n, 0)):
+        k = _resp_end(d, k)
+        if k < 0:
+            return -1
+    return k
+
+
+def redis_cmd(port, *args, timeout=5):
+    """One command to a redis-server on 127.0.0.1:port over a raw socket
+    (RESP2); the text of its whole reply ("" if none came in time)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout)
+    s.sendall(("*%d\r\n" % len(args) + "".join(
+        "$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)).encode())
+    data = b""
+    try:
+        while _resp_end(data) < 0:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    except socket.timeout:
+        pass
+    s.close()
+    return data.decode("latin-1")
+
+
 def count(srv, pattern):
     """How many of srv's log lines match pattern."""
     with srv.lock:
