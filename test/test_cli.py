@@ -26,7 +26,8 @@ import threading
 import time
 
 from wsdtest import (Server, WS, WSD, DEADLINE, OP_TEXT, OP_CONT, OP_PING,
-                     OP_PONG, OP_CLOSE, check, done, http_json, wait_for)
+                     OP_PONG, OP_CLOSE, check, done, http_json, make_cert,
+                     wait_for)
 
 SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret!"     # 35 bytes
 TMP = tempfile.mkdtemp(prefix="wsd-cli-")           # removed at the end
@@ -638,13 +639,7 @@ def test_token():
 
 def test_tls():
     d = tmpdir()
-    cert, key = os.path.join(d, "c.pem"), os.path.join(d, "c.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
-                    "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    cert, key = make_cert(d, "c", "localhost", "IP:127.0.0.1,DNS:localhost")
     with Server("--no-session-events", "--tls-cert", cert,
                 "--tls-key", key) as srv:
         rc, out, err = cli("pub", "--url", url(srv, "https"), "t", "e", "1")

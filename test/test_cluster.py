@@ -40,7 +40,7 @@ import threading
 import time
 
 from wsdtest import (DEADLINE, Server, check, count, done, free_port, http,
-                     http_json, redis_cmd, wait_for)
+                     http_json, make_cert, redis_cmd, wait_for)
 
 REDIS = "/usr/bin/redis-server"
 TMP = tempfile.mkdtemp(prefix="wsd-cluster-")
@@ -413,13 +413,13 @@ def password_and_tls():
     for n in (bad, good):
         n.stop()
     r.kill()
-    crt, key = os.path.join(TMP, "r.crt"), os.path.join(TMP, "r.key")
-    rc = subprocess.call(["/usr/bin/openssl", "req", "-x509", "-newkey",
-                          "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
-                          "-days", "1", "-subj", "/CN=localhost", "-addext",
-                          "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    check("tls: certificate made", rc == 0)
+    try:
+        crt, key = make_cert(TMP, "r", "localhost",
+                             "IP:127.0.0.1,DNS:localhost")
+        made = True
+    except subprocess.CalledProcessError:
+        made = False
+    check("tls: certificate made", made)
     r = Redis(tls=(crt, key))
     a = node(r, "--redis-ca", crt, url="rediss://127.0.0.1:%d" % r.port)
     b = node(r, "--redis-ca", crt, url="rediss://localhost:%d" % r.port)

@@ -13,17 +13,8 @@ import ssl
 import subprocess
 import tempfile
 
-from wsdtest import (Server, WS, check, done, wait_for, OP_TEXT, OP_BIN,
-                     DEADLINE)
-
-
-def make_cert(d, name, cn):
-    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
-                    "-subj", "/CN=" + cn], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return cert, key
+from wsdtest import (Server, WS, check, done, make_cert, wait_for, OP_TEXT,
+                     OP_BIN, DEADLINE)
 
 
 def client_ctx():

@@ -68,6 +68,20 @@ def free_port():
     return port
 
 
+def make_cert(d, name, cn, san=None):
+    """A self-signed RSA-2048 certificate and key in directory d
+    (NAME.pem, NAME.key) for CN cn, with subjectAltName san if given
+    (e.g. "IP:127.0.0.1,DNS:localhost"); (cert, key)."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    args = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn]
+    if san:
+        args += ["-addext", "subjectAltName=" + san]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return cert, key
+
+
 def _resp_end(d, i=0):
     """The index after the whole RESP2 value at d[i:], or -1 if more is
     to come."""
