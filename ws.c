@@ -63,10 +63,12 @@ struct ws_in {
 	size_t   hlen, hcap;
 	char    *extra;		/* HTTP: ws_http_extra() of the deferred
 				 * request; owned, or NULL */
+	uint32_t body_held;	/* HTTP: bytes held in body_total for a
+				 * body still coming */
 };
 
 /* A connection: a small fixed struct; buffers only while data is in
- * flight.  The ring q holds references to shared ws_bufs. */
+ * flight.  The queue q holds references to shared ws_bufs. */
 struct ws_conn {
 	struct loop_src	 src;		/* first: the reactor's handle */
 	uint8_t		 state;		/* enum conn_state */
@@ -87,26 +89,23 @@ struct ws_conn {
 	unsigned	 rd_eof : 1;	/* peer's FIN: write what is queued, close */
 	unsigned	 want_room : 1;	/* call handlers.writable once drained */
 	unsigned	 head_ok : 1;	/* HTTP: this request's head passed */
-	unsigned	 later : 1;	/* on the input list */
+	unsigned	 later : 1;	/* in later_conns (input_later) */
 	unsigned	 deferred : 1;	/* HTTP: the answer comes later (c->in
 					 * is kept meanwhile) */
 	uint16_t	 rtt_ms;	/* our last ping's round trip; UINT16_MAX:
 					 * none yet */
 	uint16_t	 holds;		/* ws_hold(): not freed while > 0 */
-	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
-	uint32_t	 body_held;	/* HTTP: bytes held in body_total */
 	uint32_t	 born_s;	/* loop time it was accepted, in seconds */
-	uint32_t	 qhead, qlen, qcap;	/* ring of queued buffers */
-	uint32_t	 qoff;		/* bytes of the head already written */
 	struct ssl_st	*ssl;		/* owned; NULL on plain TCP */
-	size_t		 qbytes;	/* queued data bytes (not control) */
-	struct ws_buf	**q;		/* owned; NULL until the first send */
+	struct ws_queue	*q;		/* owned; NULL while nothing is queued */
 	struct ws_in	*in;		/* owned; NULL while idle */
 	struct ws_app_conn *app;	/* owned by the layer above */
-	struct ws_conn	*prev, *next;	/* every connection */
+	struct ws_conn	*next;		/* every connection */
+	union {
+		struct ws_conn *prev;	/*   while alive */
+		struct ws_conn *reap_next;	/* reap list, once dead */
+	};
 	struct ws_conn	*flush_next;	/* flush list, while dirty */
-	struct ws_conn	*reap_next;	/* reap list, once dead */
-	struct ws_conn	*later_next;	/* input list, while input_later */
 	uint64_t	 id;
 	uint64_t	 last_rx;	/* ms: last bytes from the peer */
 	uint64_t	 deadline;	/* ms: handshake, close or linger limit */
@@ -167,10 +166,12 @@ static struct ws_handlers	 app;
 static struct ws_conn		*conns;		/* every connection */
 static struct ws_conn		*flush_list;
 static struct ws_conn		*reap_list;
-static struct ws_conn		*later_list;	/* requests left for next turn */
+static struct ws_conn		**later_conns;	/* requests left for next turn */
+static uint32_t			 nlater, later_cap;
 static uint64_t			 next_id = 1;
 static uint64_t			 drain_until;	/* 0: not draining */
 static uint8_t			 rbuf[READ_SIZE];
+static size_t			 body_total;	/* held by body_hold() */
 static size_t			 freed;		/* bytes freed since a trim */
 static int			 stopped;	/* ws_run() has returned */
 
@@ -192,7 +193,8 @@ static int	ep_mod(struct ws_conn *);
 /* ==== Send queue ===================================================== */
 
 /*
- * Each connection has a ring of references to shared buffers.  Data goes
+ * Each connection with something to send has a queue: a ring of
+ * references to shared buffers, freed once written.  Data goes
  * on the tail; control frames go ahead of data (behind a frame already
  * partly written, which must finish first or the stream would be torn,
  * and behind every HTTP response, the 101 included: nothing goes ahead of
@@ -202,26 +204,48 @@ static int	ep_mod(struct ws_conn *);
  * queued (the order Autobahn's strict reading expects).
  */
 
-static struct ws_buf **
-ring_at(struct ws_conn *c, uint32_t i)
+struct ws_queue {
+	uint32_t	 head, len, cap;	/* cap: a power of two */
+	uint32_t	 off;		/* bytes of the head already written */
+	uint32_t	 tls_retry;	/* TLS: bytes a blocked write must resend */
+	size_t		 bytes;		/* queued data bytes (not control) */
+	struct ws_buf	*ring[];
+};
+
+/* Queued data bytes: what --send-queue bounds. */
+static size_t
+queued(const struct ws_conn *c)
 {
-	return &c->q[(c->qhead + i) & (c->qcap - 1)];
+	return c->q != NULL ? c->q->bytes : 0;
 }
 
+static struct ws_buf **
+ring_at(struct ws_queue *q, uint32_t i)
+{
+	return &q->ring[(q->head + i) & (q->cap - 1)];
+}
+
+/* Make room for one more entry: the queue is made, or doubled. */
 static int
 ring_grow(struct ws_conn *c)
 {
-	uint32_t ncap = c->qcap ? c->qcap * 2 : 8;
-	struct ws_buf **nq;
+	struct ws_queue *q = c->q, *nq;
+	uint32_t ncap = q != NULL ? q->cap * 2 : 8;
 
-	if (ncap == 0 || (nq = malloc(ncap * sizeof *nq)) == NULL)
+	if (ncap == 0 ||
+	    (nq = malloc(sizeof *nq + ncap * sizeof nq->ring[0])) == NULL)
 		return -1;
-	for (uint32_t i = 0; i < c->qlen; i++)
-		nq[i] = *ring_at(c, i);
-	free(c->q);
+	if (q != NULL) {
+		*nq = *q;
+		for (uint32_t i = 0; i < q->len; i++)
+			nq->ring[i] = *ring_at(q, i);
+		free(q);
+	} else {
+		*nq = (struct ws_queue){ 0 };
+	}
+	nq->cap = ncap;
+	nq->head = 0;
 	c->q = nq;
-	c->qcap = ncap;
-	c->qhead = 0;
 	return 0;
 }
 
@@ -229,17 +253,20 @@ ring_grow(struct ws_conn *c)
 static int
 ring_insert(struct ws_conn *c, uint32_t pos, struct ws_buf *b)
 {
-	if (c->qlen == c->qcap && ring_grow(c) == -1)
+	struct ws_queue *q;
+
+	if ((c->q == NULL || c->q->len == c->q->cap) && ring_grow(c) == -1)
 		return -1;
-	if (pos == c->qlen) {
-		*ring_at(c, c->qlen) = b;
+	q = c->q;
+	if (pos == q->len) {
+		*ring_at(q, q->len) = b;
 	} else {
-		c->qhead = (c->qhead - 1) & (c->qcap - 1);
+		q->head = (q->head - 1) & (q->cap - 1);
 		for (uint32_t i = 0; i < pos; i++)
-			*ring_at(c, i) = *ring_at(c, i + 1);
-		*ring_at(c, pos) = b;
+			*ring_at(q, i) = *ring_at(q, i + 1);
+		*ring_at(q, pos) = b;
 	}
-	c->qlen++;
+	q->len++;
 	return 0;
 }
 
@@ -249,13 +276,16 @@ ring_insert(struct ws_conn *c, uint32_t pos, struct ws_buf *b)
  * byte, and HTTP responses (the 101 before any frame).
  */
 static uint32_t
-pinned(struct ws_conn *c)
+pinned(struct ws_queue *q)
 {
-	size_t need = c->qoff + c->tls_retry, sum = 0;
+	size_t need, sum = 0;
 	uint32_t i = 0;
 
-	while (i < c->qlen && (sum < need || (*ring_at(c, i))->http))
-		sum += (*ring_at(c, i++))->len;
+	if (q == NULL)
+		return 0;
+	need = q->off + q->tls_retry;
+	while (i < q->len && (sum < need || (*ring_at(q, i))->http))
+		sum += (*ring_at(q, i++))->len;
 	return i;
 }
 
@@ -263,22 +293,24 @@ pinned(struct ws_conn *c)
 static void
 ring_release(struct ws_conn *c, int keep_pinned)
 {
-	uint32_t keep = keep_pinned ? pinned(c) : 0;
+	struct ws_queue *q = c->q;
+	uint32_t keep = keep_pinned ? pinned(q) : 0;
 
-	c->qbytes = 0;
-	for (uint32_t i = 0; i < c->qlen; i++) {
-		struct ws_buf *b = *ring_at(c, i);
+	if (q == NULL)
+		return;
+	q->bytes = 0;
+	for (uint32_t i = 0; i < q->len; i++) {
+		struct ws_buf *b = *ring_at(q, i);
 
 		if (i >= keep)
 			ws_buf_unref(b);
 		else if (!b->ctrl)
-			c->qbytes += b->len - (i == 0 ? c->qoff : 0);
+			q->bytes += b->len - (i == 0 ? q->off : 0);
 	}
-	c->qlen = keep;
+	q->len = keep;
 	if (keep == 0) {
-		free(c->q);
+		free(q);
 		c->q = NULL;
-		c->qcap = c->qhead = c->qoff = c->tls_retry = 0;
 	}
 }
 
@@ -286,20 +318,21 @@ ring_release(struct ws_conn *c, int keep_pinned)
 static int
 conn_push(struct ws_conn *c, struct ws_buf *b)
 {
-	uint32_t pos = c->qlen;
+	uint32_t pos = c->q != NULL ? c->q->len : 0;
 
 	if (b->ctrl) {
 		uint32_t nctrl = 0;
 
-		pos = pinned(c);
-		while (pos < c->qlen && (*ring_at(c, pos))->ctrl) {
+		pos = pinned(c->q);
+		while (pos < (c->q != NULL ? c->q->len : 0) &&
+		    (*ring_at(c->q, pos))->ctrl) {
 			pos++;
 			nctrl++;
 		}
 		/* §5.5.3 lets a pong answer only the latest ping: past the
 		 * bound, a new pong replaces the last one still queued. */
 		if (nctrl >= WS_MAX_CTRL) {
-			struct ws_buf **last = ring_at(c, pos - 1);
+			struct ws_buf **last = ring_at(c->q, pos - 1);
 
 			if ((b->data[0] & 0x0f) != WS_OP_PONG ||
 			    ((*last)->data[0] & 0x0f) != WS_OP_PONG)
@@ -314,7 +347,7 @@ conn_push(struct ws_conn *c, struct ws_buf *b)
 		return -1;
 	ws_buf_ref(b);
 	if (!b->ctrl)
-		c->qbytes += b->len;
+		c->q->bytes += b->len;
 	conn_mark_dirty(c);
 	return 0;
 }
@@ -328,11 +361,11 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 	 * bound: close it with 1013 and release what it held.  Nobody else
 	 * waits for it.  One message always fits an empty queue (it is
 	 * bounded by --max-message), so a large echo is not "slow". */
-	if (c->qbytes > 0 && c->qbytes + b->len > cfg.send_queue) {
+	if (queued(c) > 0 && queued(c) + b->len > cfg.send_queue) {
 		ws_stats.slow_closes++;
 		ws_stats.limit[WS_L_SEND_QUEUE]++;
 		log_msg(LOG_INFO, "slow consumer conn=%llu queued=%zu",
-		    (unsigned long long)c->id, c->qbytes);
+		    (unsigned long long)c->id, queued(c));
 		ring_release(c, 1);
 		send_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer", W_SLOW);
 		return -1;
@@ -348,7 +381,7 @@ ws_send(struct ws_conn *c, struct ws_buf *b)
 int
 ws_has_room(const struct ws_conn *c, size_t len)
 {
-	return c->qbytes == 0 || c->qbytes + len <= cfg.send_queue / 2;
+	return queued(c) == 0 || queued(c) + len <= cfg.send_queue / 2;
 }
 
 void
@@ -415,7 +448,8 @@ static ssize_t
 conn_tls_write(struct ws_conn *c, const struct iovec *iov, int n)
 {
 	static uint8_t stage[16384];
-	size_t len = 0, want = c->tls_retry ? c->tls_retry : sizeof stage;
+	size_t len = 0, want = c->q->tls_retry ? c->q->tls_retry :
+	    sizeof stage;
 	ssize_t w;
 	int dir;
 
@@ -427,7 +461,7 @@ conn_tls_write(struct ws_conn *c, const struct iovec *iov, int n)
 		len += k;
 	}
 	w = tls_write(c->ssl, stage, len, &dir);
-	c->tls_retry = w == -1 && errno == EAGAIN ? len : 0;
+	c->q->tls_retry = w == -1 && errno == EAGAIN ? len : 0;
 	return w;
 }
 
@@ -439,14 +473,16 @@ conn_tls_write(struct ws_conn *c, const struct iovec *iov, int n)
 static void
 conn_flush(struct ws_conn *c)
 {
-	while (c->qlen > 0) {
+	struct ws_queue *q;
+
+	while ((q = c->q) != NULL && q->len > 0) {
 		struct iovec iov[MAX_IOV];
 		int n = 0;
 		ssize_t w;
 
-		for (uint32_t i = 0; i < c->qlen && n < MAX_IOV; i++, n++) {
-			struct ws_buf *b = *ring_at(c, i);
-			size_t skip = i == 0 ? c->qoff : 0;
+		for (uint32_t i = 0; i < q->len && n < MAX_IOV; i++, n++) {
+			struct ws_buf *b = *ring_at(q, i);
+			size_t skip = i == 0 ? q->off : 0;
 
 			iov[n].iov_base = b->data + skip;
 			iov[n].iov_len = b->len - skip;
@@ -471,21 +507,21 @@ conn_flush(struct ws_conn *c)
 		if (!c->upgraded && !c->streamed && c->state != C_LINGER)
 			c->deadline = loop_now_ms() + cfg.handshake_ms;
 		while (w > 0) {
-			struct ws_buf *b = *ring_at(c, 0);
-			size_t rest = b->len - c->qoff;
+			struct ws_buf *b = *ring_at(q, 0);
+			size_t rest = b->len - q->off;
 
 			if ((size_t)w < rest) {
-				c->qoff += w;
+				q->off += w;
 				if (!b->ctrl)
-					c->qbytes -= w;
+					q->bytes -= w;
 				break;
 			}
 			w -= rest;
 			if (!b->ctrl)
-				c->qbytes -= rest;
-			c->qoff = 0;
-			c->qhead = (c->qhead + 1) & (c->qcap - 1);
-			c->qlen--;
+				q->bytes -= rest;
+			q->off = 0;
+			q->head = (q->head + 1) & (q->cap - 1);
+			q->len--;
 			ws_buf_unref(b);
 		}
 	}
@@ -493,11 +529,10 @@ conn_flush(struct ws_conn *c)
 		c->out_armed = 0;
 		ep_mod(c);
 	}
-	/* An idle connection holds no ring: a malloc per busy turn is
-	 * noise next to the writev, and 10,000 idle rings are 800 KB. */
+	/* An idle connection holds no queue: a malloc per busy turn is
+	 * noise next to the writev, and 10,000 idle queues are 1 MB. */
 	free(c->q);
 	c->q = NULL;
-	c->qcap = c->qhead = 0;
 	if (c->rd_eof)
 		conn_kill(c, W_PEER);
 	else if (c->state == C_CLOSING)
@@ -534,7 +569,7 @@ send_close(struct ws_conn *c, unsigned code, const char *reason,
 	if (c->state == C_STREAM) {
 		/* An event stream has no close frame: what is queued goes
 		 * out, then the connection closes and its reader resumes. */
-		c->deadline = loop_now_ms() + (c->qbytes > 0 ? cfg.drain_ms :
+		c->deadline = loop_now_ms() + (queued(c) > 0 ? cfg.drain_ms :
 		    WS_CLOSE_MS);
 		c->close_sent = 1;
 		c->state = C_CLOSING;
@@ -565,7 +600,7 @@ send_close(struct ws_conn *c, unsigned code, const char *reason,
 		return;
 	}
 	/* Longer when data goes first: the reader gets the drain time. */
-	c->deadline = loop_now_ms() + (c->qbytes > b->len ? cfg.drain_ms : WS_CLOSE_MS);
+	c->deadline = loop_now_ms() + (queued(c) > b->len ? cfg.drain_ms : WS_CLOSE_MS);
 	ws_buf_unref(b);
 	c->close_sent = 1;
 	c->state = C_CLOSING;
@@ -769,6 +804,7 @@ static void
 in_free(struct ws_in *in)
 {
 	if (in != NULL) {
+		body_total -= in->body_held;
 		msg_free(in);
 		freed += in->hcap;
 		free(in->head);
@@ -1174,23 +1210,27 @@ head_ok(struct ws_conn *c, const struct http_req *req, int body_in)
 /*
  * Bodies being received are bounded in total (--max-body-total), so many
  * slow clients cannot each make wsd hold --max-body.  Hold n bytes for c's
- * body (n = 0 gives back what it held).  Returns 0, or -1 past the limit.
+ * body (n = 0 gives back what it held; so does freeing c->in).  Returns
+ * 0, or -1 past the limit.
  */
-static size_t body_total;
 
 static int
 body_hold(struct ws_conn *c, size_t n)
 {
-	if (n == c->body_held)
+	struct ws_in *in = c->in;
+
+	if (in == NULL)
+		return n == 0 ? 0 : -1;
+	if (n == in->body_held)
 		return 0;
-	body_total -= c->body_held;
-	c->body_held = 0;
+	body_total -= in->body_held;
+	in->body_held = 0;
 	/* The first test holds after a SIGHUP lowered the limit. */
 	if (body_total > cfg.max_body_total ||
 	    n > cfg.max_body_total - body_total)
 		return -1;
 	body_total += n;
-	c->body_held = n;
+	in->body_held = n;
 	return 0;
 }
 
@@ -1274,10 +1314,10 @@ http_input(struct ws_conn *c)
 		c->head_ok = 0;
 		/* A client that pipelines requests but does not read the
 		 * answers may not grow our queue without bound either. */
-		if (c->qbytes > cfg.send_queue) {
+		if (queued(c) > cfg.send_queue) {
 			ws_stats.limit[WS_L_SEND_QUEUE]++;
 			log_msg(LOG_INFO, "does not read its responses conn=%llu "
-			    "queued=%zu", (unsigned long long)c->id, c->qbytes);
+			    "queued=%zu", (unsigned long long)c->id, queued(c));
 			conn_kill(c, W_SLOW);
 			return;
 		}
@@ -1478,8 +1518,9 @@ conn_kill(struct ws_conn *c, enum close_why why)
 		ws_stats.websockets--;
 	if (c->streamed)
 		ws_stats.streams--;
-	/* Unlink from the list of all; link into the reap list.  It may
-	 * still be on the flush list: that list has its own link, and
+	/* Unlink from the list of all; link into the reap list (through
+	 * prev's place: next stays, for a walk of all that is at c).  It
+	 * may still be on the flush list: that list has its own link, and
 	 * flush_all() skips the dead. */
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -1495,7 +1536,7 @@ conn_kill(struct ws_conn *c, enum close_why why)
  * Free the dead.  Telling the layer above may queue output on others (a
  * group's pending events go out before a member leaves), and in a rare
  * failure even kill one of those: a connection still on the flush list or
- * the input list is left for the next pass, so no list ever holds a freed
+ * later_conns is left for the next pass, so no list ever holds a freed
  * pointer.
  */
 static int
@@ -1545,7 +1586,7 @@ conn_recv(struct ws_conn *c, size_t cap)
 	if (n == -1 && errno == EAGAIN && (dir == TLS_WANT_WRITE) !=
 	    c->tls_want) {
 		c->tls_want = dir == TLS_WANT_WRITE;
-		c->out_armed = c->tls_want || c->qlen > 0;
+		c->out_armed = c->tls_want || c->q != NULL;
 		ep_mod(c);
 	}
 	return n;
@@ -1583,7 +1624,7 @@ conn_read(struct ws_conn *c)
 		/* The peer is gone, or has half-closed after its last
 		 * request: what it was answered still goes out first
 		 * (RFC 9112 §9.6), then we close. */
-		if (c->qlen > 0 && c->state != C_LINGER && c->state != C_WS &&
+		if (c->q != NULL && c->state != C_LINGER && c->state != C_WS &&
 		    c->state != C_STREAM) {
 			c->rd_eof = 1;
 			c->out_armed = 1;
@@ -1631,7 +1672,7 @@ conn_event(struct loop_src *s, uint32_t events)
 	while (!c->dead && c->ssl != NULL && tls_pending(c->ssl) > 0)
 		conn_read(c);
 	if (!c->dead && ((events & EPOLLOUT) || (c->ssl != NULL &&
-	    c->tls_retry > 0)))
+	    c->q != NULL && c->q->tls_retry > 0)))
 		conn_flush(c);
 }
 
@@ -1665,7 +1706,7 @@ ws_conn_info(const struct ws_conn *c, struct ws_conn_info *out)
 {
 	out->id = c->id;
 	out->age_s = loop_now_ms() / 1000 - c->born_s;
-	out->queued = c->qbytes;
+	out->queued = queued(c);
 	out->rtt_ms = c->rtt_ms == UINT16_MAX ? -1 : c->rtt_ms;
 	out->stream = c->streamed;
 	out->tls = c->ssl != NULL;
@@ -1751,7 +1792,7 @@ sweep(void *arg)
 		case C_STREAM:
 			/* A comment now and then keeps proxies from closing
 			 * an event stream that has had nothing to say. */
-			if (c->qlen == 0 &&
+			if (c->q == NULL &&
 			    loop_now_ms() - c->ping_at >= cfg.ping_interval_ms) {
 				static const char hb[] = ":\n\n";
 				struct ws_buf *b = ws_buf_new(sizeof hb - 1);
@@ -1861,7 +1902,7 @@ ws_shutdown(void)
 		if (c->state == C_WS || c->state == C_STREAM)
 			send_close(c, WS_CLOSE_GOING_AWAY, "shutting down",
 			    W_SHUTDOWN);
-		else if (c->state == C_HTTP && c->qlen == 0 &&
+		else if (c->state == C_HTTP && c->q == NULL &&
 		    (c->in == NULL || c->in->hlen == 0))
 			conn_kill(c, W_SHUTDOWN);
 	}
@@ -1874,27 +1915,42 @@ ws_shutdown(void)
 static void
 input_later(struct ws_conn *c)
 {
-	if (!c->later) {
-		c->later = 1;
-		c->later_next = later_list;
-		later_list = c;
+	if (c->later)
+		return;
+	if (nlater == later_cap) {
+		uint32_t ncap = later_cap ? later_cap * 2 : 16;
+		struct ws_conn **n = realloc(later_conns, ncap * sizeof *n);
+
+		if (n == NULL) {
+			conn_kill(c, W_INTERNAL);
+			return;
+		}
+		later_conns = n;
+		later_cap = ncap;
 	}
+	c->later = 1;
+	later_conns[nlater++] = c;
 }
 
+/* The turn's start: the requests left last turn, in their order.  Those
+ * left again go behind (input_later appends). */
 static void
 input_all(void)
 {
-	struct ws_conn *list = later_list;
+	uint32_t n = nlater;
 
-	later_list = NULL;
-	while (list != NULL) {
-		struct ws_conn *c = list;
+	if (n == 0)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		struct ws_conn *c = later_conns[i];
 
-		list = c->later_next;
 		c->later = 0;
 		if (!c->dead && c->state == C_HTTP && c->in != NULL)
 			http_input(c);
 	}
+	memmove(later_conns, later_conns + n,
+	    (nlater - n) * sizeof *later_conns);
+	nlater -= n;
 }
 
 static void
@@ -1916,13 +1972,13 @@ flush_all(void)
 static int
 turn_timeout(void)
 {
-	return later_list != NULL ? 0 : drain_until != 0 ? 50 : -1;
+	return nlater > 0 ? 0 : drain_until != 0 ? 50 : -1;
 }
 
 /*
  * The end of a turn: the layer above's batch (handlers.turn), then every queue
  * written.  Reaping may queue output (see reap()): go round until nothing
- * is left to write or to free this turn (one left on the input list is
+ * is left to write or to free this turn (one left in later_conns is
  * freed next turn).
  */
 static void
@@ -1958,7 +2014,8 @@ ws_run(void (*on_hup)(void))
 	do {
 		input_all();
 		flush_all();
-	} while (reap() > 0 || later_list != NULL || flush_list != NULL);
+	} while (reap() > 0 || nlater > 0 || flush_list != NULL);
+	free(later_conns);
 	stopped = 1;
 	loop_free();
 	log_msg(LOG_INFO, "stopped");
