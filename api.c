@@ -655,8 +655,8 @@ conn_json(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 	json_put_cstr(pg->jb, num);
 	json_put_str(pg->jb, ci.peer, strlen(ci.peer));
 	json_put_cstr(pg->jb, ",\"subject\":");
-	if (a->claims.sub != NULL)
-		json_put_str(pg->jb, a->claims.sub, strlen(a->claims.sub));
+	if (a->claims != NULL && a->claims->sub != NULL)
+		json_put_str(pg->jb, a->claims->sub, strlen(a->claims->sub));
 	else
 		json_put_cstr(pg->jb, "null");
 	json_put_cstr(pg->jb, ",\"session\":");

@@ -125,6 +125,18 @@ hub_name_valid(const char *s, size_t n)
 	return auth_group_valid(s, n);	/* one definition, in the pure layer */
 }
 
+const struct auth_claims *
+hub_claims(const struct ws_app_conn *a)
+{
+	/* With tokens on, every connection showed one (a SIGHUP cannot
+	 * turn them on); none is there to fail closed all the same. */
+	static const struct auth_claims none;
+
+	if (hub_cfg.token_secret == NULL)
+		return NULL;
+	return a->claims != NULL ? a->claims : &none;
+}
+
 int
 hub_may_read(const struct auth_claims *claims, const char *name, size_t n)
 {
@@ -802,8 +814,8 @@ send_one(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 static void
 send_star(struct ws_conn *c, struct ws_app_conn *a, void *arg)
 {
-	if (a != NULL && (hub_cfg.token_secret == NULL ||
-	    auth_may_join_all(&a->claims)))
+	if (a != NULL && (hub_claims(a) == NULL ||
+	    auth_may_join_all(hub_claims(a))))
 		send_one(c, a, arg);
 }
 

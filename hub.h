@@ -145,6 +145,9 @@ struct json_doc;
 int	hub_may_read(const struct auth_claims *claims, const char *name,
 	    size_t n);
 
+/* a's token claims, or NULL when tokens are off. */
+const struct auth_claims *hub_claims(const struct ws_app_conn *a);
+
 /*
  * The group called name, created when create is set and it does not
  * exist.  NULL when absent, or when it cannot be created (out of memory
@@ -337,7 +340,7 @@ struct hub_sub {
  * the membership (subs, nsubs, subcap, nreplay, first) is hub.c's;
  * session is session_events.c's, attached and detached by routes.c;
  * claims are routes.c's; the rate bucket is proto.c's.  It is kept small
- * (88 bytes, a 96-byte malloc chunk): an idle subscriber is this, its
+ * (72 bytes, an 80-byte malloc chunk): an idle subscriber is this, its
  * ws_conn and its entry in the group's list (bench/README.md, "Idle
  * memory").  The first membership lives in place, so a connection in
  * one group makes no second allocation; subs points at first until a
@@ -355,7 +358,7 @@ struct ws_app_conn {
 					 * low 32 bits of loop_now_ms()), and */
 	float		 bucket;	/*   the publishes left */
 	struct sess	*session;	/* /ws/sessions/ID, else NULL */
-	struct auth_claims claims;	/* owned; zero without tokens */
+	struct auth_claims *claims;	/* owned; NULL without a token */
 	struct hub_sub	 first;
 };
 

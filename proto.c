@@ -171,13 +171,6 @@ on_get_status(struct msg *m)
 	hub_reply(m->c, &jb);
 }
 
-/* The token's claims, or NULL when tokens are off. */
-static const struct auth_claims *
-claims_of(const struct ws_app_conn *a)
-{
-	return hub_config()->token_secret != NULL ? &a->claims : NULL;
-}
-
 static void
 on_subscribe(struct msg *m)
 {
@@ -195,7 +188,7 @@ on_subscribe(struct msg *m)
 		return;
 	}
 	/* Rights first: a refused subscribe creates no group. */
-	if (!hub_may_read(claims_of(m->a), name, n)) {
+	if (!hub_may_read(hub_claims(m->a), name, n)) {
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}
@@ -337,7 +330,7 @@ on_publish(struct msg *m)
 		return;
 	}
 	rc = hub_client_publish(name, n, &m->doc, json_find(&m->doc, 0,
-	    "event"), json_find(&m->doc, 0, "data"), claims_of(m->a), &r,
+	    "event"), json_find(&m->doc, 0, "data"), hub_claims(m->a), &r,
 	    publish_done, l);
 	if (rc == 1)
 		return;		/* answered by publish_done() */
@@ -395,7 +388,7 @@ on_get_history(struct msg *m)
 		return;
 	/* The same answer whether or not the group exists: a token may not
 	 * learn the names of groups it does not grant. */
-	if (!hub_may_read(claims_of(m->a), name, n)) {
+	if (!hub_may_read(hub_claims(m->a), name, n)) {
 		fail(m, HUB_E_FORBIDDEN, "the token does not grant this group");
 		return;
 	}

@@ -251,11 +251,12 @@ verify(const char *tok, size_t n, struct auth_claims *claims)
 
 /*
  * The token from ?token= or "Authorization: Bearer", verified.  Returns 0
- * with *claims filled, or 401.
+ * with a->claims made, 401, or 503 (out of memory).
  */
 static int
-check_token(const struct http_req *req, struct auth_claims *claims)
+check_token(const struct http_req *req, struct ws_app_conn *a)
 {
+	struct auth_claims claims;
 	char tok[AUTH_MAX_TOKEN + 1];
 	struct http_slice bearer = http_bearer(req);
 	const char *p = tok;
@@ -270,14 +271,27 @@ check_token(const struct http_req *req, struct auth_claims *claims)
 		log_msg(LOG_INFO, "upgrade refused reason=\"no token\"");
 		return 401;
 	}
-	rc = verify(p, n, claims);
+	rc = verify(p, n, &claims);
 	OPENSSL_cleanse(tok, sizeof tok);
 	if (rc != AUTH_OK) {
 		log_msg(LOG_INFO, "upgrade refused reason=\"%s\"",
 		    auth_strerror(rc));
 		return 401;
 	}
+	if ((a->claims = malloc(sizeof *a->claims)) == NULL) {
+		auth_claims_free(&claims);
+		return 503;
+	}
+	*a->claims = claims;
 	return 0;
+}
+
+static void
+claims_free(struct ws_app_conn *a)
+{
+	auth_claims_free(a->claims);
+	free(a->claims);
+	a->claims = NULL;
 }
 
 /* ==== Paths ========================================================== */
@@ -390,9 +404,9 @@ routes_upgrade(struct ws_conn *c, const struct http_req *req,
 		goto refuse_400;
 	opening.has_since = rc;
 	if (token_secret.p != NULL) {
-		if ((status = check_token(req, &a->claims)) != 0)
+		if ((status = check_token(req, a)) != 0)
 			goto refuse;
-		if (!auth_may_join(&a->claims, name, n)) {
+		if (!auth_may_join(a->claims, name, n)) {
 			status = 403;
 			goto refuse;
 		}
@@ -417,7 +431,7 @@ refuse_400:
 refuse:
 	if (a->session != NULL)
 		sess_detach(a->session);
-	auth_claims_free(&a->claims);
+	claims_free(a);
 	free(a);
 	return status;
 }
@@ -455,7 +469,7 @@ routes_closed(struct ws_conn *c, struct ws_app_conn *a)
 	}
 	if (a->session != NULL)
 		sess_detach(a->session);
-	auth_claims_free(&a->claims);
+	claims_free(a);
 	free(a);
 }
 
@@ -588,11 +602,11 @@ routes_sse(const struct api_req *r)
 	a->c = r->c;
 	a->sse = 1;
 	if (token_secret.p != NULL) {
-		if ((status = check_token(r->h, &a->claims)) != 0)
+		if ((status = check_token(r->h, a)) != 0)
 			goto refuse;
 		status = 403;
 		for (i = 0; i < sr.n; i++)
-			if (!auth_may_join(&a->claims, sr.name[i],
+			if (!auth_may_join(a->claims, sr.name[i],
 			    strlen(sr.name[i])))
 				goto refuse;
 	}
@@ -626,7 +640,7 @@ routes_sse(const struct api_req *r)
 	return;
 refuse:
 	hub_unsubscribe_all(a);
-	auth_claims_free(&a->claims);
+	claims_free(a);
 	free(a);
 	if (status == 401)
 		ws_http_error(r->c, 401, "unauthorized", "this stream needs a "
@@ -645,8 +659,8 @@ refuse:
 static void
 expire_one(struct ws_conn *c, struct ws_app_conn *a, void *now)
 {
-	if (a != NULL && a->claims.exp != 0 &&
-	    *(int64_t *)now - AUTH_LEEWAY_S >= a->claims.exp)
+	if (a != NULL && a->claims != NULL && a->claims->exp != 0 &&
+	    *(int64_t *)now - AUTH_LEEWAY_S >= a->claims->exp)
 		ws_close(c, WS_CLOSE_POLICY, "token expired");
 }
 
