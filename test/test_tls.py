@@ -1,6 +1,7 @@
 """TLS over loopback: wss and https with Python's ssl module as an
-independent client, certificate reload on SIGHUP, a refused bad
-certificate, and a stalled handshake closed by the handshake timeout.
+independent client, the TLS 1.3 suite order and session tickets,
+certificate reload on SIGHUP, a refused bad certificate, and a stalled
+handshake closed by the handshake timeout.
 
 Certificates are made at test time by the openssl command.
 """
@@ -155,6 +156,42 @@ def test_stalled_handshake(cert, key):
         check("server still serves", data.startswith(b"HTTP/1.1 200"))
 
 
+def s_client(port, *args):
+    """One HTTP request through openssl s_client; its whole output."""
+    req = (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           b"Connection: close\r\n\r\n")
+    p = subprocess.run(["openssl", "s_client", "-connect",
+                        "127.0.0.1:%d" % port, "-ign_eof"] + list(args),
+                       input=req, capture_output=True, timeout=DEADLINE)
+    return (p.stdout + p.stderr).decode("latin-1")
+
+
+def test_suites_and_tickets(d, cert, key):
+    """TLS 1.3: AES-128-GCM is preferred (cheaper records and key
+    schedule), except for a client that puts ChaCha20 first; one session
+    ticket after a full handshake, and it resumes."""
+    with Server("--tls-cert", cert, "--tls-key", key) as s:
+        raw = socket.create_connection(("127.0.0.1", s.port),
+                                       timeout=DEADLINE)
+        t = client_ctx().wrap_socket(raw)
+        suite = t.cipher()[0]
+        t.close()
+        check("python's default client gets TLS_AES_128_GCM_SHA256",
+              suite == "TLS_AES_128_GCM_SHA256", suite)
+        out = s_client(s.port, "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256:"
+                       "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384")
+        check("a ChaCha20-first client gets ChaCha20",
+              "Cipher is TLS_CHACHA20_POLY1305_SHA256" in out, out[-600:])
+        sess = os.path.join(d, "sess.pem")
+        out = s_client(s.port, "-sess_out", sess)
+        check("one ticket after a full handshake",
+              out.count("New Session Ticket arrived") == 1 and
+              "HTTP/1.1 200" in out, out[-600:])
+        out = s_client(s.port, "-sess_in", sess)
+        check("the ticket resumes", "Reused, TLSv1.3" in out and
+              "HTTP/1.1 200" in out, out[-600:])
+
+
 def test_bad_files(d):
     bad = os.path.join(d, "missing.pem")
     p = subprocess.run([os.environ.get("WSD", "./wsd"), "--listen",
@@ -172,6 +209,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as d:
         cert, key = make_cert(d, "first", "first.example")
         test_https_and_wss(cert, key)
+        test_suites_and_tickets(d, cert, key)
         test_reload(d, cert, key)
         test_stalled_handshake(cert, key)
         test_bad_files(d)
