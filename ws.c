@@ -1592,33 +1592,36 @@ conn_recv(struct ws_conn *c, size_t cap)
 	return n;
 }
 
-static void
+/* Returns the bytes read: 0 when nothing was (the end, EAGAIN, an error,
+ * or no room). */
+static ssize_t
 conn_read(struct ws_conn *c)
 {
 	size_t cap = sizeof rbuf;
 	ssize_t n;
 
 	if (c->rd_eof)
-		return;
+		return 0;
 	/* Whatever is left unread stays in the socket, and level-triggered
 	 * epoll brings us back for it. */
 	if (c->state == C_HTTP && http_room(c) < cap)
 		cap = http_room(c);
 	if (cap == 0) {
 		/* The buffer is full of requests left for the next turn
-		 * (input_later): read again once they are answered.
+		 * (input_later) or waiting behind a deferred answer: read
+		 * again once they are answered (input_all, tls_drain).
 		 * Otherwise it cannot happen: a whole request always fits
 		 * and is answered before more is read.  Refuse, not spin. */
-		if (!c->later)
+		if (!c->later && !c->deferred)
 			conn_kill(c, W_TOO_BIG);
-		return;
+		return 0;
 	}
 	n = conn_recv(c, cap);
 
 	if (n == -1) {
 		if (errno != EAGAIN && errno != EINTR)
 			conn_kill(c, errno == EPROTO ? W_TLS : W_RESET);
-		return;
+		return 0;
 	}
 	if (n == 0) {
 		/* The peer is gone, or has half-closed after its last
@@ -1629,10 +1632,10 @@ conn_read(struct ws_conn *c)
 			c->rd_eof = 1;
 			c->out_armed = 1;
 			ep_mod(c);
-			return;
+			return 0;
 		}
 		conn_kill(c, W_PEER);
-		return;
+		return 0;
 	}
 	ws_stats.bytes_in += n;
 	c->last_rx = loop_now_ms();
@@ -1640,7 +1643,7 @@ conn_read(struct ws_conn *c)
 	case C_HTTP:
 		if (http_append(c, rbuf, n) == -1) {
 			conn_kill(c, W_INTERNAL);
-			return;
+			return 0;
 		}
 		http_input(c);
 		break;
@@ -1650,6 +1653,22 @@ conn_read(struct ws_conn *c)
 	default:
 		break;		/* a stream's reader says nothing; closing */
 	}
+	return n;
+}
+
+/*
+ * OpenSSL may hold a record already read from the socket, which epoll
+ * cannot see: read it while it has somewhere to go.  A read that takes
+ * nothing (the request buffer full behind a deferred answer or requests
+ * left for the next turn) stops it; input_all() comes back for the rest
+ * once those are answered.
+ */
+static void
+tls_drain(struct ws_conn *c)
+{
+	while (!c->dead && c->ssl != NULL && tls_pending(c->ssl) > 0 &&
+	    conn_read(c) > 0)
+		;
 }
 
 static void
@@ -1667,10 +1686,7 @@ conn_event(struct loop_src *s, uint32_t events)
 	    EPOLLERR))) ||
 	    (c->tls_want && (events & EPOLLOUT)))
 		conn_read(c);
-	/* OpenSSL may hold a whole record already read from the socket,
-	 * which epoll cannot see. */
-	while (!c->dead && c->ssl != NULL && tls_pending(c->ssl) > 0)
-		conn_read(c);
+	tls_drain(c);
 	if (!c->dead && ((events & EPOLLOUT) || (c->ssl != NULL &&
 	    c->q != NULL && c->q->tls_retry > 0)))
 		conn_flush(c);
@@ -1945,8 +1961,10 @@ input_all(void)
 		struct ws_conn *c = later_conns[i];
 
 		c->later = 0;
-		if (!c->dead && c->state == C_HTTP && c->in != NULL)
+		if (!c->dead && c->state == C_HTTP && c->in != NULL) {
 			http_input(c);
+			tls_drain(c);
+		}
 	}
 	memmove(later_conns, later_conns + n,
 	    (nlater - n) * sizeof *later_conns);
@@ -2016,6 +2034,8 @@ ws_run(void (*on_hup)(void))
 		flush_all();
 	} while (reap() > 0 || nlater > 0 || flush_list != NULL);
 	free(later_conns);
+	later_conns = NULL;
+	later_cap = 0;
 	stopped = 1;
 	loop_free();
 	log_msg(LOG_INFO, "stopped");
