@@ -41,7 +41,8 @@ import threading
 import time
 
 from wsdtest import (DEADLINE, Server, check, count, done, free_port, http,
-                     http_json, make_cert, redis_cmd, wait_for)
+                     http_json, make_cert, read_to_end, redis_cmd, tls_socket,
+                     wait_for)
 
 REDIS = "/usr/bin/redis-server"
 TMP = tempfile.mkdtemp(prefix="wsd-cluster-")
@@ -599,27 +600,13 @@ def fanout_1000(r, nodes):
           (len(nodes), burst), complete == 1000, "%d complete" % complete)
 
 
-def tls_client(port):
-    """A TLS socket to a node (its certificate is not checked)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-    return ctx.wrap_socket(raw)
-
-
 def tls_get(port, path):
     """(status, answer) of one GET over TLS; (None, why) when it fails."""
     try:
-        t = tls_client(port)
+        t = tls_socket(port)
         t.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Connection: close\r\n\r\n" % path.encode())
-        data = b""
-        while True:
-            d = t.recv(65536)
-            if not d:
-                break
-            data += d
+        data = read_to_end(t)
         t.close()
     except (OSError, ssl.SSLError) as e:
         return None, repr(e)
@@ -653,7 +640,7 @@ def tls_deferred_pipeline():
         blob = get * before + post + get * 100
         statuses, buf = [], b""
         try:
-            t = tls_client(srv.port)
+            t = tls_socket(srv.port)
             t.sendall(blob)     # one SSL_write: one record of 5-6 KB
             while len(statuses) < before + 101:
                 d = t.recv(65536)

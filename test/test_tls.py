@@ -14,16 +14,8 @@ import ssl
 import subprocess
 import tempfile
 
-from wsdtest import (Server, WS, check, done, make_cert, wait_for, OP_TEXT,
-                     OP_BIN, DEADLINE)
-
-
-def client_ctx():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+from wsdtest import (Server, WS, check, done, make_cert, read_to_end,
+                     tls_ctx, tls_socket, wait_for, OP_TEXT, OP_BIN, DEADLINE)
 
 
 def peer_cn(tls_sock):
@@ -38,21 +30,14 @@ class TLSWS(WS):
     """The harness's raw client over a TLS socket."""
 
     def __init__(self, port, path="/echo"):
-        raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-        super().__init__(port, path, sock=client_ctx().wrap_socket(raw))
+        super().__init__(port, path, sock=tls_socket(port))
 
 
 def https_get(port, path):
-    raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-    t = client_ctx().wrap_socket(raw)
+    t = tls_socket(port)
     t.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close"
                "\r\n\r\n" % path).encode())
-    data = b""
-    while True:
-        d = t.recv(65536)
-        if not d:
-            break
-        data += d
+    data = read_to_end(t)
     proto, alpn, cn = t.version(), t.selected_alpn_protocol(), peer_cn(t)
     t.close()
     return data, proto, alpn, cn
@@ -81,7 +66,7 @@ def test_https_and_wss(cert, key):
 
         async def wss():
             async with websockets.connect(
-                    "wss://127.0.0.1:%d/echo" % s.port, ssl=client_ctx(),
+                    "wss://127.0.0.1:%d/echo" % s.port, ssl=tls_ctx(),
                     max_size=None) as w:
                 await w.send("hello")
                 ok = await w.recv() == "hello"
@@ -171,9 +156,7 @@ def test_suites_and_tickets(d, cert, key):
     schedule), except for a client that puts ChaCha20 first; one session
     ticket after a full handshake, and it resumes."""
     with Server("--tls-cert", cert, "--tls-key", key) as s:
-        raw = socket.create_connection(("127.0.0.1", s.port),
-                                       timeout=DEADLINE)
-        t = client_ctx().wrap_socket(raw)
+        t = tls_socket(s.port)
         suite = t.cipher()[0]
         t.close()
         check("python's default client gets TLS_AES_128_GCM_SHA256",

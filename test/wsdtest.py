@@ -17,6 +17,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -80,6 +81,32 @@ def make_cert(d, name, cn, san=None):
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return cert, key
+
+
+def tls_ctx():
+    """A TLS client context offering ALPN http/1.1 that does not check
+    the (self-signed) certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def tls_socket(port):
+    """A TLS client socket to 127.0.0.1:port (tls_ctx())."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    return tls_ctx().wrap_socket(raw)
+
+
+def read_to_end(sock):
+    """Everything sock receives until the peer closes."""
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d
 
 
 def _resp_end(d, i=0):
