@@ -602,6 +602,7 @@ routes_sse(const struct api_req *r)
 	a->c = r->c;
 	a->sse = 1;
 	if (token_secret.p != NULL) {
+		why = "out of memory";	/* with 503; 401 says its own */
 		if ((status = check_token(r->h, a)) != 0)
 			goto refuse;
 		status = 403;
@@ -613,6 +614,7 @@ routes_sse(const struct api_req *r)
 	/* Each group joined as it is made: a member's group is not idle,
 	 * so making the next cannot evict it. */
 	status = 503;
+	why = "no room for the stream's groups";
 	for (i = 0; i < sr.n; i++) {
 		struct hub_group *g = hub_group(sr.name[i], strlen(sr.name[i]),
 		    1);
@@ -649,8 +651,7 @@ refuse:
 		ws_http_error(r->c, 403, "forbidden", "the token does not "
 		    "grant every group", NULL);
 	else
-		ws_http_error(r->c, 503, "unavailable", "no room for the "
-		    "stream's groups", NULL);
+		ws_http_error(r->c, 503, "unavailable", why, NULL);
 }
 
 /* RFC 7519 §4.1.4 with the same leeway as at the upgrade: a connection

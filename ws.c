@@ -318,21 +318,21 @@ ring_release(struct ws_conn *c, int keep_pinned)
 static int
 conn_push(struct ws_conn *c, struct ws_buf *b)
 {
-	uint32_t pos = c->q != NULL ? c->q->len : 0;
+	struct ws_queue *q = c->q;
+	uint32_t len = q != NULL ? q->len : 0, pos = len;
 
 	if (b->ctrl) {
 		uint32_t nctrl = 0;
 
-		pos = pinned(c->q);
-		while (pos < (c->q != NULL ? c->q->len : 0) &&
-		    (*ring_at(c->q, pos))->ctrl) {
+		pos = pinned(q);
+		while (pos < len && (*ring_at(q, pos))->ctrl) {
 			pos++;
 			nctrl++;
 		}
 		/* §5.5.3 lets a pong answer only the latest ping: past the
 		 * bound, a new pong replaces the last one still queued. */
 		if (nctrl >= WS_MAX_CTRL) {
-			struct ws_buf **last = ring_at(c->q, pos - 1);
+			struct ws_buf **last = ring_at(q, pos - 1);
 
 			if ((b->data[0] & 0x0f) != WS_OP_PONG ||
 			    ((*last)->data[0] & 0x0f) != WS_OP_PONG)
@@ -1213,7 +1213,6 @@ head_ok(struct ws_conn *c, const struct http_req *req, int body_in)
  * body (n = 0 gives back what it held; so does freeing c->in).  Returns
  * 0, or -1 past the limit.
  */
-
 static int
 body_hold(struct ws_conn *c, size_t n)
 {
